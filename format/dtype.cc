@@ -11,14 +11,16 @@ std::string_view dtype_name(DType t) {
     case DType::bf16: return "bf16";
     case DType::i8: return "i8";
     case DType::i32: return "i32";
+    case DType::i64: return "i64";
+    case DType::boolean: return "bool";
   }
   return "?";
 }
 
 DType parse_dtype(std::string_view name) {
-  for (DType t : {DType::f32, DType::f16, DType::bf16, DType::i8, DType::i32})
+  for (DType t : {DType::f32, DType::f16, DType::bf16, DType::i8, DType::i32, DType::i64, DType::boolean})
     if (dtype_name(t) == name) return t;
-  fail("unknown dtype '{}' (expected f32, f16, bf16, i8 or i32)", name);
+  fail("unknown dtype '{}' (expected f32, f16, bf16, i8, i32, i64 or bool)", name);
 }
 
 float f16_to_f32(uint16_t h) {

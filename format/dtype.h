@@ -6,8 +6,9 @@
 
 namespace sparse24 {
 
-/// Element type of a tensor. i32 is for accumulators and integer results.
-enum class DType : uint8_t { f32, f16, bf16, i8, i32 };
+/// Element type of a tensor. i32 is for accumulators and integer results; i64 and boolean (one byte, 0 or 1)
+/// carry indices, shapes and masks through the engine.
+enum class DType : uint8_t { f32, f16, bf16, i8, i32, i64, boolean };
 
 /// Bytes per element.
 constexpr size_t dtype_size(DType t) {
@@ -17,6 +18,8 @@ constexpr size_t dtype_size(DType t) {
     case DType::bf16: return 2;
     case DType::i8: return 1;
     case DType::i32: return 4;
+    case DType::i64: return 8;
+    case DType::boolean: return 1;
   }
   return 0;
 }

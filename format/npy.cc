@@ -20,7 +20,9 @@ Tensor NpyArray::to_tensor() const {
   else if (descr == "<f2") t = DType::f16;
   else if (descr == "|i1" || descr == "<i1") t = DType::i8;
   else if (descr == "<i4") t = DType::i32;
-  else fail("unsupported .npy element type '{}' (float32, float16, int8 or int32)", descr);
+  else if (descr == "<i8") t = DType::i64;
+  else if (descr == "|b1") t = DType::boolean;
+  else fail("unsupported .npy element type '{}' (float32, float16, int8, int32, int64 or bool)", descr);
   Tensor out(t, shape);
   std::memcpy(out.bytes(), data.data(), out.nbytes());
   return out;
@@ -71,6 +73,8 @@ void write_npy(const std::filesystem::path& path, const Tensor& t) {
     case DType::bf16: descr = "<u2"; break;
     case DType::i8: descr = "|i1"; break;
     case DType::i32: descr = "<i4"; break;
+    case DType::i64: descr = "<i8"; break;
+    case DType::boolean: descr = "|b1"; break;
   }
   std::string dims;
   for (int64_t d : t.shape()) dims += std::to_string(d) + ", ";

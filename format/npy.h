@@ -16,7 +16,7 @@ struct NpyArray {
   std::vector<std::byte> data;
   /// Bytes per element of descr.
   size_t item_size() const;
-  /// As a Tensor when descr is float32, float16, int8 or int32; throws Error otherwise.
+  /// As a Tensor when descr is float32, float16, int8, int32, int64 or bool; throws Error otherwise.
   /// (bfloat16 has no NumPy type: callers reinterpret '<u2'/'<i2' bits themselves.)
   Tensor to_tensor() const;
 };

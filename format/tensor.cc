@@ -30,6 +30,8 @@ float Tensor::get(int64_t i) const {
     case DType::bf16: return bf16_to_f32(data<uint16_t>()[i]);
     case DType::i8: return float(data<int8_t>()[i]);
     case DType::i32: return float(data<int32_t>()[i]);
+    case DType::i64: return float(data<int64_t>()[i]);
+    case DType::boolean: return float(data<uint8_t>()[i] != 0);
   }
   return 0;
 }
@@ -48,6 +50,8 @@ void Tensor::set(int64_t i, float v) {
     case DType::bf16: data<uint16_t>()[i] = f32_to_bf16(v); break;
     case DType::i8: data<int8_t>()[i] = saturate<int8_t>(v); break;
     case DType::i32: data<int32_t>()[i] = saturate<int32_t>(v); break;
+    case DType::i64: data<int64_t>()[i] = saturate<int64_t>(v); break;
+    case DType::boolean: data<uint8_t>()[i] = v != 0.0f; break;
   }
 }
 

@@ -61,7 +61,7 @@ class Tensor {
     return reinterpret_cast<const T*>(storage_.data());
   }
 
-  /// Element i as float, whatever the dtype (exact for every dtype but large i32).
+  /// Element i as float, whatever the dtype (exact for every dtype but large i32/i64).
   float get(int64_t i) const;
   /// Stores v at element i, rounding to nearest even for f16/bf16, saturating for integers.
   void set(int64_t i, float v);

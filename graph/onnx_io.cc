@@ -103,6 +103,8 @@ std::optional<DType> dtype_from_onnx(int32_t type) {
     case TensorProto::BFLOAT16: return DType::bf16;
     case TensorProto::INT8: return DType::i8;
     case TensorProto::INT32: return DType::i32;
+    case TensorProto::INT64: return DType::i64;
+    case TensorProto::BOOL: return DType::boolean;
     default: return std::nullopt;
   }
 }
@@ -186,6 +188,9 @@ Tensor read_tensor(const TensorProto& t) {
   } else if (*dt == DType::f32) {
     if (t.float_data_size() != n) fail("tensor '{}': float_data size does not match its shape", t.name());
     std::memcpy(out.bytes(), t.float_data().data(), out.nbytes());
+  } else if (*dt == DType::i64) {
+    if (t.int64_data_size() != n) fail("tensor '{}': int64_data size does not match its shape", t.name());
+    std::memcpy(out.bytes(), t.int64_data().data(), out.nbytes());
   } else {
     if (t.int32_data_size() != n) fail("tensor '{}': int32_data size does not match its shape", t.name());
     for (int64_t i = 0; i < n; ++i) {
@@ -193,6 +198,7 @@ Tensor read_tensor(const TensorProto& t) {
       switch (*dt) {
         case DType::f16: case DType::bf16: out.data<uint16_t>()[i] = uint16_t(v); break;
         case DType::i8: out.data<int8_t>()[i] = int8_t(v); break;
+        case DType::boolean: out.data<uint8_t>()[i] = v != 0; break;
         default: out.data<int32_t>()[i] = v; break;
       }
     }
@@ -210,12 +216,15 @@ void write_tensor(TensorProto& t, const Tensor& value) {
     t.set_raw_data(std::string(reinterpret_cast<const char*>(value.bytes()), value.nbytes()));
   } else if (*dt == DType::f32) {
     t.mutable_float_data()->Assign(value.data<float>(), value.data<float>() + n);
+  } else if (*dt == DType::i64) {
+    t.mutable_int64_data()->Assign(value.data<int64_t>(), value.data<int64_t>() + n);
   } else {
     auto* f = t.mutable_int32_data();
     for (int64_t i = 0; i < n; ++i) {
       switch (*dt) {
         case DType::f16: case DType::bf16: f->Set(int(i), value.data<uint16_t>()[i]); break;
         case DType::i8: f->Set(int(i), value.data<int8_t>()[i]); break;
+        case DType::boolean: f->Set(int(i), value.data<uint8_t>()[i]); break;
         default: f->Set(int(i), value.data<int32_t>()[i]); break;
       }
     }

@@ -31,7 +31,7 @@ std::optional<DType> dtype_from_onnx(int32_t onnx_type);
 /// The ONNX element type name ("FLOAT", "INT64", ...).
 std::string onnx_type_name(int32_t onnx_type);
 
-/// An initializer's data as a Tensor (f32, f16, bf16 or i8); throws Error for other element types.
+/// An initializer's data as a Tensor (any dtype of format/dtype.h); throws Error for other element types.
 Tensor read_tensor(const onnx::TensorProto& t);
 /// Replaces an initializer's data, keeping its storage kind (raw_data or typed field), dtype and dims.
 void write_tensor(onnx::TensorProto& t, const Tensor& value);

@@ -39,7 +39,8 @@ void decide(WeightSite& s, const onnx::TensorProto* init) {
     s.K = d[1];
     for (size_t i = 2; i < d.size(); ++i) s.K *= d[i];
   }
-  if (!dtype_from_onnx(s.onnx_type) || *dtype_from_onnx(s.onnx_type) == DType::i32) {
+  auto dt = dtype_from_onnx(s.onnx_type);
+  if (!dt || (*dt != DType::f32 && *dt != DType::f16 && *dt != DType::bf16 && *dt != DType::i8)) {
     s.reason = fmt::format("element type {} not supported (f32, f16, bf16, i8)", onnx_type_name(s.onnx_type));
     return;
   }

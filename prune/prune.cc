@@ -47,7 +47,8 @@ std::vector<PruneRecord> prune_model(OnnxModel& model, const PruneOptions& optio
   std::vector<PruneRecord> records;
   std::map<std::string, size_t> done;  // weight name -> record that pruned it (a weight may feed several nodes)
   for (WeightSite& site : find_weight_sites(graph)) {
-    PruneRecord rec{site};
+    PruneRecord rec;
+    rec.site = site;
     auto matches = [&](const std::regex& re) {
       return std::regex_search(site.node, re) || std::regex_search(site.weight, re);
     };

@@ -63,7 +63,9 @@ TEST_P(Reference24, SparseEqualsDenseOnDecompressedBitForBit) {
             << dtype_name(dtype) << " M=" << s.M << " N=" << s.N << " K=" << s.K << " integer=" << integer;
         bool any_nonzero = false;
         for (float v : want) any_nonzero |= v != 0;
-        if (act == Activation::none) EXPECT_TRUE(any_nonzero);  // an all-zero result would prove nothing
+        if (act == Activation::none) {
+          EXPECT_TRUE(any_nonzero);  // an all-zero result would prove nothing
+        }
       }
 }
 
