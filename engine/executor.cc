@@ -1,11 +1,17 @@
 #include "engine/executor.h"
 
+#include <chrono>
+
 #include "util/error.h"
 
 namespace sparse24::engine {
 
 Executor::Executor(Graph graph) : graph_(std::move(graph)) {
   for (const Node& n : graph_.nodes) {
+    if (n.state) {
+      runs_.push_back(nullptr);
+      continue;
+    }
     const OpInfo* op = find_op(n.op);
     if (!op) fail("node '{}': op {} is not supported by the sparse24 engine", n.name, n.op);
     runs_.push_back(op->run);
@@ -30,7 +36,7 @@ static void check_input(const Value& v, const Tensor& t) {
          shape_str(v.declared_shape));
 }
 
-std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs) const {
+std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs, const NodeObserver& observer) const {
   std::vector<Tensor> slots(graph_.values.size());
   std::vector<const Tensor*> ptr(graph_.values.size(), nullptr);
   for (size_t i = 0; i < graph_.values.size(); ++i)
@@ -56,7 +62,13 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs) c
     in.clear();
     for (ValueId v : n.inputs) in.push_back(v == kNoValue ? nullptr : ptr[size_t(v)]);
     out.assign(n.outputs.size(), Tensor());
-    runs_[i](n, in, out);
+    auto t0 = observer ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    if (n.state)
+      n.state->run(n, in, out);
+    else
+      runs_[i](n, in, out);
+    if (observer)
+      observer(i, in, out, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       ValueId v = n.outputs[o];
       if (v == kNoValue) continue;

@@ -1,6 +1,7 @@
 #pragma once
 // Runs a Graph: feeds the inputs, runs the nodes in order, frees each intermediate tensor after its last
 // use, and returns the graph outputs.
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -10,6 +11,11 @@
 
 namespace sparse24::engine {
 
+/// Called after each node runs (for profiling and for recording shapes): node index, its inputs and
+/// outputs, and the milliseconds it took.
+using NodeObserver =
+    std::function<void(size_t node, std::span<const Tensor* const> inputs, std::span<const Tensor> outputs, double ms)>;
+
 /// A prepared graph, ready to run many times.
 class Executor {
  public:
@@ -18,7 +24,7 @@ class Executor {
 
   /// Runs the graph on named inputs; returns the outputs in graph order. Throws Error on a missing or
   /// unknown input name, a wrong dtype or a shape that contradicts the declared one.
-  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs) const;
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, const NodeObserver& observer = {}) const;
 
   const Graph& graph() const { return graph_; }
 

@@ -2,7 +2,9 @@
 // The engine's in-memory graph: values (named tensors, some constant) and nodes in topological order,
 // imported from ONNX. Shapes are dynamic: each op computes its output shapes when it runs.
 #include <map>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -37,6 +39,15 @@ class Attributes {
   std::map<std::string, Attr> attrs_;
 };
 
+/// State an engine-internal node carries (a prepared weight and its chosen kernel). A node with state runs
+/// through it instead of the op table.
+struct NodeState {
+  virtual ~NodeState() = default;
+  /// Runs the node: the same contract as an OpRun.
+  virtual void run(const struct Node& node, std::span<const Tensor* const> inputs,
+                   std::span<Tensor> outputs) const = 0;
+};
+
 /// One operation.
 struct Node {
   std::string name;                  ///< unique; "<op>#<index>" when the model gave none
@@ -45,6 +56,7 @@ struct Node {
   std::vector<ValueId> inputs;       ///< kNoValue for an absent optional input
   std::vector<ValueId> outputs;
   Attributes attrs;
+  std::shared_ptr<const NodeState> state;  ///< set for engine-internal nodes (see NodeState)
 };
 
 /// A named tensor flowing through the graph.

@@ -1,0 +1,99 @@
+#include "engine/linear.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "kernels/cpu/spmm24.h"
+#include "util/error.h"
+
+namespace sparse24::engine {
+
+std::string_view tactic_name(Tactic t) { return t == Tactic::dense_blas ? "dense" : "2:4"; }
+
+LinearLayer::LinearLayer(Tensor weight, std::vector<float> bias, Activation act)
+    : weight_(std::move(weight)), bias_(std::move(bias)), act_(act) {
+  if (weight_.dtype() != DType::f32 || weight_.rank() != 2) fail("a linear layer needs an f32 [N][K] weight");
+  if (!bias_.empty() && int64_t(bias_.size()) != N()) fail("bias has {} values, the layer has {} outputs", bias_.size(), N());
+  is_24_ = K() % 4 == 0 && check_24(weight_).fraction() == 1.0;
+}
+
+void LinearLayer::add_bias(const std::vector<float>& b) {
+  if (int64_t(b.size()) != N()) fail("bias has {} values, the layer has {} outputs", b.size(), N());
+  if (bias_.empty()) bias_.assign(size_t(N()), 0.0f);
+  for (size_t i = 0; i < b.size(); ++i) bias_[i] += b[i];
+}
+
+void LinearLayer::set_activation(Activation act) {
+  if (act_ != Activation::none) fail("linear layer already has an activation");
+  act_ = act;
+}
+
+void LinearLayer::set_tactic(Tactic t) {
+  if (t == Tactic::sparse24_cpu) {
+    if (!is_24_) fail("the 2:4 tactic needs a 2:4 weight");
+    if (!packed_) packed_ = cpu::pack_24(compress_24(weight_));
+  }
+  tactic_ = t;
+}
+
+void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
+  if (bias_.empty() && act_ == Activation::none) return;
+  const int64_t n = N();
+  const float* b = bias_.empty() ? nullptr : bias_.data();
+#pragma omp parallel for schedule(static) if (M * n > 16384)
+  for (int64_t m = 0; m < M; ++m) {
+    float* y = Y + m * ldy;
+    if (b)
+      for (int64_t j = 0; j < n; ++j) y[j] += b[j];
+    if (act_ == Activation::relu)
+      for (int64_t j = 0; j < n; ++j) y[j] = std::max(y[j], 0.0f);
+    else if (act_ == Activation::gelu)
+      for (int64_t j = 0; j < n; ++j) y[j] = 0.5f * y[j] * (1.0f + std::erf(y[j] * float(M_SQRT1_2)));
+  }
+}
+
+void LinearLayer::run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t ldy) const {
+  if (tactic_ == Tactic::sparse24_cpu) {
+    cpu::Spmm24Args a;
+    a.M = M;
+    a.X = X;
+    a.ldx = ldx;
+    a.W = &*packed_;
+    a.bias = bias_.empty() ? nullptr : bias_.data();
+    a.act = act_;
+    a.Y = Y;
+    a.ldy = ldy;
+    cpu::spmm24(a);
+    return;
+  }
+  // OpenBLAS 0.3.21 does not route sgemm with M = 1 to sgemv, which is several times faster there.
+  if (M == 1)
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(N()), blasint(K()), 1.0f, weight_.data<float>(), blasint(K()), X,
+                1, 0.0f, Y, 1);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(M), blasint(N()), blasint(K()), 1.0f, X,
+                blasint(ldx), weight_.data<float>(), blasint(K()), 0.0f, Y, blasint(ldy));
+  epilogue(M, Y, ldy);
+}
+
+double LinearLayer::time_ms(Tactic t, int64_t M, int reps) {
+  Tactic saved = tactic_;
+  set_tactic(t);
+  std::vector<float> X(size_t(M * K()), 0.5f), Y(size_t(M * N()));
+  run(M, X.data(), K(), Y.data(), N());  // warm-up
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    run(M, X.data(), K(), Y.data(), N());
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  tactic_ = saved;
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace sparse24::engine

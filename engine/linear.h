@@ -1,0 +1,65 @@
+#pragma once
+// The GEMM every Gemm, MatMul and Conv with a constant weight lowers to:
+//   Y[M][N] = act(X[M][K] · W[N][K]ᵀ + bias)
+// It holds the weight once in the form its tactic reads (dense for BLAS, packed 2:4 for the CPU kernels),
+// prepared when the plan is built and never repacked per call.
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "format/pattern24.h"
+#include "kernels/cpu/packed24.h"
+#include "reference/gemm.h"
+
+namespace sparse24::engine {
+
+using reference::Activation;
+
+/// How a linear layer computes.
+enum class Tactic : uint8_t {
+  dense_blas,    ///< OpenBLAS sgemm (sgemv when M = 1)
+  sparse24_cpu,  ///< sparse24's 2:4 CPU kernels (kernels/cpu)
+};
+/// "dense" or "2:4".
+std::string_view tactic_name(Tactic t);
+
+/// A linear layer with a constant weight.
+class LinearLayer {
+ public:
+  /// weight: f32 [N][K] (the canonical form, groups along K). bias: empty or N values.
+  LinearLayer(Tensor weight, std::vector<float> bias, Activation act);
+
+  int64_t N() const { return weight_.dim(0); }
+  int64_t K() const { return weight_.dim(1); }
+  /// True when the weight follows 2:4 exactly, so the 2:4 tactic applies.
+  bool is_24() const { return is_24_; }
+  Tactic tactic() const { return tactic_; }
+  Activation activation() const { return act_; }
+  const std::vector<float>& bias() const { return bias_; }
+  const Tensor& weight() const { return weight_; }
+
+  /// Adds to the bias (fusing a following Add); makes one if there was none.
+  void add_bias(const std::vector<float>& b);
+  /// Sets the epilogue activation (fusing a following Relu/Gelu); only from none.
+  void set_activation(Activation act);
+  /// Chooses the tactic and prepares its weight form. Throws Error for 2:4 on a weight that is not 2:4.
+  void set_tactic(Tactic t);
+
+  /// Y = act(X · Wᵀ + bias) for M rows with the current tactic.
+  void run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t ldy) const;
+
+  /// Median time of `reps` runs of a tactic at M rows (on scratch data), in milliseconds.
+  double time_ms(Tactic t, int64_t M, int reps);
+
+ private:
+  void epilogue(int64_t M, float* Y, int64_t ldy) const;
+  Tensor weight_;
+  std::vector<float> bias_;
+  Activation act_;
+  bool is_24_ = false;
+  Tactic tactic_ = Tactic::dense_blas;
+  std::optional<cpu::Packed24> packed_;
+};
+
+}  // namespace sparse24::engine

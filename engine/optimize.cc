@@ -1,0 +1,267 @@
+#include "engine/optimize.h"
+
+#include <cmath>
+#include <map>
+
+#include "engine/ops/op.h"
+#include "util/error.h"
+
+namespace sparse24::engine {
+
+void LinearNode::run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const {
+  const Tensor& x = *inputs[0];
+  if (x.dtype() != DType::f32 || x.rank() < 1 || x.dim(-1) != layer->K())
+    fail("node '{}' ({}): input is {} {}, expected f32 [.., {}]", node.name, source_op, dtype_name(x.dtype()),
+         shape_str(x.shape()), layer->K());
+  std::vector<int64_t> shape = x.shape();
+  shape.back() = layer->N();
+  outputs[0] = Tensor(DType::f32, shape);
+  const int64_t M = x.numel() / layer->K();
+  if (M > 0) layer->run(M, x.data<float>(), layer->K(), outputs[0].data<float>(), layer->N());
+}
+
+LinearLayer* linear_layer(const Node& node) {
+  auto* s = dynamic_cast<const LinearNode*>(node.state.get());
+  return s ? s->layer.get() : nullptr;
+}
+
+namespace {
+
+// Readers of each value (graph outputs count as a reader that cannot be fused away).
+struct Uses {
+  std::vector<std::vector<int>> readers;
+  std::vector<bool> is_output;
+  explicit Uses(const Graph& g) : readers(g.values.size()), is_output(g.values.size(), false) {
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      for (ValueId v : g.nodes[i].inputs)
+        if (v != kNoValue) readers[size_t(v)].push_back(int(i));
+    for (ValueId v : g.outputs) is_output[size_t(v)] = true;
+  }
+  // The single node reading v, when v is read once and is not a graph output; else -1.
+  int sole_reader(ValueId v) const {
+    return !is_output[size_t(v)] && readers[size_t(v)].size() == 1 ? readers[size_t(v)][0] : -1;
+  }
+};
+
+const Tensor* constant(const Graph& g, ValueId v) {
+  return v == kNoValue ? nullptr : g.values[size_t(v)].constant ? &*g.values[size_t(v)].constant : nullptr;
+}
+
+// Values of a constant that holds exactly n elements along its last axis (all other axes 1), else empty.
+std::optional<std::vector<float>> as_vector(const Tensor* t, int64_t n) {
+  if (!t || t->dtype() != DType::f32 || t->numel() != n) return std::nullopt;
+  for (int i = 0; i + 1 < t->rank(); ++i)
+    if (t->dim(i) != 1) return std::nullopt;
+  return std::vector<float>(t->data<float>(), t->data<float>() + n);
+}
+
+std::optional<float> as_scalar(const Tensor* t) {
+  if (!t || t->dtype() != DType::f32 || t->numel() != 1) return std::nullopt;
+  return t->data<float>()[0];
+}
+
+void erase_marked(Graph& g, const std::vector<bool>& dead) {
+  std::vector<Node> kept;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!dead[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+}
+
+int fold_constants(Graph& g) {
+  std::vector<bool> dead(g.nodes.size(), false);
+  int folded = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    if (n.state) continue;
+    bool all_const = true;
+    for (ValueId v : n.inputs) all_const &= v == kNoValue || constant(g, v) != nullptr;
+    const OpInfo* op = find_op(n.op);
+    if (!all_const || !op || n.op == "Dropout") continue;
+    std::vector<const Tensor*> in;
+    for (ValueId v : n.inputs) in.push_back(constant(g, v));
+    std::vector<Tensor> out(n.outputs.size());
+    op->run(n, in, out);
+    for (size_t o = 0; o < n.outputs.size(); ++o)
+      if (n.outputs[o] != kNoValue) g.values[size_t(n.outputs[o])].constant = std::move(out[o]);
+    dead[i] = true;
+    ++folded;
+  }
+  erase_marked(g, dead);
+  return folded;
+}
+
+// Conv/Gemm -> BatchNormalization with constant parameters: scale the weight rows, shift the bias.
+int fold_batchnorm(Graph& g) {
+  Uses uses(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  int folded = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& prod = g.nodes[i];
+    if ((prod.op != "Conv" && prod.op != "Gemm") || prod.state) continue;
+    int r = uses.sole_reader(prod.outputs[0]);
+    if (r < 0 || g.nodes[size_t(r)].op != "BatchNormalization" || g.nodes[size_t(r)].outputs.size() != 1) continue;
+    Node& bn = g.nodes[size_t(r)];
+    const Tensor* w = constant(g, prod.inputs[1]);
+    if (!w || w->dtype() != DType::f32) continue;
+    if (prod.op == "Gemm" && (prod.attrs.get_int("transB", 0) != 1 || prod.attrs.get_float("alpha", 1) != 1)) continue;
+    const int64_t C = w->dim(0);
+    auto scale = as_vector(constant(g, bn.inputs[1]), C), shift = as_vector(constant(g, bn.inputs[2]), C);
+    auto mean = as_vector(constant(g, bn.inputs[3]), C), var = as_vector(constant(g, bn.inputs[4]), C);
+    if (!scale || !shift || !mean || !var) continue;
+    std::vector<float> bias(size_t(C), 0.0f);
+    if (prod.inputs.size() > 2 && prod.inputs[2] != kNoValue) {
+      auto b = as_vector(constant(g, prod.inputs[2]), C);
+      if (!b) continue;
+      bias = *b;
+      if (prod.op == "Gemm") {
+        float beta = prod.attrs.get_float("beta", 1);
+        for (float& x : bias) x *= beta;
+      }
+    }
+    const float eps = bn.attrs.get_float("epsilon", 1e-5f);
+    Tensor nw = *w;
+    const int64_t per = w->numel() / C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float s = (*scale)[size_t(c)] / std::sqrt((*var)[size_t(c)] + eps);
+      for (int64_t j = 0; j < per; ++j) nw.data<float>()[c * per + j] *= s;
+      bias[size_t(c)] = (bias[size_t(c)] - (*mean)[size_t(c)]) * s + (*shift)[size_t(c)];
+    }
+    ValueId wv = g.add_value(g.values[size_t(prod.inputs[1])].name + "_bnfolded");
+    g.values[size_t(wv)].constant = std::move(nw);
+    ValueId bv = g.add_value(bn.name + "_bias");
+    Tensor bt(DType::f32, {C});
+    std::copy(bias.begin(), bias.end(), bt.data<float>());
+    g.values[size_t(bv)].constant = std::move(bt);
+    prod.inputs.resize(3);
+    prod.inputs[1] = wv;
+    prod.inputs[2] = bv;
+    if (prod.op == "Gemm") prod.attrs.set("beta", 1.0f);
+    prod.outputs[0] = bn.outputs[0];
+    dead[size_t(r)] = true;
+    ++folded;
+  }
+  erase_marked(g, dead);
+  return folded;
+}
+
+// Gemm (transA = 0, constant B, bias-like C) and MatMul (constant 2-D B) become LinearNodes.
+int lower_linear(Graph& g) {
+  int lowered = 0;
+  for (Node& n : g.nodes) {
+    if (n.state || (n.op != "Gemm" && n.op != "MatMul")) continue;
+    const Tensor* b = constant(g, n.inputs[1]);
+    if (!b || b->dtype() != DType::f32 || b->rank() != 2 || constant(g, n.inputs[0])) continue;
+    Tensor w;  // canonical [N][K]
+    std::vector<float> bias;
+    if (n.op == "MatMul") {
+      w = Tensor(DType::f32, {b->dim(1), b->dim(0)});
+      for (int64_t k = 0; k < b->dim(0); ++k)
+        for (int64_t j = 0; j < b->dim(1); ++j) w.data<float>()[j * b->dim(0) + k] = b->data<float>()[k * b->dim(1) + j];
+    } else {
+      if (n.attrs.get_int("transA", 0) != 0) continue;
+      const bool tb = n.attrs.get_int("transB", 0) != 0;
+      const int64_t N = tb ? b->dim(0) : b->dim(1), K = tb ? b->dim(1) : b->dim(0);
+      const float alpha = n.attrs.get_float("alpha", 1.0f), beta = n.attrs.get_float("beta", 1.0f);
+      if (n.inputs.size() > 2 && n.inputs[2] != kNoValue) {
+        auto c = as_vector(constant(g, n.inputs[2]), N);
+        if (!c) continue;
+        bias = *c;
+        for (float& x : bias) x *= beta;
+      }
+      w = Tensor(DType::f32, {N, K});
+      for (int64_t j = 0; j < N; ++j)
+        for (int64_t k = 0; k < K; ++k)
+          w.data<float>()[j * K + k] = alpha * (tb ? b->data<float>()[j * K + k] : b->data<float>()[k * N + j]);
+    }
+    auto state = std::make_shared<LinearNode>();
+    state->layer = std::make_shared<LinearLayer>(std::move(w), std::move(bias), Activation::none);
+    state->source_op = n.op;
+    n.inputs.resize(1);
+    n.state = std::move(state);
+    ++lowered;
+  }
+  return lowered;
+}
+
+// True when node `n` computes x·0.5·(1 + erf(x/√2)) of value x, as PyTorch exports GELU:
+// Div(x, √2) -> Erf -> Add(1) -> Mul(x, .) -> Mul(., 0.5) (Mul operands in either order).
+struct GeluMatch {
+  std::vector<int> nodes;  // the five nodes, last is the output
+};
+std::optional<GeluMatch> match_gelu(const Graph& g, const Uses& uses, ValueId x) {
+  auto other = [&](const Node& n, ValueId v) { return n.inputs[0] == v ? n.inputs[1] : n.inputs[0]; };
+  const auto& readers = uses.readers[size_t(x)];
+  if (readers.size() != 2 || uses.is_output[size_t(x)]) return std::nullopt;
+  for (int d : readers) {
+    const Node& div = g.nodes[size_t(d)];
+    auto s2 = div.op == "Div" && div.inputs[0] == x ? as_scalar(constant(g, div.inputs[1])) : std::nullopt;
+    if (!s2 || std::fabs(*s2 - float(M_SQRT2)) > 1e-4f) continue;
+    int e = uses.sole_reader(div.outputs[0]);
+    if (e < 0 || g.nodes[size_t(e)].op != "Erf") continue;
+    int a = uses.sole_reader(g.nodes[size_t(e)].outputs[0]);
+    if (a < 0 || g.nodes[size_t(a)].op != "Add") continue;
+    auto one = as_scalar(constant(g, other(g.nodes[size_t(a)], g.nodes[size_t(e)].outputs[0])));
+    if (!one || *one != 1.0f) continue;
+    int m1 = uses.sole_reader(g.nodes[size_t(a)].outputs[0]);
+    if (m1 < 0 || g.nodes[size_t(m1)].op != "Mul" || other(g.nodes[size_t(m1)], g.nodes[size_t(a)].outputs[0]) != x)
+      continue;
+    if (std::find(readers.begin(), readers.end(), m1) == readers.end()) continue;
+    int m2 = uses.sole_reader(g.nodes[size_t(m1)].outputs[0]);
+    if (m2 < 0 || g.nodes[size_t(m2)].op != "Mul") continue;
+    auto half = as_scalar(constant(g, other(g.nodes[size_t(m2)], g.nodes[size_t(m1)].outputs[0])));
+    if (!half || *half != 0.5f) continue;
+    return GeluMatch{{d, e, a, m1, m2}};
+  }
+  return std::nullopt;
+}
+
+// Linear -> Add(constant bias) -> Relu | Gelu | decomposed GELU, each step only when the value has no
+// other reader.
+void fuse_epilogues(Graph& g, OptimizeReport& rep) {
+  Uses uses(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    LinearLayer* layer = linear_layer(g.nodes[i]);
+    if (!layer || dead[i]) continue;
+    Node& lin = g.nodes[i];
+    int r = uses.sole_reader(lin.outputs[0]);
+    if (r >= 0 && g.nodes[size_t(r)].op == "Add" && layer->activation() == Activation::none) {
+      Node& add = g.nodes[size_t(r)];
+      ValueId other = add.inputs[0] == lin.outputs[0] ? add.inputs[1] : add.inputs[0];
+      if (auto b = as_vector(constant(g, other), layer->N())) {
+        layer->add_bias(*b);
+        lin.outputs[0] = add.outputs[0];
+        dead[size_t(r)] = true;
+        ++rep.fused_bias;
+        r = uses.sole_reader(lin.outputs[0]);  // readers of the Add's output, unchanged by the fusion
+      }
+    }
+    if (layer->activation() != Activation::none) continue;
+    if (r >= 0 && (g.nodes[size_t(r)].op == "Relu" ||
+                   (g.nodes[size_t(r)].op == "Gelu" && g.nodes[size_t(r)].attrs.get_string("approximate", "none") == "none"))) {
+      layer->set_activation(g.nodes[size_t(r)].op == "Relu" ? Activation::relu : Activation::gelu);
+      lin.outputs[0] = g.nodes[size_t(r)].outputs[0];
+      dead[size_t(r)] = true;
+      ++rep.fused_activations;
+    } else if (auto m = match_gelu(g, uses, lin.outputs[0])) {
+      layer->set_activation(Activation::gelu);
+      lin.outputs[0] = g.nodes[size_t(m->nodes.back())].outputs[0];
+      for (int d : m->nodes) dead[size_t(d)] = true;
+      ++rep.fused_activations;
+    }
+  }
+  erase_marked(g, dead);
+}
+
+}  // namespace
+
+OptimizeReport optimize(Graph& graph) {
+  OptimizeReport rep;
+  rep.folded_constants = fold_constants(graph);
+  rep.folded_batchnorms = fold_batchnorm(graph);
+  rep.lowered = lower_linear(graph);
+  fuse_epilogues(graph, rep);
+  return rep;
+}
+
+}  // namespace sparse24::engine

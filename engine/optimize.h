@@ -1,0 +1,31 @@
+#pragma once
+// Graph rewrites done once when a model is loaded: fold constants, fold BatchNormalization into the Conv or
+// Gemm before it, lower Gemm / MatMul / Conv with constant weights to linear layers, and fuse a following
+// bias Add and Relu / Gelu (also GELU as PyTorch exports it: x·0.5·(1+erf(x/√2))) into their epilogue.
+#include <string>
+#include <vector>
+
+#include "engine/ir.h"
+#include "engine/linear.h"
+
+namespace sparse24::engine {
+
+/// A node that runs a LinearLayer on X [.., K] -> Y [.., N].
+struct LinearNode : NodeState {
+  std::shared_ptr<LinearLayer> layer;
+  std::string source_op;  ///< Gemm, MatMul or Conv
+  void run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const override;
+};
+
+/// What optimize() did, for reports and tests.
+struct OptimizeReport {
+  int folded_constants = 0, folded_batchnorms = 0, lowered = 0, fused_bias = 0, fused_activations = 0;
+};
+
+/// Rewrites the graph in place (see the file comment). The result computes the same outputs.
+OptimizeReport optimize(Graph& graph);
+
+/// The linear layer of a node, or null when the node is not one.
+LinearLayer* linear_layer(const Node& node);
+
+}  // namespace sparse24::engine

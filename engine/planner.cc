@@ -1,0 +1,87 @@
+#include "engine/planner.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <random>
+
+#include "util/error.h"
+
+namespace sparse24::engine {
+
+SparsityMode parse_sparsity(const std::string& s) {
+  if (s == "disable") return SparsityMode::disable;
+  if (s == "enable") return SparsityMode::enable;
+  if (s == "force") return SparsityMode::force;
+  fail("--sparsity must be disable, enable or force (got '{}')", s);
+}
+
+std::string_view sparsity_name(SparsityMode m) {
+  return m == SparsityMode::disable ? "disable" : m == SparsityMode::enable ? "enable" : "force";
+}
+
+void set_threads(int threads) {
+  int t = threads > 0 ? threads : omp_get_num_procs();
+  omp_set_num_threads(t);
+  openblas_set_num_threads(t);
+}
+
+std::map<std::string, Tensor> sample_inputs(const Graph& graph, int64_t batch, int64_t seq) {
+  std::map<std::string, Tensor> inputs;
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> uni(0.0f, 1.0f);
+  for (ValueId id : graph.inputs) {
+    const Value& v = graph.values[size_t(id)];
+    std::vector<int64_t> shape = v.declared_shape;
+    for (size_t i = 0; i < shape.size(); ++i)
+      if (shape[i] < 0) shape[i] = i == 0 ? batch : seq;
+    Tensor t(v.declared_dtype.value_or(DType::f32), shape);
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.set(i, t.dtype() == DType::f32 || t.dtype() == DType::f16 || t.dtype() == DType::bf16 ? uni(rng) : 1.0f);
+    inputs[v.name] = std::move(t);
+  }
+  return inputs;
+}
+
+void plan_tactics(CompiledModel& model, const PlanOptions& o) {
+  set_threads(o.threads);
+  model.sparsity = o.sparsity;
+  model.batch = o.batch;
+  model.seq = o.seq;
+  model.isa = cpu::active_isa();
+  // Every layer starts dense; one run at the planned shapes tells each layer its M.
+  std::vector<int64_t> M(model.graph.nodes.size(), 0);
+  for (Node& n : model.graph.nodes)
+    if (LinearLayer* l = linear_layer(n)) l->set_tactic(Tactic::dense_blas);
+  Executor probe(model.graph);
+  probe.run(sample_inputs(model.graph, o.batch, o.seq),
+            [&](size_t i, std::span<const Tensor* const> in, std::span<const Tensor>, double) {
+              if (LinearLayer* l = linear_layer(model.graph.nodes[i])) M[i] = in[0]->numel() / l->K();
+            });
+  model.layers.clear();
+  for (size_t i = 0; i < model.graph.nodes.size(); ++i) {
+    Node& n = model.graph.nodes[i];
+    LinearLayer* l = linear_layer(n);
+    if (!l) continue;
+    LayerPlan p{n.name, static_cast<const LinearNode&>(*n.state).source_op, M[i], l->N(), l->K(), l->is_24()};
+    if (l->is_24() && o.sparsity == SparsityMode::force) {
+      p.tactic = Tactic::sparse24_cpu;
+    } else if (l->is_24() && o.sparsity == SparsityMode::enable && M[i] > 0) {
+      p.dense_ms = l->time_ms(Tactic::dense_blas, M[i], o.timing_reps);
+      p.sparse_ms = l->time_ms(Tactic::sparse24_cpu, M[i], o.timing_reps);
+      p.tactic = p.sparse_ms < p.dense_ms ? Tactic::sparse24_cpu : Tactic::dense_blas;
+    }
+    l->set_tactic(p.tactic);
+    model.layers.push_back(p);
+  }
+}
+
+CompiledModel compile(const OnnxModel& onnx_model, const PlanOptions& options) {
+  CompiledModel m;
+  m.graph = import_onnx(onnx_model);
+  m.report = optimize(m.graph);
+  plan_tactics(m, options);
+  return m;
+}
+
+}  // namespace sparse24::engine
