@@ -1,6 +1,7 @@
 #include "reference/gemm.h"
 
 #include <cmath>
+#include <vector>
 
 #include "util/error.h"
 
@@ -82,6 +83,19 @@ void gemm_24_i8(int64_t M, const int8_t* X, int64_t ldx, const Sparse24& W, int3
         acc += int32_t(x[nib & 3]) * v[(n * G + g) * 2] + int32_t(x[nib >> 2]) * v[(n * G + g) * 2 + 1];
       }
       Y[m * ldy + n] = acc;
+    }
+}
+
+void gemm_24_i8_scaled(int64_t M, const int8_t* X, int64_t ldx, float x_scale, const Sparse24& W,
+                       const float* w_scale, const float* bias, Activation act, float* Y, int64_t ldy) {
+  std::vector<int32_t> acc(size_t(M * W.rows));
+  gemm_24_i8(M, X, ldx, W, acc.data(), W.rows);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < W.rows; ++n) {
+      const float scale = x_scale * w_scale[n];
+      float y = float(acc[size_t(m * W.rows + n)]) * scale;
+      if (bias) y += bias[n];
+      Y[m * ldy + n] = activate(y, act);
     }
 }
 

@@ -31,4 +31,9 @@ void gemm_dense_i8(int64_t M, int64_t N, int64_t K, const int8_t* X, int64_t ldx
 /// 2:4 int8 x int8 with int32 accumulation, from the compressed form (portable layout, i8 values).
 void gemm_24_i8(int64_t M, const int8_t* X, int64_t ldx, const Sparse24& W, int32_t* Y, int64_t ldy);
 
+/// Quantized 2:4 layer: acc as gemm_24_i8, then Y = act(float(acc) * (x_scale * w_scale[n]) + bias[n]) in f32
+/// (the product of scales rounded to f32 first; bias may be null).
+void gemm_24_i8_scaled(int64_t M, const int8_t* X, int64_t ldx, float x_scale, const Sparse24& W,
+                       const float* w_scale, const float* bias, Activation act, float* Y, int64_t ldy);
+
 }  // namespace sparse24::reference

@@ -1,0 +1,83 @@
+#include "kernels/cpu/spmm24.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "util/error.h"
+
+namespace sparse24::cpu {
+
+#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m) \
+  void fn_name(const Spmm24Args& args, int64_t tile_begin, int64_t tile_end);
+#include "kernels/cpu/spmm24_kernels.inc"
+#undef S24_SPMM24_KERNEL
+
+namespace {
+
+constexpr Spmm24Kernel kKernels[] = {
+#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m) {#fn_name, Isa::isa, DType::dtype, max_m, &fn_name},
+#include "kernels/cpu/spmm24_kernels.inc"
+#undef S24_SPMM24_KERNEL
+};
+
+void validate(const Spmm24Kernel& k, const Spmm24Args& a) {
+  if (!cpu_supports(k.isa))
+    fail("kernel {} needs {}, but this CPU supports at most {}", k.name, isa_name(k.isa),
+         isa_name(detect_cpu_isa()));
+  if (!a.W) fail("{}: no weight given", k.name);
+  const Packed24& W = *a.W;
+  if (W.dtype != k.weight_dtype)
+    fail("{}: the packed weight holds {} values, the kernel reads {}", k.name, dtype_name(W.dtype),
+         dtype_name(k.weight_dtype));
+  if (a.M < 1) fail("{}: M must be at least 1, got {}", k.name, a.M);
+  if (!a.X || !a.Y) fail("{}: X and Y must not be null", k.name);
+  if (a.ldx < W.cols) fail("{}: ldx {} is smaller than K {}", k.name, a.ldx, W.cols);
+  if (a.ldy < W.rows) fail("{}: ldy {} is smaller than N {}", k.name, a.ldy, W.rows);
+}
+
+}  // namespace
+
+std::span<const Spmm24Kernel> spmm24_kernels() { return kKernels; }
+
+const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa) {
+  const Spmm24Kernel* best = nullptr;
+  for (const Spmm24Kernel& k : kKernels) {
+    if (k.weight_dtype != weight_dtype || uint8_t(k.isa) > uint8_t(isa)) continue;
+    if (k.max_m != 0 && M > k.max_m) continue;
+    // Prefer the higher ISA, then the kernel made for small M (the list puts it first).
+    if (!best || uint8_t(k.isa) > uint8_t(best->isa)) best = &k;
+  }
+  if (!best) fail("no 2:4 CPU kernel takes {} weights", dtype_name(weight_dtype));
+  return *best;
+}
+
+void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads) {
+  validate(kernel, args);
+  if (threads <= 0) threads = omp_get_max_threads();
+  const int64_t tiles = args.W->tiles;
+  // Whole pairs of tiles per thread, so the kernels' two-tile blocks stay intact.
+  const int64_t pairs = (tiles + 1) / 2;
+  threads = int(std::min<int64_t>(threads, pairs));
+  if (threads <= 1) {
+    kernel.fn(args, 0, tiles);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t begin = std::min(tiles, 2 * (pairs * t / nt));
+    const int64_t end = std::min(tiles, 2 * (pairs * (t + 1) / nt));
+    if (begin < end) kernel.fn(args, begin, end);
+  }
+}
+
+void spmm24(const Spmm24Args& args, int threads) {
+  if (!args.W) fail("spmm24: no weight given");
+  spmm24_run(choose_spmm24_kernel(args.W->dtype, args.M, active_isa()), args, threads);
+}
+
+float gelu_erf(float x) { return float(0.5 * double(x) * (1.0 + std::erf(double(x) / std::sqrt(2.0)))); }
+
+}  // namespace sparse24::cpu

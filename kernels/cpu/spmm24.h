@@ -1,0 +1,60 @@
+#pragma once
+// 2:4 sparse GEMM on x86 CPUs: Y[M][N] = act(X[M][K] · Wᵀ · scale + bias) with W a Packed24.
+//   f32 weights:  f32 X, f32 accumulation.
+//   bf16 weights: f32 X, values widened exactly to f32, f32 accumulation.
+//   i8 weights:   i8 X, i32 accumulation, then Y = float(acc) * (x_scale * w_scale[n]) + bias[n]
+//                 (reference::gemm_24_i8_scaled is the oracle).
+// Threads split the output channels, never K, so every thread count gives the same bits.
+#include <cstdint>
+#include <span>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/packed24.h"
+#include "reference/gemm.h"
+
+namespace sparse24::cpu {
+
+using reference::Activation;
+
+/// One call's operands. X rows are ldx elements apart (ldx >= K), Y rows ldy apart (ldy >= N).
+struct Spmm24Args {
+  int64_t M = 0;                    ///< rows of X and Y, >= 1
+  const void* X = nullptr;          ///< float (f32/bf16 weights) or int8_t (i8 weights), [M][ldx]
+  int64_t ldx = 0;                  ///< leading dimension of X, in elements
+  float x_scale = 1.0f;             ///< i8 only: the activations' quantization scale
+  const Packed24* W = nullptr;      ///< the packed weight, N x K
+  const float* bias = nullptr;      ///< [N] or null
+  Activation act = Activation::none;  ///< epilogue after the bias
+  float* Y = nullptr;               ///< [M][ldy] f32 output
+  int64_t ldy = 0;                  ///< leading dimension of Y, in elements
+};
+
+/// A kernel computes output tiles [tile_begin, tile_end) (16 channels each) for all M rows of one call.
+using Spmm24Fn = void (*)(const Spmm24Args& args, int64_t tile_begin, int64_t tile_end);
+
+/// One entry of the kernel registry (spmm24_kernels.inc).
+struct Spmm24Kernel {
+  const char* name;    ///< the function's name, e.g. "f32_spmm_24_gemv_avx512"
+  Isa isa;             ///< the instruction set it needs
+  DType weight_dtype;  ///< the Packed24 dtype it reads
+  int64_t max_m;       ///< the largest M it is tuned for; 0 for any
+  Spmm24Fn fn;         ///< the kernel
+};
+
+/// Every registered kernel, in registry order (including those this CPU cannot run).
+std::span<const Spmm24Kernel> spmm24_kernels();
+
+/// The kernel the dispatcher uses for this weight dtype and M at an ISA level (the best one at or below it).
+const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa);
+
+/// Runs one kernel on `threads` OpenMP threads (0: omp_get_max_threads()). Throws Error when the kernel
+/// cannot run on this CPU, or the arguments do not fit the kernel or each other (dtype, shapes, strides).
+void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads = 0);
+
+/// Runs the kernel choose_spmm24_kernel picks for active_isa().
+void spmm24(const Spmm24Args& args, int threads = 0);
+
+/// GELU as reference::gelu computes it (erf form, in double), for the kernels' epilogue.
+float gelu_erf(float x);
+
+}  // namespace sparse24::cpu

@@ -1,0 +1,205 @@
+// AVX2 + FMA kernels. A tile of 16 output channels is two 256-bit halves. f32 and bf16 weights: as on
+// AVX-512, a group of X is broadcast to both 128-bit lanes and vpermilps picks each channel's kept element
+// with a control made from the packed nibbles by one variable shift. i8 weights: vpshufb picks each
+// channel's four kept bytes of X; without VNNI they are sign-extended to 16 bits and multiplied by
+// vpmaddwd, which cannot saturate (vpmaddubsw could).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/cpu/spmm24_driver.h"
+
+namespace sparse24::cpu {
+namespace {
+
+inline __m256 load_values(const float* p) { return _mm256_load_ps(p); }
+inline __m256 load_values(const uint16_t* p) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+
+// Lanes 0..7 of a half hold channels 8h..8h+7; after the 64-bit broadcast the nibble of channel c sits at
+// bit 4*(c/2) of its dword.
+inline __m256i nibble_shift(int half, int j) {
+  const int b = 16 * half + 2 * j;
+  return _mm256_setr_epi32(b, b, b + 4, b + 4, b + 8, b + 8, b + 12, b + 12);
+}
+
+inline __m256i half_mask(uint32_t lanes, int half) {
+  const uint32_t bits = (lanes >> (8 * half)) & 0xff;
+  const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(int(bits)), lane_bit), lane_bit);
+}
+
+template <typename VT, int MR, int NV>
+struct F32Micro {
+  static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
+                  bool last) {
+    const Packed24& W = *a.W;
+    const float* X = static_cast<const float*>(a.X) + m0 * a.ldx;
+    float* Y = a.Y + m0 * a.ldy + tile * kTileRows;
+    __m256i mask[NV][2];
+    uint32_t lanes[NV];
+    const VT* vals[NV];
+    const uint64_t* meta[NV];
+    for (int v = 0; v < NV; ++v) {
+      lanes[v] = valid_lanes(W, tile + v);
+      for (int h = 0; h < 2; ++h) mask[v][h] = half_mask(lanes[v], h);
+      vals[v] = W.tile_values<VT>(tile + v) + s0 * 2 * kTileRows;
+      meta[v] = reinterpret_cast<const uint64_t*>(W.tile_meta(tile + v)) + s0;
+    }
+    __m256 acc[MR][NV][2];
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < NV; ++v)
+        for (int h = 0; h < 2; ++h)
+          acc[m][v][h] = first ? _mm256_setzero_ps()
+                               : _mm256_maskload_ps(Y + m * a.ldy + v * kTileRows + 8 * h, mask[v][h]);
+    const float* xg = X + 4 * s0;
+    for (int64_t s = 0; s < s1 - s0; ++s, xg += 4) {
+      __m256i ctrl[NV][2][2];
+      __m256 w[NV][2][2];
+      for (int v = 0; v < NV; ++v) {
+        const __m256i bits = _mm256_set1_epi64x(int64_t(meta[v][s]));
+        for (int j = 0; j < 2; ++j)
+          for (int h = 0; h < 2; ++h) {
+            ctrl[v][j][h] = _mm256_srlv_epi32(bits, nibble_shift(h, j));
+            w[v][j][h] = load_values(vals[v] + s * 2 * kTileRows + j * kTileRows + 8 * h);
+          }
+      }
+      for (int m = 0; m < MR; ++m) {
+        const __m256 x = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(xg + m * a.ldx));
+        for (int v = 0; v < NV; ++v)
+          for (int j = 0; j < 2; ++j)
+            for (int h = 0; h < 2; ++h)
+              acc[m][v][h] = _mm256_fmadd_ps(_mm256_permutevar_ps(x, ctrl[v][j][h]), w[v][j][h], acc[m][v][h]);
+      }
+    }
+    for (int v = 0; v < NV; ++v)
+      for (int h = 0; h < 2; ++h) {
+        const __m256 bias = last && a.bias ? _mm256_maskload_ps(a.bias + (tile + v) * kTileRows + 8 * h, mask[v][h])
+                                           : _mm256_setzero_ps();
+        for (int m = 0; m < MR; ++m) {
+          __m256 y = acc[m][v][h];
+          if (last && a.bias) y = _mm256_add_ps(y, bias);
+          if (last && a.act == Activation::relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+          _mm256_maskstore_ps(Y + m * a.ldy + v * kTileRows + 8 * h, mask[v][h], y);
+        }
+      }
+    if (last && a.act == Activation::gelu)
+      for (int m = 0; m < MR; ++m)
+        for (int v = 0; v < NV; ++v) gelu_row(Y + m * a.ldy + v * kTileRows, lanes[v]);
+  }
+};
+
+template <int MR, int NV>
+using F32W = F32Micro<float, MR, NV>;
+template <int MR, int NV>
+using BF16W = F32Micro<uint16_t, MR, NV>;
+
+template <int MR, int NV>
+struct I8Micro {
+  static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
+                  bool last) {
+    const Packed24& W = *a.W;
+    const int8_t* X = static_cast<const int8_t*>(a.X) + m0 * a.ldx;
+    float* Y = a.Y + m0 * a.ldy + tile * kTileRows;
+    const bool half_last_pair = (W.cols / 4) % 2 == 1;
+    __m256i mask[NV][2];
+    uint32_t lanes[NV];
+    const int8_t* vals[NV];
+    const uint8_t* meta[NV];
+    for (int v = 0; v < NV; ++v) {
+      lanes[v] = valid_lanes(W, tile + v);
+      for (int h = 0; h < 2; ++h) mask[v][h] = half_mask(lanes[v], h);
+      vals[v] = W.tile_values<int8_t>(tile + v) + s0 * 64;
+      meta[v] = W.tile_meta(tile + v) + s0 * 16;
+    }
+    __m256i acc[MR][NV][2];
+    for (int m = 0; m < MR; ++m)
+      for (int v = 0; v < NV; ++v)
+        for (int h = 0; h < 2; ++h) acc[m][v][h] = _mm256_setzero_si256();
+    const __m256i low2 = _mm256_set1_epi32(0x03030303);
+    const __m256i second_group = _mm256_set1_epi32(0x04040000);
+    for (int64_t s = 0; s < s1 - s0; ++s) {
+      __m256i ctrl[NV][2], w_even[NV][2], w_odd[NV][2];
+      for (int v = 0; v < NV; ++v)
+        for (int h = 0; h < 2; ++h) {
+          // Meta byte b = i0 | i1<<2 | i0'<<4 | i1'<<6 becomes control bytes i0, i1, 4+i0', 4+i1'.
+          const __m256i b = _mm256_cvtepu8_epi32(
+              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(meta[v] + s * 16 + 8 * h)));
+          __m256i spread = _mm256_or_si256(_mm256_or_si256(b, _mm256_slli_epi32(b, 6)),
+                                           _mm256_or_si256(_mm256_slli_epi32(b, 12), _mm256_slli_epi32(b, 18)));
+          ctrl[v][h] = _mm256_or_si256(_mm256_and_si256(spread, low2), second_group);
+          const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(vals[v] + s * 64 + 32 * h));
+          w_even[v][h] = _mm256_srai_epi16(_mm256_slli_epi16(wv, 8), 8);
+          w_odd[v][h] = _mm256_srai_epi16(wv, 8);
+        }
+      const bool half = half_last_pair && s0 + s == W.steps - 1;
+      for (int m = 0; m < MR; ++m) {
+        const int8_t* xp = X + m * a.ldx + 8 * (s0 + s);
+        int64_t x8 = 0;
+        if (half) {
+          int32_t x4;
+          std::memcpy(&x4, xp, 4);
+          x8 = uint32_t(x4);
+        } else {
+          std::memcpy(&x8, xp, 8);
+        }
+        const __m256i x = _mm256_set1_epi64x(x8);
+        for (int v = 0; v < NV; ++v)
+          for (int h = 0; h < 2; ++h) {
+            const __m256i xs = _mm256_shuffle_epi8(x, ctrl[v][h]);
+            const __m256i x_even = _mm256_srai_epi16(_mm256_slli_epi16(xs, 8), 8);
+            const __m256i x_odd = _mm256_srai_epi16(xs, 8);
+            acc[m][v][h] = _mm256_add_epi32(
+                acc[m][v][h], _mm256_add_epi32(_mm256_madd_epi16(x_even, w_even[v][h]),
+                                               _mm256_madd_epi16(x_odd, w_odd[v][h])));
+          }
+      }
+    }
+    for (int v = 0; v < NV; ++v)
+      for (int h = 0; h < 2; ++h) {
+        const int64_t n0 = (tile + v) * kTileRows + 8 * h;
+        const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(a.x_scale), _mm256_loadu_ps(W.scales.data() + n0));
+        const __m256 bias = a.bias ? _mm256_maskload_ps(a.bias + n0, mask[v][h]) : _mm256_setzero_ps();
+        for (int m = 0; m < MR; ++m) {
+          __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[m][v][h]), scale);
+          if (a.bias) y = _mm256_add_ps(y, bias);
+          if (a.act == Activation::relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+          _mm256_maskstore_ps(Y + m * a.ldy + v * kTileRows + 8 * h, mask[v][h], y);
+        }
+      }
+    if (a.act == Activation::gelu)
+      for (int m = 0; m < MR; ++m)
+        for (int v = 0; v < NV; ++v) gelu_row(Y + m * a.ldy + v * kTileRows, lanes[v]);
+  }
+};
+
+int64_t tiles_fitting_l2(const Packed24& W, int64_t kc) {
+  const int64_t bytes_per_tile = W.stream_bytes() / W.tiles * std::min(kc, W.steps) / W.steps;
+  return std::max<int64_t>(2, (256 << 10) / std::max<int64_t>(1, bytes_per_tile));
+}
+
+}  // namespace
+
+// 16 ymm registers: the GEMM tile is 4 rows x 1 tile (8 accumulators) with the weights reloaded from L1.
+void f32_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
+  drive<F32W, 4, 1>(a, tb, te, a.W->steps, te - tb);
+}
+void f32_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
+  drive<F32W, 4, 1>(a, tb, te, 256, tiles_fitting_l2(*a.W, 256));
+}
+void bf16w_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
+  drive<BF16W, 4, 1>(a, tb, te, a.W->steps, te - tb);
+}
+void bf16w_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
+  drive<BF16W, 4, 1>(a, tb, te, 256, tiles_fitting_l2(*a.W, 256));
+}
+void i8_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
+  drive<I8Micro, 4, 1>(a, tb, te, a.W->steps, te - tb);
+}
+void i8_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
+  drive<I8Micro, 4, 1>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+}
+
+}  // namespace sparse24::cpu

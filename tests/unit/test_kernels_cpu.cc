@@ -1,0 +1,249 @@
+// Every CPU 2:4 kernel in the registry against the reference, exactly, on small-integer data: all M, N, K
+// edge cases, strided X and Y, bias and activations, 1 and 2 threads. Plus the packed layout's round trip
+// and the dispatcher's choices and errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/spmm24.h"
+#include "tests/unit/test_util.h"
+#include "util/error.h"
+
+namespace sparse24 {
+namespace {
+
+using cpu::Activation;
+using cpu::Spmm24Kernel;
+
+struct Case {
+  int64_t M, N, K;
+  bool bias;
+  Activation act;
+};
+
+// Inputs and the oracle's output for one case and weight dtype.
+struct Problem {
+  Case c;
+  int64_t ldx, ldy;
+  Sparse24 w;
+  cpu::Packed24 packed;
+  std::vector<float> xf, bias, w_scale, expect;
+  std::vector<int8_t> xi;
+  float x_scale = 0.5f;
+};
+
+Problem make_problem(DType wdtype, const Case& c, uint32_t seed, bool full_range_i8 = false) {
+  Problem p{c, c.K + 3, c.N + 2, {}, {}, {}, {}, {}, {}, {}};
+  Tensor dense = test::random_24_tensor(wdtype, c.N, c.K, seed);
+  if (full_range_i8) {
+    std::mt19937 rng(seed);
+    for (int64_t i = 0; i < dense.numel(); ++i)
+      if (dense.get(i) != 0.0f) dense.set(i, float(int(rng() % 256) - 128));
+  }
+  p.w = compress_24(dense);
+  std::mt19937 rng(seed + 7);
+  std::uniform_int_distribution<int> small(-7, 7);
+  if (c.bias)
+    for (int64_t n = 0; n < c.N; ++n) p.bias.push_back(float(small(rng)));
+  const float* bias = c.bias ? p.bias.data() : nullptr;
+  p.expect.assign(size_t(c.M * p.ldy), 0.0f);
+  if (wdtype == DType::i8) {
+    p.xi.resize(size_t(c.M * p.ldx));
+    for (auto& x : p.xi) x = int8_t(full_range_i8 ? int(rng() % 256) - 128 : small(rng));
+    for (int64_t n = 0; n < c.N; ++n) p.w_scale.push_back(0.25f + float(rng() % 1000) / 512.0f);
+    reference::gemm_24_i8_scaled(c.M, p.xi.data(), p.ldx, p.x_scale, p.w, p.w_scale.data(), bias, c.act,
+                                 p.expect.data(), p.ldy);
+    p.packed = cpu::pack_24(p.w, p.w_scale);
+  } else {
+    p.xf.resize(size_t(c.M * p.ldx));
+    for (auto& x : p.xf) x = float(small(rng));
+    reference::gemm_24_f32(c.M, p.xf.data(), p.ldx, p.w, bias, c.act, p.expect.data(), p.ldy);
+    p.packed = cpu::pack_24(p.w);
+  }
+  return p;
+}
+
+// Runs the kernel with `threads` into a Y pre-filled with a sentinel, so writes past N show up.
+std::vector<float> run_kernel(const Spmm24Kernel& k, const Problem& p, int threads) {
+  std::vector<float> y(size_t(p.c.M * p.ldy), -12345.0f);
+  cpu::Spmm24Args a;
+  a.M = p.c.M;
+  a.X = p.xi.empty() ? static_cast<const void*>(p.xf.data()) : static_cast<const void*>(p.xi.data());
+  a.ldx = p.ldx;
+  a.x_scale = p.x_scale;
+  a.W = &p.packed;
+  a.bias = p.c.bias ? p.bias.data() : nullptr;
+  a.act = p.c.act;
+  a.Y = y.data();
+  a.ldy = p.ldy;
+  cpu::spmm24_run(k, a, threads);
+  return y;
+}
+
+void check_case(const Spmm24Kernel& k, const Case& c, uint32_t seed, bool full_range_i8 = false) {
+  const Problem p = make_problem(k.weight_dtype, c, seed, full_range_i8);
+  const std::string where = fmt::format("{} M={} N={} K={} bias={} act={}", k.name, c.M, c.N, c.K, c.bias,
+                                        int(c.act));
+  bool any_nonzero = false;
+  const std::vector<float> y1 = run_kernel(k, p, 1);
+  for (int64_t m = 0; m < c.M; ++m) {
+    for (int64_t n = 0; n < p.ldy; ++n) {
+      const float got = y1[size_t(m * p.ldy + n)], want = p.expect[size_t(m * p.ldy + n)];
+      if (n >= c.N) {
+        ASSERT_EQ(got, -12345.0f) << where << ": wrote past N at m=" << m << " n=" << n;
+        continue;
+      }
+      any_nonzero |= want != 0.0f;
+      if (c.act == Activation::gelu)
+        ASSERT_LE(std::fabs(got - want), 1e-6f * std::fabs(want)) << where << " m=" << m << " n=" << n;
+      else
+        ASSERT_EQ(got, want) << where << " m=" << m << " n=" << n;
+    }
+  }
+  ASSERT_TRUE(any_nonzero) << where << ": the reference output is all zero, the case tests nothing";
+  const std::vector<float> y2 = run_kernel(k, p, 2);
+  ASSERT_EQ(std::memcmp(y1.data(), y2.data(), y1.size() * 4), 0) << where << ": 2 threads differ from 1";
+}
+
+class Spmm24KernelTest : public ::testing::TestWithParam<Spmm24Kernel> {
+ protected:
+  void SetUp() override {
+    if (!cpu::cpu_supports(GetParam().isa))
+      GTEST_SKIP() << GetParam().name << " needs " << cpu::isa_name(GetParam().isa) << ", this CPU has "
+                   << cpu::isa_name(cpu::detect_cpu_isa());
+  }
+};
+
+const int64_t kMs[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 33, 128};
+const int64_t kNs[] = {1, 3, 8, 15, 16, 17, 64, 384};
+
+// Full cross product of M and N for the small K; the epilogue rotates over the cases so each K and each M
+// meets every epilogue.
+TEST_P(Spmm24KernelTest, small_k_every_m_and_n) {
+  const Case epilogues[] = {{0, 0, 0, false, Activation::none},
+                            {0, 0, 0, true, Activation::none},
+                            {0, 0, 0, true, Activation::relu},
+                            {0, 0, 0, false, Activation::relu}};
+  int i = 0;
+  for (int64_t K : {4, 8, 12, 20, 64})
+    for (int64_t M : kMs)
+      for (int64_t N : kNs) {
+        Case c = epilogues[i % 4];
+        c.M = M, c.N = N, c.K = K;
+        check_case(GetParam(), c, uint32_t(1000 + i++));
+        if (HasFatalFailure()) return;
+      }
+}
+
+TEST_P(Spmm24KernelTest, large_k_subset) {
+  int i = 0;
+  for (int64_t K : {768, 3072})
+    for (int64_t M : {1, 3, 4, 5, 9, 33})
+      for (int64_t N : {1, 17, 64}) {
+        check_case(GetParam(), {M, N, K, i % 2 == 0, i % 3 == 0 ? Activation::relu : Activation::none},
+                   uint32_t(5000 + i++));
+        if (HasFatalFailure()) return;
+      }
+}
+
+TEST_P(Spmm24KernelTest, gelu_within_1e6_relative) {
+  for (int64_t M : {1, 5, 9})
+    for (int64_t K : {12, 64}) {
+      check_case(GetParam(), {M, 17, K, true, Activation::gelu}, uint32_t(7000 + M * 100 + K));
+      if (HasFatalFailure()) return;
+    }
+}
+
+TEST_P(Spmm24KernelTest, i8_full_range_values) {
+  if (GetParam().weight_dtype != DType::i8) GTEST_SKIP() << "int8 only";
+  for (int64_t M : {1, 4, 9})
+    for (int64_t K : {20, 768}) {
+      check_case(GetParam(), {M, 33, K, true, Activation::none}, uint32_t(9000 + M + K), true);
+      if (HasFatalFailure()) return;
+    }
+}
+
+TEST_P(Spmm24KernelTest, rejects_a_weight_of_another_dtype) {
+  const DType other = GetParam().weight_dtype == DType::f32 ? DType::bf16 : DType::f32;
+  Problem p = make_problem(other, {2, 16, 8, false, Activation::none}, 1);
+  std::vector<float> y(64);
+  cpu::Spmm24Args a{2, p.xf.data(), p.ldx, 1.0f, &p.packed, nullptr, Activation::none, y.data(), 16};
+  try {
+    cpu::spmm24_run(GetParam(), a, 1);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("values"), std::string::npos) << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Registry, Spmm24KernelTest, ::testing::ValuesIn(cpu::spmm24_kernels().begin(),
+                                                                         cpu::spmm24_kernels().end()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Packed24, round_trip_is_exact) {
+  for (DType dt : {DType::f32, DType::bf16, DType::i8})
+    for (int64_t N : {1, 15, 16, 33})
+      for (int64_t K : {4, 12, 64, 100}) {
+        const Sparse24 w = compress_24(test::random_24_tensor(dt, N, K, uint32_t(N * 1000 + K)));
+        const Sparse24 back = cpu::unpack_24(cpu::pack_24(w));
+        ASSERT_EQ(back.dtype, w.dtype);
+        ASSERT_EQ(back.rows, w.rows);
+        ASSERT_EQ(back.cols, w.cols);
+        ASSERT_EQ(back.layout, Layout24::portable);
+        ASSERT_TRUE(back.values == w.values) << dtype_name(dt) << " N=" << N << " K=" << K;
+        ASSERT_TRUE(back.meta == w.meta) << dtype_name(dt) << " N=" << N << " K=" << K;
+      }
+}
+
+TEST(Packed24, rejects_f16_and_a_wrong_scale_count) {
+  const Sparse24 f16 = compress_24(test::random_24_tensor(DType::f16, 4, 8, 1));
+  EXPECT_THROW(cpu::pack_24(f16), Error);
+  const Sparse24 i8 = compress_24(test::random_24_tensor(DType::i8, 4, 8, 1));
+  EXPECT_THROW(cpu::pack_24(i8, {1.0f, 2.0f}), Error);
+}
+
+TEST(Spmm24Dispatch, picks_gemv_for_small_m_and_gemm_above) {
+  for (DType dt : {DType::f32, DType::bf16, DType::i8}) {
+    const Spmm24Kernel& small = cpu::choose_spmm24_kernel(dt, 4, cpu::detect_cpu_isa());
+    const Spmm24Kernel& large = cpu::choose_spmm24_kernel(dt, 5, cpu::detect_cpu_isa());
+    EXPECT_EQ(small.isa, cpu::detect_cpu_isa());
+    EXPECT_EQ(large.isa, cpu::detect_cpu_isa());
+    EXPECT_EQ(large.max_m, 0) << large.name;
+    if (cpu::detect_cpu_isa() != cpu::Isa::ref) {
+      EXPECT_EQ(small.max_m, 4) << small.name;
+    }
+    EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 1, cpu::Isa::ref).isa, cpu::Isa::ref);
+  }
+}
+
+TEST(Spmm24Dispatch, isa_override_from_the_environment) {
+  const char* old = std::getenv("SPARSE24_ISA");
+  const std::string saved = old ? old : "";
+  setenv("SPARSE24_ISA", "ref", 1);
+  EXPECT_EQ(cpu::active_isa(), cpu::Isa::ref);
+  setenv("SPARSE24_ISA", "sse9", 1);
+  EXPECT_THROW(cpu::active_isa(), Error);
+  if (cpu::detect_cpu_isa() != cpu::Isa::avx512) {
+    setenv("SPARSE24_ISA", "avx512", 1);
+    EXPECT_THROW(cpu::active_isa(), Error);
+  }
+  if (old)
+    setenv("SPARSE24_ISA", saved.c_str(), 1);
+  else
+    unsetenv("SPARSE24_ISA");
+}
+
+TEST(Spmm24Dispatch, rejects_a_short_leading_dimension) {
+  Problem p = make_problem(DType::f32, {2, 16, 8, false, Activation::none}, 3);
+  std::vector<float> y(64);
+  cpu::Spmm24Args a{2, p.xf.data(), 4, 1.0f, &p.packed, nullptr, Activation::none, y.data(), 16};
+  EXPECT_THROW(cpu::spmm24(a, 1), Error);
+}
+
+}  // namespace
+}  // namespace sparse24
