@@ -35,5 +35,7 @@ void write_json(const std::filesystem::path& path, const nlohmann::json& j);
 /// Each sparse24 command registers itself on the app through one of these.
 void add_check_command(CLI::App& app);
 void add_prune_command(CLI::App& app);
+/// build, run and bench (the engine).
+void add_engine_commands(CLI::App& app);
 
 }  // namespace sparse24::cli

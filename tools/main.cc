@@ -7,11 +7,12 @@
 #include "util/error.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"sparse24: 2:4 structured sparsity for ONNX models — check, prune, and (later) build, run, bench."};
+  CLI::App app{"sparse24: 2:4 structured sparsity for ONNX models — check, prune, build, run, bench."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "sparse24 0.1");
   sparse24::cli::add_check_command(app);
   sparse24::cli::add_prune_command(app);
+  sparse24::cli::add_engine_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

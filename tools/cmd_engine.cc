@@ -1,0 +1,270 @@
+// sparse24 build / run / bench: the inference engine from the command line.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <omp.h>
+
+#include <regex>
+
+#include "engine/plan_file.h"
+#include "format/npy.h"
+#include "tools/cli_util.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+
+namespace sparse24::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace sparse24::engine;
+
+// Options every engine command shares.
+struct EngineArgs {
+  std::string model;
+  std::string sparsity = "enable";
+  int threads = 0;
+  int64_t batch = 1, seq = 128;
+  PlanOptions plan() const {
+    PlanOptions o;
+    o.sparsity = parse_sparsity(sparsity);
+    o.threads = threads;
+    o.batch = batch;
+    o.seq = seq;
+    if (batch < 1 || seq < 1) fail("--batch and --seq must be at least 1");
+    if (threads < 0) fail("--threads must be >= 0");
+    return o;
+  }
+};
+
+void add_engine_options(CLI::App* cmd, EngineArgs& a, bool planning) {
+  cmd->add_option("model", a.model, "ONNX model (.onnx) or a plan from `sparse24 build` (.plan)")->required();
+  cmd->add_option("--threads", a.threads, "threads (0: every core)")->capture_default_str();
+  if (!planning) return;
+  cmd->add_option("--sparsity", a.sparsity,
+                  "disable: dense only; enable: 2:4 where timed faster; force: 2:4 wherever the weight is 2:4")
+      ->capture_default_str();
+  cmd->add_option("--batch", a.batch, "batch size the layers are timed at (first symbolic input dim)")
+      ->capture_default_str();
+  cmd->add_option("--seq", a.seq, "sequence length the layers are timed at (other symbolic input dims)")
+      ->capture_default_str();
+}
+
+std::string fmt_ms(double ms) { return ms < 0 ? "-" : fmt::format("{:.3f}", ms); }
+
+void print_layers(const CompiledModel& m) {
+  Table t({"layer", "op", "M x N x K", "2:4 weight", "dense ms", "2:4 ms", "tactic"});
+  int sparse = 0;
+  for (const LayerPlan& p : m.layers) {
+    sparse += p.tactic == Tactic::sparse24_cpu;
+    t.add({p.node, p.source_op, fmt::format("{} x {} x {}", p.M, p.N, p.K), p.is_24 ? "yes" : "no",
+           fmt_ms(p.dense_ms), fmt_ms(p.sparse_ms), std::string(tactic_name(p.tactic))});
+  }
+  t.add_footer({fmt::format("{} linear layers", m.layers.size()), "", "", "", "", "", fmt::format("{} on 2:4", sparse)});
+  t.print();
+}
+
+// --- build -----------------------------------------------------------------------------------------------
+
+struct BuildArgs : EngineArgs {
+  std::string output;
+};
+
+void run_build(const BuildArgs& a) {
+  PlanOptions o = a.plan();
+  check_output_path(a.model, a.output);
+  if (is_plan_file(a.model)) fail("'{}' is already a plan: build takes an ONNX model", a.model);
+  CompiledModel m = compile(load_onnx(a.model), o);
+  save_plan(m, a.output);
+  fmt::print("{} -> {} (ISA {}, sparsity {}, timed at batch {} seq {})\n", a.model, a.output, cpu::isa_name(m.isa),
+             sparsity_name(m.sparsity), m.batch, m.seq);
+  fmt::print("graph: {} nodes after folding {} constants and {} BatchNormalizations, {} layers lowered, "
+             "{} bias and {} activations fused\n",
+             m.graph.nodes.size(), m.report.folded_constants, m.report.folded_batchnorms, m.report.lowered,
+             m.report.fused_bias, m.report.fused_activations);
+  print_layers(m);
+}
+
+// --- run -------------------------------------------------------------------------------------------------
+
+struct RunArgs : EngineArgs {
+  std::vector<std::string> inputs;
+  std::string out_dir;
+};
+
+void run_run(const RunArgs& a) {
+  std::map<std::string, Tensor> inputs;
+  for (const std::string& spec : a.inputs) {
+    auto eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+      fail("--input must be NAME=FILE.npy (got '{}')", spec);
+    std::string name = spec.substr(0, eq);
+    if (inputs.count(name)) fail("--input '{}' given twice", name);
+    inputs[name] = read_npy(spec.substr(eq + 1)).to_tensor();
+  }
+  fs::path dir(a.out_dir);
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) fail("-o '{}' exists and is not a folder", a.out_dir);
+  CompiledModel m = load_model(a.model, a.plan());
+  Executor exec(std::move(m.graph));
+  std::vector<Tensor> outs = exec.run(inputs);
+  fs::create_directories(dir, ec);
+  if (ec) fail("cannot create folder '{}': {}", a.out_dir, ec.message());
+  for (size_t i = 0; i < outs.size(); ++i) {
+    std::string name = exec.graph().values[size_t(exec.graph().outputs[i])].name;
+    std::string file = std::regex_replace(name, std::regex("[^A-Za-z0-9_.-]"), "_") + ".npy";
+    write_npy(dir / file, outs[i]);
+    fmt::print("{}: {} {} -> {}\n", name, dtype_name(outs[i].dtype()), shape_str(outs[i].shape()),
+               (dir / file).string());
+  }
+}
+
+// --- bench -----------------------------------------------------------------------------------------------
+
+struct BenchArgs : EngineArgs {
+  std::string json;
+  int iters = 0;
+  int warmup = 3;
+};
+
+struct Latency {
+  double median = 0, p90 = 0, p99 = 0, mean = 0;
+  int iters = 0;
+};
+
+Latency measure(const Executor& exec, const std::map<std::string, Tensor>& inputs, int warmup, int iters) {
+  for (int i = 0; i < warmup; ++i) exec.run(inputs);
+  std::vector<double> ms;
+  auto start = std::chrono::steady_clock::now();
+  // Without --iters: at least 10 runs and about 2 seconds.
+  for (int i = 0; iters > 0 ? i < iters
+                            : (i < 10 || std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) && i < 2000;
+       ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    exec.run(inputs);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  auto pct = [&](double p) { return ms[std::min(ms.size() - 1, size_t(p * double(ms.size() - 1) + 0.5))]; };
+  Latency l{pct(0.5), pct(0.9), pct(0.99), 0, int(ms.size())};
+  for (double v : ms) l.mean += v / double(ms.size());
+  return l;
+}
+
+// Mean time per node over a few profiled runs.
+std::vector<double> profile(const Executor& exec, const std::map<std::string, Tensor>& inputs, int runs) {
+  std::vector<double> t(exec.graph().nodes.size(), 0.0);
+  for (int r = 0; r < runs; ++r)
+    exec.run(inputs, [&](size_t i, auto, auto, double ms) { t[i] += ms / runs; });
+  return t;
+}
+
+void run_bench(const BenchArgs& a) {
+  PlanOptions o = a.plan();
+  CompiledModel m = load_model(a.model, o);
+  const int64_t batch = m.batch == o.batch || !is_plan_file(a.model) ? o.batch : m.batch;
+  auto inputs = sample_inputs(m.graph, o.batch, o.seq);
+  (void)batch;
+
+  // The model as planned (2:4 where chosen), then the same graph with every layer dense.
+  Executor planned(m.graph);
+  Latency sp = measure(planned, inputs, a.warmup, a.iters);
+  std::vector<double> sp_prof = profile(planned, inputs, 3);
+  std::vector<Tactic> chosen;
+  for (const Node& n : m.graph.nodes)
+    if (LinearLayer* l = linear_layer(n)) chosen.push_back(l->tactic());
+  for (Node& n : m.graph.nodes)
+    if (LinearLayer* l = linear_layer(n)) l->set_tactic(Tactic::dense_blas);
+  Executor dense(m.graph);
+  Latency dn = measure(dense, inputs, a.warmup, a.iters);
+  std::vector<double> dn_prof = profile(dense, inputs, 3);
+  size_t li = 0;
+  for (Node& n : m.graph.nodes)
+    if (LinearLayer* l = linear_layer(n)) l->set_tactic(chosen[li++]);
+
+  fmt::print("{}: batch {}, seq {}, threads {}, ISA {}, sparsity {}\n", a.model, o.batch, o.seq,
+             o.threads ? o.threads : omp_get_num_procs(), cpu::isa_name(m.isa), sparsity_name(m.sparsity));
+  Table lat({"model", "median ms", "p90 ms", "p99 ms", "throughput /s", "runs"});
+  auto row = [&](const char* name, const Latency& l) {
+    lat.add({name, fmt::format("{:.3f}", l.median), fmt::format("{:.3f}", l.p90), fmt::format("{:.3f}", l.p99),
+             fmt::format("{:.1f}", double(o.batch) * 1000.0 / l.median), std::to_string(l.iters)});
+  };
+  row("dense", dn);
+  row("2:4 (planned)", sp);
+  lat.print();
+  fmt::print("speedup 2:4 vs dense: {:.2f}x\n\n", dn.median / sp.median);
+
+  Table prof({"node", "op", "tactic", "dense ms", "planned ms"});
+  nlohmann::json rows = nlohmann::json::array();
+  std::map<std::string, std::pair<double, double>> other;  // op -> (dense, planned) for non-linear nodes
+  li = 0;
+  for (size_t i = 0; i < m.graph.nodes.size(); ++i) {
+    const Node& n = m.graph.nodes[i];
+    LinearLayer* l = linear_layer(n);
+    std::string op = l ? static_cast<const LinearNode&>(*n.state).source_op : n.op;
+    std::string tactic = l ? std::string(tactic_name(l->tactic())) : "-";
+    rows.push_back({{"node", n.name}, {"op", op}, {"tactic", tactic}, {"dense_ms", dn_prof[i]}, {"planned_ms", sp_prof[i]}});
+    if (l) {
+      prof.add({n.name, op, tactic, fmt::format("{:.3f}", dn_prof[i]), fmt::format("{:.3f}", sp_prof[i])});
+    } else {
+      other[op].first += dn_prof[i];
+      other[op].second += sp_prof[i];
+    }
+  }
+  for (const auto& [op, t] : other)
+    prof.add({fmt::format("(all {})", op), op, "-", fmt::format("{:.3f}", t.first), fmt::format("{:.3f}", t.second)});
+  prof.print();
+
+  if (!a.json.empty()) {
+    auto lj = [](const Latency& l) {
+      return nlohmann::json{{"median_ms", l.median}, {"p90_ms", l.p90}, {"p99_ms", l.p99}, {"mean_ms", l.mean}, {"runs", l.iters}};
+    };
+    nlohmann::json j = {{"model", a.model},
+                        {"batch", o.batch},
+                        {"seq", o.seq},
+                        {"threads", o.threads ? o.threads : omp_get_num_procs()},
+                        {"isa", cpu::isa_name(m.isa)},
+                        {"sparsity", sparsity_name(m.sparsity)},
+                        {"median_ms", sp.median},
+                        {"p90_ms", sp.p90},
+                        {"p99_ms", sp.p99},
+                        {"throughput_per_s", double(o.batch) * 1000.0 / sp.median},
+                        {"dense", lj(dn)},
+                        {"planned", lj(sp)},
+                        {"speedup", dn.median / sp.median},
+                        {"layers", rows}};
+    write_json(a.json, j);
+  }
+}
+
+}  // namespace
+
+void add_engine_commands(CLI::App& app) {
+  auto b = std::make_shared<BuildArgs>();
+  CLI::App* build = app.add_subcommand(
+      "build", "Optimize an ONNX model, time dense vs 2:4 for every layer on this machine, and save the plan.");
+  add_engine_options(build, *b, true);
+  build->add_option("-o,--output", b->output, "where to write the plan (.plan)")->required();
+  build->callback([b] { run_build(*b); });
+
+  auto r = std::make_shared<RunArgs>();
+  CLI::App* run = app.add_subcommand("run", "Run a model on .npy inputs and write each output as DIR/<name>.npy.");
+  add_engine_options(run, *r, true);
+  run->add_option("--input", r->inputs, "NAME=FILE.npy, once per model input")->required();
+  run->add_option("-o,--output", r->out_dir, "folder for the outputs (created if missing)")->required();
+  run->callback([r] { run_run(*r); });
+
+  auto s = std::make_shared<BenchArgs>();
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Latency (median, p90, p99), throughput and a per-layer profile, dense and 2:4 side by side.");
+  add_engine_options(bench, *s, true);
+  bench->add_option("--json", s->json, "also write the results as JSON");
+  bench->add_option("--iters", s->iters, "timed runs (0: at least 10 and about 2 seconds)")->capture_default_str();
+  bench->add_option("--warmup", s->warmup, "untimed runs first")->capture_default_str();
+  bench->callback([s] { run_bench(*s); });
+}
+
+}  // namespace sparse24::cli
