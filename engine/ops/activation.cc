@@ -1,18 +1,97 @@
-// Element-wise activations.
+// Element-wise activations and the softmax family.
 #include <cmath>
+#include <numbers>
 
 #include "engine/ops/op_impl.h"
+#include "engine/ops/op_util.h"
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
 
 void run_relu(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
-  const Tensor& x = *in[0];
-  if (x.dtype() != DType::f32) fail("node '{}' (Relu): input is {}, expected f32", node.name, dtype_name(x.dtype()));
+  map_f32(node, required_input(node, in, 0), out[0], [](float x) { return x > 0.0f ? x : 0.0f; });
+}
+
+void run_sigmoid(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
+  map_f32(node, required_input(node, in, 0), out[0], [](float x) { return 1.0f / (1.0f + std::exp(-x)); });
+}
+
+void run_tanh(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
+  map_f32(node, required_input(node, in, 0), out[0], [](float x) { return std::tanh(x); });
+}
+
+void run_gelu(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
+  const std::string approximate = node.attrs.get_string("approximate", "none");
+  const Tensor& x = required_input(node, in, 0);
+  if (approximate == "none") {
+    constexpr float kInvSqrt2 = float(1.0 / std::numbers::sqrt2);
+    map_f32(node, x, out[0], [](float v) { return 0.5f * v * (1.0f + std::erf(v * kInvSqrt2)); });
+  } else if (approximate == "tanh") {
+    constexpr float kSqrt2OverPi = float(std::numbers::sqrt2 * std::numbers::inv_sqrtpi);
+    map_f32(node, x, out[0], [](float v) {
+      return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+    });
+  } else {
+    fail("node '{}' (Gelu): approximate='{}' is not supported (expected 'none' or 'tanh')", node.name, approximate);
+  }
+}
+
+namespace {
+
+// Softmax over n values spaced `stride` apart. The sum is kept in double: rows can be long and the result is
+// held to 1e-5 relative.
+template <bool kLog>
+void softmax_strided(const float* x, float* y, int64_t n, int64_t stride) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i * stride]);
+  double sum = 0;
+  if constexpr (kLog) {
+    for (int64_t i = 0; i < n; ++i) sum += std::exp(double(x[i * stride] - mx));
+    const float shift = mx + float(std::log(sum));
+    for (int64_t i = 0; i < n; ++i) y[i * stride] = x[i * stride] - shift;
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      float e = std::exp(x[i * stride] - mx);
+      y[i * stride] = e;
+      sum += e;
+    }
+    const float scale = float(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) y[i * stride] *= scale;
+  }
+}
+
+// Before opset 13 the input is coerced to 2-D at `axis` and the softmax runs over everything from `axis` on;
+// from 13 it runs along `axis` alone.
+template <bool kLog>
+void run_softmax_family(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
+  const Tensor& x = required_input(node, in, 0);
+  require_dtype(node, x, {DType::f32}, "input");
+  const bool per_axis = node.opset >= 13;
+  const int rank = x.rank();
+  if (rank == 0) fail("node '{}' ({}): input is a scalar", node.name, node.op);
+  const int axis = normalize_axis(node, node.attrs.get_int("axis", per_axis ? -1 : 1), rank);
+  const int64_t outer = dims_product(x.shape(), 0, axis);
+  const int64_t n = per_axis ? x.shape()[size_t(axis)] : dims_product(x.shape(), axis, rank);
+  const int64_t inner = per_axis ? dims_product(x.shape(), axis + 1, rank) : 1;
   out[0] = Tensor(DType::f32, x.shape());
   const float* src = x.data<float>();
   float* dst = out[0].data<float>();
-  for (int64_t i = 0, n = x.numel(); i < n; ++i) dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
+  const int64_t rows = outer * inner;
+#pragma omp parallel for if (x.numel() >= kParallelMinElements && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t base = (r / inner) * n * inner + r % inner;
+    softmax_strided<kLog>(src + base, dst + base, n, inner);
+  }
+}
+
+}  // namespace
+
+void run_softmax(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
+  run_softmax_family<false>(node, in, out);
+}
+
+void run_log_softmax(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
+  run_softmax_family<true>(node, in, out);
 }
 
 }  // namespace sparse24::engine::ops

@@ -1,0 +1,209 @@
+#include "engine/ops/conv_gemm.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <mutex>
+
+#include "util/error.h"
+
+namespace sparse24::engine::ops {
+
+namespace {
+
+// OpenBLAS starts as many threads as cores by default, on top of the OpenMP team: match the two once.
+void set_blas_threads_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(omp_get_max_threads()); });
+}
+
+// Spatial sizes padded to three dims (leading dims of size 1, kernel 1, no padding).
+struct Dims3 {
+  std::array<int64_t, 3> in, k, s, d, pb, out;
+};
+
+Dims3 dims3(const WindowGeometry& g) {
+  Dims3 r;
+  const int lead = 3 - g.rank();
+  for (int i = 0; i < 3; ++i) {
+    const bool real = i >= lead;
+    const size_t j = size_t(real ? i - lead : 0);
+    r.in[size_t(i)] = real ? g.in[j] : 1;
+    r.k[size_t(i)] = real ? g.kernel[j] : 1;
+    r.s[size_t(i)] = real ? g.strides[j] : 1;
+    r.d[size_t(i)] = real ? g.dilations[j] : 1;
+    r.pb[size_t(i)] = real ? g.pads_begin[j] : 0;
+    r.out[size_t(i)] = real ? g.out[j] : 1;
+  }
+  return r;
+}
+
+}  // namespace
+
+std::vector<int64_t> ConvShape::output_shape() const {
+  std::vector<int64_t> shape = {batch, out_channels};
+  shape.insert(shape.end(), window.out.begin(), window.out.end());
+  return shape;
+}
+
+ConvShape conv_shape(const Node& node, const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape) {
+  const int rank = int(x_shape.size());
+  if (rank < 3 || rank > 5)
+    fail("node '{}' ({}): input X has shape {}; 1-D, 2-D and 3-D convolutions (rank 3 to 5) are supported",
+         node.name, node.op, shape_str(x_shape));
+  if (int(w_shape.size()) != rank)
+    fail("node '{}' ({}): weight W has shape {}, which does not match input X {}", node.name, node.op,
+         shape_str(w_shape), shape_str(x_shape));
+  ConvShape s;
+  s.batch = x_shape[0];
+  s.in_channels = x_shape[1];
+  s.out_channels = w_shape[0];
+  s.groups = node.attrs.get_int("group", 1);
+  if (s.groups < 1 || s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0 ||
+      w_shape[1] * s.groups != s.in_channels)
+    fail("node '{}' ({}): group={} does not fit X {} and W {} (need C = W[1] * group, OC divisible by group)",
+         node.name, node.op, s.groups, shape_str(x_shape), shape_str(w_shape));
+  std::vector<int64_t> kernel(w_shape.begin() + 2, w_shape.end());
+  std::vector<int64_t> declared = node.attrs.get_ints("kernel_shape", kernel);
+  if (declared != kernel)
+    fail("node '{}' ({}): kernel_shape {} does not match weight W {}", node.name, node.op, shape_str(declared),
+         shape_str(w_shape));
+  s.window = window_geometry(node, {x_shape.begin() + 2, x_shape.end()}, kernel, false);
+  return s;
+}
+
+Tensor conv_weight_canonical(const Tensor& w) {
+  const int64_t oc = w.dim(0), icg = w.dim(1), kvol = dims_product(w.shape(), 2, w.rank());
+  Tensor c(DType::f32, {oc, kvol * icg});
+  const float* src = w.data<float>();
+  float* dst = c.data<float>();
+  for (int64_t o = 0; o < oc; ++o)
+    for (int64_t i = 0; i < icg; ++i)
+      for (int64_t k = 0; k < kvol; ++k) dst[(o * kvol + k) * icg + i] = src[(o * icg + i) * kvol + k];
+  return c;
+}
+
+void im2col_rows(const ConvShape& shape, const float* x_nhwc, int64_t group, int64_t row0, int64_t rows,
+                 float* patches) {
+  const Dims3 d = dims3(shape.window);
+  const int64_t channels = shape.in_channels, icg = channels / shape.groups, K = shape.K();
+  const int64_t out_pixels = shape.out_pixels(), in_pixels = shape.in_pixels();
+#pragma omp parallel for if (rows * K >= kParallelMinElements)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t row = row0 + r, image = row / out_pixels, pos = row % out_pixels;
+    const int64_t o2 = pos % d.out[2], o1 = (pos / d.out[2]) % d.out[1], o0 = pos / (d.out[2] * d.out[1]);
+    const float* img = x_nhwc + image * in_pixels * channels + group * icg;
+    float* dst = patches + r * K;
+    for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
+      const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
+      const bool in0 = i0 >= 0 && i0 < d.in[0];
+      for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
+        const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
+        const bool in1 = in0 && i1 >= 0 && i1 < d.in[1];
+        for (int64_t k2 = 0; k2 < d.k[2]; ++k2, dst += icg) {
+          const int64_t i2 = o2 * d.s[2] - d.pb[2] + k2 * d.d[2];
+          if (in1 && i2 >= 0 && i2 < d.in[2]) {
+            const float* src = img + ((i0 * d.in[1] + i1) * d.in[2] + i2) * channels;
+            for (int64_t c = 0; c < icg; ++c) dst[c] = src[c];
+          } else {
+            for (int64_t c = 0; c < icg; ++c) dst[c] = 0.0f;
+          }
+        }
+      }
+    }
+  }
+}
+
+void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, const float* bias, float* y) {
+  const int64_t channels = shape.in_channels, oc = shape.out_channels, ocg = oc / shape.groups;
+  const int64_t icg = channels / shape.groups, K = shape.K();
+  const int64_t in_pixels = shape.in_pixels(), out_pixels = shape.out_pixels();
+  const int64_t M = shape.batch * out_pixels;
+  if (M == 0 || oc == 0) return;
+
+  // Channels-last copy of the input: each patch then reads IC/g contiguous floats per kernel position.
+  std::vector<float> x_nhwc(size_t(shape.batch * in_pixels * channels));
+#pragma omp parallel for collapse(2) if (x_nhwc.size() >= size_t(kParallelMinElements))
+  for (int64_t n = 0; n < shape.batch; ++n)
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* src = x + (n * channels + c) * in_pixels;
+      float* dst = x_nhwc.data() + n * in_pixels * channels + c;
+      for (int64_t p = 0; p < in_pixels; ++p) dst[p * channels] = src[p];
+    }
+
+  const WindowGeometry& w = shape.window;
+  bool pointwise = true;
+  for (int i = 0; i < w.rank(); ++i)
+    pointwise &= w.kernel[size_t(i)] == 1 && w.strides[size_t(i)] == 1 && w.pads_begin[size_t(i)] == 0 &&
+                 w.pads_end[size_t(i)] == 0;
+  // Tiles of at most ~16 MB of patches keep memory bounded for large images while giving the GEMM long M.
+  const int64_t tile = pointwise ? M : std::clamp<int64_t>((int64_t(1) << 22) / std::max<int64_t>(K, 1), 256, M);
+  std::vector<float> patches(pointwise ? 0 : size_t(tile * K));
+  std::vector<float> tile_out(size_t(tile * oc));
+  for (int64_t row0 = 0; row0 < M; row0 += tile) {
+    const int64_t rows = std::min(tile, M - row0);
+    for (int64_t g = 0; g < shape.groups; ++g) {
+      if (pointwise) {
+        gemm(g, rows, ocg, K, x_nhwc.data() + row0 * channels + g * icg, channels, tile_out.data() + g * ocg, oc);
+      } else {
+        im2col_rows(shape, x_nhwc.data(), g, row0, rows, patches.data());
+        gemm(g, rows, ocg, K, patches.data(), K, tile_out.data() + g * ocg, oc);
+      }
+    }
+    // Scatter the [rows][OC] tile to NC(spatial), adding the bias.
+#pragma omp parallel for if (rows * oc >= kParallelMinElements)
+    for (int64_t o = 0; o < oc; ++o) {
+      const float b = bias ? bias[o] : 0.0f;
+      int64_t image = row0 / out_pixels, pos = row0 % out_pixels;
+      for (int64_t r = 0; r < rows; ++r) {
+        y[(image * oc + o) * out_pixels + pos] = tile_out[size_t(r * oc + o)] + b;
+        if (++pos == out_pixels) {
+          pos = 0;
+          ++image;
+        }
+      }
+    }
+  }
+}
+
+ConvGemm blas_conv_gemm(const float* canonical_weight) {
+  return [canonical_weight](int64_t group, int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, float* Y,
+                            int64_t ldy) {
+    blas_sgemm(false, true, M, N, K, 1.0f, X, ldx, canonical_weight + group * N * K, K, 0.0f, Y, ldy);
+  };
+}
+
+void blas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // BLAS would reject the leading dimensions; the product is empty, C = beta · C.
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[m * ldc + n];
+    return;
+  }
+  set_blas_threads_once();
+  const auto bi = [](int64_t v) { return blasint(v); };
+  if (M == 1) {  // C row = op(B)ᵀ · a
+    const int64_t inc_a = trans_a ? lda : 1;
+    if (trans_b)  // B stored [N][K]
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(N), bi(K), alpha, B, bi(ldb), A, bi(inc_a), beta, C, 1);
+    else  // B stored [K][N]
+      cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(N), alpha, B, bi(ldb), A, bi(inc_a), beta, C, 1);
+    return;
+  }
+  if (N == 1) {  // C column = op(A) · b
+    const int64_t inc_b = trans_b ? 1 : ldb;
+    if (trans_a)  // A stored [K][M]
+      cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(M), alpha, A, bi(lda), B, bi(inc_b), beta, C, bi(ldc));
+    else  // A stored [M][K]
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(M), bi(K), alpha, A, bi(lda), B, bi(inc_b), beta, C, bi(ldc));
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, bi(M), bi(N),
+              bi(K), alpha, A, bi(lda), B, bi(ldb), beta, C, bi(ldc));
+}
+
+}  // namespace sparse24::engine::ops

@@ -1,0 +1,82 @@
+#pragma once
+// Helpers the op files share: dtype checks, axis normalisation, integer lists read from tensors, numpy
+// broadcasting plans and a threshold for going parallel.
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <span>
+#include <vector>
+
+#include "engine/ir.h"
+
+namespace sparse24::engine::ops {
+
+/// Below this many elements an op runs on one thread: spawning the team costs more than the work.
+constexpr int64_t kParallelMinElements = 1 << 15;
+
+/// Throws Error naming the node when `t` is not one of `allowed`; `what` names the input ("input A").
+void require_dtype(const Node& node, const Tensor& t, std::initializer_list<DType> allowed, const char* what);
+/// Throws Error naming the node when input `i` is absent (null or past the end).
+const Tensor& required_input(const Node& node, std::span<const Tensor* const> in, size_t i);
+/// The input at `i`, or null when absent.
+const Tensor* optional_input(std::span<const Tensor* const> in, size_t i);
+/// Axis in [-rank, rank) mapped to [0, rank); throws Error naming the node otherwise.
+int normalize_axis(const Node& node, int64_t axis, int rank);
+/// The elements of an i64 or i32 tensor (a shape, axes, indices list).
+std::vector<int64_t> read_int_list(const Node& node, const Tensor& t, const char* what);
+/// Product of shape[begin, end).
+int64_t dims_product(const std::vector<int64_t>& shape, int begin, int end);
+/// Row-major element strides of a shape.
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
+
+/// The numpy broadcast of shapes; throws Error naming the node when they do not broadcast.
+std::vector<int64_t> broadcast_shapes(const Node& node, std::initializer_list<const std::vector<int64_t>*> shapes);
+
+/// How N inputs map onto a broadcast output, with adjacent dimensions merged wherever every input allows,
+/// so that the innermost dimension is as long as possible. dims[0] is the innermost (fastest) dimension.
+template <size_t N>
+struct BroadcastPlan {
+  std::vector<int64_t> dims;                        ///< merged output dims, innermost first
+  std::array<std::vector<int64_t>, N> strides;      ///< per input, element stride per merged dim (0: broadcast)
+  int64_t inner() const { return dims.empty() ? 1 : dims[0]; }
+  int64_t outer() const;                            ///< product of all merged dims but the innermost
+  /// Element offsets of each input at the start of outer row `row`.
+  std::array<int64_t, N> row_offsets(int64_t row) const;
+};
+
+/// Plans the broadcast of `inputs` onto `out_shape` (which must be their broadcast).
+template <size_t N>
+BroadcastPlan<N> plan_broadcast(const std::vector<int64_t>& out_shape,
+                                const std::array<const std::vector<int64_t>*, N>& inputs);
+
+/// Sliding-window geometry shared by Conv and the pools, per spatial dim (auto_pad resolved).
+struct WindowGeometry {
+  std::vector<int64_t> in, kernel, strides, dilations, pads_begin, pads_end, out;
+  int rank() const { return int(in.size()); }
+};
+
+/// Reads strides, dilations, pads / auto_pad (and ceil_mode when `allow_ceil`) for a window of size `kernel`
+/// over the spatial sizes `in`; throws Error naming the node on bad attributes or an empty output.
+WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in, const std::vector<int64_t>& kernel,
+                               bool allow_ceil);
+
+/// y = f(x) element by element for an f32 tensor (Error naming the node for another dtype).
+template <typename F>
+void map_f32(const Node& node, const Tensor& x, Tensor& y, F f) {
+  require_dtype(node, x, {DType::f32}, "input");
+  y = Tensor(DType::f32, x.shape());
+  const float* src = x.data<float>();
+  float* dst = y.data<float>();
+  const int64_t n = x.numel();
+#pragma omp parallel for simd if (n >= kParallelMinElements)
+  for (int64_t i = 0; i < n; ++i) dst[i] = f(src[i]);
+}
+
+/// Converts every element to `to` with Cast's rules: floats to integers truncate toward zero and saturate,
+/// integers to narrower integers wrap, f16/bf16 round to nearest even, anything nonzero is true.
+Tensor cast_tensor(const Tensor& x, DType to);
+
+/// Copies `src` broadcast to `out_shape` into a new tensor (any dtype); Expand and materialised operands.
+Tensor broadcast_to(const Tensor& src, const std::vector<int64_t>& out_shape);
+
+}  // namespace sparse24::engine::ops
