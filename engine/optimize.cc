@@ -3,6 +3,7 @@
 #include <cmath>
 #include <map>
 
+#include "engine/ops/conv_gemm.h"
 #include "engine/ops/op.h"
 #include "util/error.h"
 
@@ -18,6 +19,20 @@ void LinearNode::run(const Node& node, std::span<const Tensor* const> inputs, st
   outputs[0] = Tensor(DType::f32, shape);
   const int64_t M = x.numel() / layer->K();
   if (M > 0) layer->run(M, x.data<float>(), layer->K(), outputs[0].data<float>(), layer->N());
+}
+
+void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const {
+  const Tensor& x = *inputs[0];
+  if (x.dtype() != DType::f32) fail("node '{}' (Conv): input is {}, expected f32", node.name, dtype_name(x.dtype()));
+  ops::ConvShape shape = ops::conv_shape(node, x.shape(), weight_shape);
+  outputs[0] = Tensor(DType::f32, shape.output_shape());
+  const LinearLayer& l = *layer;
+  ops::conv_as_gemm(
+      shape, x.data<float>(),
+      [&l](int64_t, int64_t M, int64_t, int64_t, const float* X, int64_t ldx, float* Y, int64_t ldy) {
+        l.run(M, X, ldx, Y, ldy);
+      },
+      nullptr, outputs[0].data<float>());
 }
 
 LinearLayer* linear_layer(const Node& node) {
@@ -183,6 +198,30 @@ int lower_linear(Graph& g) {
   return lowered;
 }
 
+// Conv with groups = 1 and a constant f32 weight (bias constant or absent) becomes a ConvLinearNode.
+int lower_conv(Graph& g) {
+  int lowered = 0;
+  for (Node& n : g.nodes) {
+    if (n.state || n.op != "Conv" || n.attrs.get_int("group", 1) != 1) continue;
+    const Tensor* w = constant(g, n.inputs[1]);
+    if (!w || w->dtype() != DType::f32 || w->rank() < 3 || constant(g, n.inputs[0])) continue;
+    std::vector<float> bias;
+    if (n.inputs.size() > 2 && n.inputs[2] != kNoValue) {
+      auto b = as_vector(constant(g, n.inputs[2]), w->dim(0));
+      if (!b) continue;
+      bias = *b;
+    }
+    auto state = std::make_shared<ConvLinearNode>();
+    state->layer = std::make_shared<LinearLayer>(ops::conv_weight_canonical(*w), std::move(bias), Activation::none);
+    state->source_op = "Conv";
+    state->weight_shape = w->shape();
+    n.inputs.resize(1);
+    n.state = std::move(state);
+    ++lowered;
+  }
+  return lowered;
+}
+
 // True when node `n` computes x·0.5·(1 + erf(x/√2)) of value x, as PyTorch exports GELU:
 // Div(x, √2) -> Erf -> Add(1) -> Mul(x, .) -> Mul(., 0.5) (Mul operands in either order).
 struct GeluMatch {
@@ -253,14 +292,23 @@ void fuse_epilogues(Graph& g, OptimizeReport& rep) {
   erase_marked(g, dead);
 }
 
+// Constants nothing reads any more (weights now held by linear layers, inputs of folded nodes) are dropped,
+// so neither memory nor the plan file carries them twice.
+void drop_unread_constants(Graph& g) {
+  Uses uses(g);
+  for (size_t v = 0; v < g.values.size(); ++v)
+    if (g.values[v].constant && uses.readers[v].empty() && !uses.is_output[v]) g.values[v].constant.reset();
+}
+
 }  // namespace
 
 OptimizeReport optimize(Graph& graph) {
   OptimizeReport rep;
   rep.folded_constants = fold_constants(graph);
   rep.folded_batchnorms = fold_batchnorm(graph);
-  rep.lowered = lower_linear(graph);
+  rep.lowered = lower_linear(graph) + lower_conv(graph);
   fuse_epilogues(graph, rep);
+  drop_unread_constants(graph);
   return rep;
 }
 

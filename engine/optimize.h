@@ -17,6 +17,13 @@ struct LinearNode : NodeState {
   void run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const override;
 };
 
+/// A Conv (groups = 1, constant weight) whose GEMM is a LinearLayer on the canonical weight [OC][k·IC]:
+/// im2col patches with input channels innermost, so 2:4 groups line up with the kernels'.
+struct ConvLinearNode : LinearNode {
+  void run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const override;
+  std::vector<int64_t> weight_shape;  ///< the ONNX weight shape [OC][IC][k...]
+};
+
 /// What optimize() did, for reports and tests.
 struct OptimizeReport {
   int folded_constants = 0, folded_batchnorms = 0, lowered = 0, fused_bias = 0, fused_activations = 0;

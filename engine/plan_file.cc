@@ -141,6 +141,9 @@ Attributes read_attrs(Reader& r) {
 // A linear layer: its tactic, epilogue, and weight — compressed when the tactic is 2:4.
 void write_linear(Writer& w, const LinearNode& ln) {
   const LinearLayer& l = *ln.layer;
+  auto* conv = dynamic_cast<const ConvLinearNode*>(&ln);
+  w.pod<uint8_t>(conv != nullptr);
+  if (conv) w.ints(conv->weight_shape);
   w.str(ln.source_op);
   w.pod<uint8_t>(uint8_t(l.tactic()));
   w.pod<uint8_t>(uint8_t(l.activation()));
@@ -157,7 +160,14 @@ void write_linear(Writer& w, const LinearNode& ln) {
 }
 
 std::shared_ptr<LinearNode> read_linear(Reader& r) {
-  auto ln = std::make_shared<LinearNode>();
+  std::shared_ptr<LinearNode> ln;
+  if (r.pod<uint8_t>()) {
+    auto conv = std::make_shared<ConvLinearNode>();
+    conv->weight_shape = r.vec<int64_t>();
+    ln = conv;
+  } else {
+    ln = std::make_shared<LinearNode>();
+  }
   ln->source_op = r.str();
   uint8_t tactic = r.pod<uint8_t>(), act = r.pod<uint8_t>();
   if (tactic > uint8_t(Tactic::sparse24_cpu) || act > uint8_t(Activation::gelu)) r.corrupt();

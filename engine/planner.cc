@@ -55,8 +55,8 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
     if (LinearLayer* l = linear_layer(n)) l->set_tactic(Tactic::dense_blas);
   Executor probe(model.graph);
   probe.run(sample_inputs(model.graph, o.batch, o.seq),
-            [&](size_t i, std::span<const Tensor* const> in, std::span<const Tensor>, double) {
-              if (LinearLayer* l = linear_layer(model.graph.nodes[i])) M[i] = in[0]->numel() / l->K();
+            [&](size_t i, std::span<const Tensor* const>, std::span<const Tensor> out, double) {
+              if (LinearLayer* l = linear_layer(model.graph.nodes[i])) M[i] = out[0].numel() / l->N();  // rows of the GEMM (Conv: batch · output pixels)
             });
   model.layers.clear();
   for (size_t i = 0; i < model.graph.nodes.size(); ++i) {

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-HIDDEN, HEADS, LAYERS, EPS = 384, 12, 6, 1e-12
+HIDDEN, HEADS, LAYERS, EPS = 384, 12, 6, 1e-12  # all-MiniLM-L6-v2
 
 
 def default_model_dir():
@@ -60,8 +60,35 @@ class Builder:
         return out
 
 
+def random_bert_weights(hidden, layers, ffn, vocab=100, max_positions=64, seed=0):
+    """Random weights under the Hugging Face BERT names, for small test encoders built by build_bert()."""
+    rng = np.random.default_rng(seed)
+    n = lambda *shape: (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
+    w = {"embeddings.word_embeddings.weight": n(vocab, hidden), "embeddings.position_embeddings.weight": n(max_positions, hidden),
+         "embeddings.token_type_embeddings.weight": n(2, hidden)}
+    ln = lambda p: w.update({f"{p}.weight": 1 + 0.1 * n(hidden), f"{p}.bias": 0.1 * n(hidden)})
+    lin = lambda p, o, i: w.update({f"{p}.weight": n(o, i), f"{p}.bias": 0.1 * n(o)})
+    ln("embeddings.LayerNorm")
+    for i in range(layers):
+        p = f"encoder.layer.{i}"
+        for name in ("query", "key", "value"):
+            lin(f"{p}.attention.self.{name}", hidden, hidden)
+        lin(f"{p}.attention.output.dense", hidden, hidden)
+        ln(f"{p}.attention.output.LayerNorm")
+        lin(f"{p}.intermediate.dense", ffn, hidden)
+        lin(f"{p}.output.dense", hidden, ffn)
+        ln(f"{p}.output.LayerNorm")
+    return w
+
+
 def build(model_dir):
-    w = read_safetensors(os.path.join(model_dir, "model.safetensors"))
+    """all-MiniLM-L6-v2 from its safetensors."""
+    return build_bert(read_safetensors(os.path.join(model_dir, "model.safetensors")), HIDDEN, HEADS, LAYERS,
+                      "all-MiniLM-L6-v2")
+
+
+def build_bert(w, HIDDEN, HEADS, LAYERS, name, EPS=EPS):
+    """A BERT encoder with mean pooling from weights under the Hugging Face names."""
     b = Builder()
     f32 = lambda x: np.asarray(x, dtype=np.float32)
     sqrt2, half, one = b.const("c_sqrt2", f32(np.sqrt(2.0))), b.const("c_half", f32(0.5)), b.const("c_one", f32(1.0))
@@ -124,7 +151,7 @@ def build(model_dir):
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"]) for n in ("input_ids", "attention_mask")]
     outputs = [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", HIDDEN]),
                helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", HIDDEN])]
-    graph = helper.make_graph(b.nodes, "all-MiniLM-L6-v2", inputs, outputs, b.inits)
+    graph = helper.make_graph(b.nodes, name, inputs, outputs, b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8,
                               producer_name="sparse24 scripts/minilm/to_onnx.py")
     onnx.checker.check_model(model)

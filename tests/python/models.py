@@ -1,0 +1,77 @@
+"""Small models made with onnx.helper for the engine tests and benchmarks: an MLP, a CNN (conv + batchnorm +
+relu + pool + a residual add) and a 2-layer transformer encoder (the BERT builder of scripts/minilm)."""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "minilm"))
+import to_onnx  # noqa: E402
+
+
+def _model(nodes, inits, inputs, outputs, name):
+    g = helper.make_graph(nodes, name, inputs, outputs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(m)
+    return m
+
+
+def _w(rng, name, shape, fan_in):
+    return numpy_helper.from_array((rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32), name)
+
+
+def mlp(seed=0, sizes=(784, 512, 256, 10)):
+    """Gemm(transB=1) + Relu layers; input pixels [batch, 784]."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, x = [], [], "pixels"
+    for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+        inits += [_w(rng, f"fc{i}.weight", (n, k), k), _w(rng, f"fc{i}.bias", (n,), k)]
+        out = "logits" if i == len(sizes) - 2 else f"h{i}"
+        nodes.append(helper.make_node("Gemm", [x, f"fc{i}.weight", f"fc{i}.bias"], [out], name=f"fc{i}", transB=1))
+        if out != "logits":
+            nodes.append(helper.make_node("Relu", [out], [out + "_relu"], name=f"relu{i}"))
+            out += "_relu"
+        x = out
+    return _model(nodes, inits, [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", sizes[0]])],
+                  [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", sizes[-1]])], "mlp")
+
+
+def cnn(seed=0, width=32):
+    """conv-bn-relu, maxpool, a residual block (conv-bn-relu-conv-bn + skip, relu), global pool, Gemm."""
+    rng = np.random.default_rng(seed)
+    c = width
+    inits, nodes = [], []
+
+    def conv_bn(name, x, cin, cout, relu):
+        inits.extend([_w(rng, f"{name}.weight", (cout, cin, 3, 3), cin * 9)])
+        inits.extend(numpy_helper.from_array(v.astype(np.float32), f"{name}.bn.{k}") for k, v in {
+            "scale": 1 + 0.1 * rng.standard_normal(cout), "bias": 0.1 * rng.standard_normal(cout),
+            "mean": 0.1 * rng.standard_normal(cout), "var": 1 + 0.1 * rng.random(cout)}.items())
+        nodes.append(helper.make_node("Conv", [x, f"{name}.weight"], [f"{name}_c"], name=name, pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("BatchNormalization", [f"{name}_c"] + [f"{name}.bn.{k}" for k in
+                                      ("scale", "bias", "mean", "var")], [f"{name}_bn"], name=f"{name}.bn"))
+        if not relu:
+            return f"{name}_bn"
+        nodes.append(helper.make_node("Relu", [f"{name}_bn"], [f"{name}_r"], name=f"{name}.relu"))
+        return f"{name}_r"
+
+    stem = conv_bn("stem", "pixels", 4, c, True)
+    nodes.append(helper.make_node("MaxPool", [stem], ["pool"], name="pool", kernel_shape=[2, 2], strides=[2, 2]))
+    h = conv_bn("block.conv1", "pool", c, c, True)
+    h = conv_bn("block.conv2", h, c, c, False)
+    nodes.append(helper.make_node("Add", [h, "pool"], ["res"], name="residual"))
+    nodes.append(helper.make_node("Relu", ["res"], ["res_r"], name="residual.relu"))
+    nodes.append(helper.make_node("GlobalAveragePool", ["res_r"], ["gap"], name="gap"))
+    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"))
+    inits += [_w(rng, "fc.weight", (12, c), c), _w(rng, "fc.bias", (12,), c)]
+    nodes.append(helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1))
+    return _model(nodes, inits, [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 4, 16, 16])],
+                  [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 12])], "cnn")
+
+
+def transformer(seed=0, hidden=64, heads=4, layers=2, ffn=256):
+    """A 2-layer BERT-style encoder with mean pooling; inputs input_ids/attention_mask [batch, seq] int64."""
+    w = to_onnx.random_bert_weights(hidden, layers, ffn, seed=seed)
+    return to_onnx.build_bert(w, hidden, heads, layers, "transformer")
