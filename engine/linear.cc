@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "engine/vector_math.h"
 #include "kernels/cpu/spmm24.h"
 #include "util/error.h"
 
@@ -52,7 +53,7 @@ void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
     if (act_ == Activation::relu)
       for (int64_t j = 0; j < n; ++j) y[j] = std::max(y[j], 0.0f);
     else if (act_ == Activation::gelu)
-      for (int64_t j = 0; j < n; ++j) y[j] = 0.5f * y[j] * (1.0f + std::erf(y[j] * float(M_SQRT1_2)));
+      vmath::gelu_inplace(y, n);
   }
 }
 
@@ -64,10 +65,16 @@ void LinearLayer::run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t 
     a.ldx = ldx;
     a.W = &*packed_;
     a.bias = bias_.empty() ? nullptr : bias_.data();
-    a.act = act_;
+    // The kernels' GELU is the exact double-precision oracle; the engine uses the vectorized one for both
+    // tactics, so they agree and neither pays a scalar erf per output.
+    a.act = act_ == Activation::gelu ? Activation::none : act_;
     a.Y = Y;
     a.ldy = ldy;
     cpu::spmm24(a);
+    if (act_ == Activation::gelu) {
+#pragma omp parallel for schedule(static) if (M * N() > 16384)
+      for (int64_t m = 0; m < M; ++m) vmath::gelu_inplace(Y + m * ldy, N());
+    }
     return;
   }
   // OpenBLAS 0.3.21 does not route sgemm with M = 1 to sgemv, which is several times faster there.
