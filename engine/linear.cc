@@ -7,13 +7,20 @@
 #include <chrono>
 #include <cmath>
 
-#include "engine/vector_math.h"
+#include "engine/ops/simd_kernels.h"
 #include "kernels/cpu/spmm24.h"
 #include "util/error.h"
 
 namespace sparse24::engine {
 
-std::string_view tactic_name(Tactic t) { return t == Tactic::dense_blas ? "dense" : "2:4"; }
+std::string_view tactic_name(Tactic t) {
+  switch (t) {
+    case Tactic::dense_blas: return "dense-blas";
+    case Tactic::sparse24_cpu: return "2:4";
+    case Tactic::dense_onednn: return "dense-onednn";
+  }
+  return "?";
+}
 
 LinearLayer::LinearLayer(Tensor weight, std::vector<float> bias, Activation act)
     : weight_(std::move(weight)), bias_(std::move(bias)), act_(act) {
@@ -38,6 +45,7 @@ void LinearLayer::set_tactic(Tactic t) {
     if (!is_24_) fail("the 2:4 tactic needs a 2:4 weight");
     if (!packed_) packed_ = cpu::pack_24(compress_24(weight_));
   }
+  if (t == Tactic::dense_onednn && !onednn_) onednn_ = std::make_shared<OnednnMatmul>(weight_.data<float>(), N(), K());
   tactic_ = t;
 }
 
@@ -53,7 +61,7 @@ void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
     if (act_ == Activation::relu)
       for (int64_t j = 0; j < n; ++j) y[j] = std::max(y[j], 0.0f);
     else if (act_ == Activation::gelu)
-      vmath::gelu_inplace(y, n);
+      ops::gelu_f32(y, y, n);
   }
 }
 
@@ -65,16 +73,21 @@ void LinearLayer::run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t 
     a.ldx = ldx;
     a.W = &*packed_;
     a.bias = bias_.empty() ? nullptr : bias_.data();
-    // The kernels' GELU is the exact double-precision oracle; the engine uses the vectorized one for both
-    // tactics, so they agree and neither pays a scalar erf per output.
+    // The kernels' GELU is the exact double-precision oracle; the engine uses the vectorized one of its ops
+    // for every tactic, so they agree and none pays a scalar erf per output.
     a.act = act_ == Activation::gelu ? Activation::none : act_;
     a.Y = Y;
     a.ldy = ldy;
     cpu::spmm24(a);
     if (act_ == Activation::gelu) {
 #pragma omp parallel for schedule(static) if (M * N() > 16384)
-      for (int64_t m = 0; m < M; ++m) vmath::gelu_inplace(Y + m * ldy, N());
+      for (int64_t m = 0; m < M; ++m) ops::gelu_f32(Y + m * ldy, Y + m * ldy, N());
     }
+    return;
+  }
+  if (tactic_ == Tactic::dense_onednn) {
+    onednn_->run(M, X, ldx, Y, ldy);
+    epilogue(M, Y, ldy);
     return;
   }
   // OpenBLAS 0.3.21 does not route sgemm with M = 1 to sgemv, which is several times faster there.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "format/pattern24.h"
+#include "engine/dense_onednn.h"
 #include "kernels/cpu/packed24.h"
 #include "reference/gemm.h"
 
@@ -20,8 +21,9 @@ using reference::Activation;
 enum class Tactic : uint8_t {
   dense_blas,    ///< OpenBLAS sgemm (sgemv when M = 1)
   sparse24_cpu,  ///< sparse24's 2:4 CPU kernels (kernels/cpu)
+  dense_onednn,  ///< oneDNN matmul (weights in its blocked layout)
 };
-/// "dense" or "2:4".
+/// "dense-blas", "2:4" or "dense-onednn".
 std::string_view tactic_name(Tactic t);
 
 /// A linear layer with a constant weight.
@@ -60,6 +62,10 @@ class LinearLayer {
   bool is_24_ = false;
   Tactic tactic_ = Tactic::dense_blas;
   std::optional<cpu::Packed24> packed_;
+  std::shared_ptr<OnednnMatmul> onednn_;
 };
+
+/// True for the dense tactics.
+inline bool is_dense(Tactic t) { return t != Tactic::sparse24_cpu; }
 
 }  // namespace sparse24::engine

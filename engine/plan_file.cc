@@ -170,7 +170,7 @@ std::shared_ptr<LinearNode> read_linear(Reader& r) {
   }
   ln->source_op = r.str();
   uint8_t tactic = r.pod<uint8_t>(), act = r.pod<uint8_t>();
-  if (tactic > uint8_t(Tactic::sparse24_cpu) || act > uint8_t(Activation::gelu)) r.corrupt();
+  if (tactic > uint8_t(Tactic::dense_onednn) || act > uint8_t(Activation::gelu)) r.corrupt();
   std::vector<float> bias = r.vec<float>();
   Tensor weight;
   if (Tactic(tactic) == Tactic::sparse24_cpu) {
@@ -235,6 +235,7 @@ void save_plan(const CompiledModel& m, const fs::path& path) {
     for (int64_t v : {p.M, p.N, p.K}) w.pod(v);
     w.pod<uint8_t>(p.is_24);
     w.pod<uint8_t>(uint8_t(p.tactic));
+    w.pod<uint8_t>(uint8_t(p.dense_tactic));
     w.pod(p.dense_ms);
     w.pod(p.sparse_ms);
   }
@@ -340,9 +341,10 @@ CompiledModel load_plan(const fs::path& path) {
     p.N = r.pod<int64_t>();
     p.K = r.pod<int64_t>();
     p.is_24 = r.pod<uint8_t>();
-    uint8_t t = r.pod<uint8_t>();
-    if (t > uint8_t(Tactic::sparse24_cpu)) r.corrupt();
+    uint8_t t = r.pod<uint8_t>(), dt = r.pod<uint8_t>();
+    if (t > uint8_t(Tactic::dense_onednn) || dt > uint8_t(Tactic::dense_onednn) || !is_dense(Tactic(dt))) r.corrupt();
     p.tactic = Tactic(t);
+    p.dense_tactic = Tactic(dt);
     p.dense_ms = r.pod<double>();
     p.sparse_ms = r.pod<double>();
     m.layers.push_back(p);

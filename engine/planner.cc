@@ -64,16 +64,31 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
     LinearLayer* l = linear_layer(n);
     if (!l) continue;
     LayerPlan p{n.name, static_cast<const LinearNode&>(*n.state).source_op, M[i], l->N(), l->K(), l->is_24()};
+    if (M[i] > 0) {  // the dense tactic: the faster of OpenBLAS and oneDNN at this shape
+      const double blas = l->time_ms(Tactic::dense_blas, M[i], o.timing_reps);
+      const double onednn = l->time_ms(Tactic::dense_onednn, M[i], o.timing_reps);
+      p.dense_tactic = onednn < blas ? Tactic::dense_onednn : Tactic::dense_blas;
+      p.dense_ms = std::min(blas, onednn);
+    }
+    p.tactic = p.dense_tactic;
     if (l->is_24() && o.sparsity == SparsityMode::force) {
       p.tactic = Tactic::sparse24_cpu;
     } else if (l->is_24() && o.sparsity == SparsityMode::enable && M[i] > 0) {
-      p.dense_ms = l->time_ms(Tactic::dense_blas, M[i], o.timing_reps);
       p.sparse_ms = l->time_ms(Tactic::sparse24_cpu, M[i], o.timing_reps);
-      p.tactic = p.sparse_ms < p.dense_ms ? Tactic::sparse24_cpu : Tactic::dense_blas;
+      if (p.sparse_ms < p.dense_ms) p.tactic = Tactic::sparse24_cpu;
     }
     l->set_tactic(p.tactic);
     model.layers.push_back(p);
   }
+}
+
+void use_dense_tactics(CompiledModel& model, bool dense) {
+  size_t li = 0;
+  for (Node& n : model.graph.nodes)
+    if (LinearLayer* l = linear_layer(n)) {
+      const LayerPlan& p = model.layers.at(li++);
+      l->set_tactic(dense ? p.dense_tactic : p.tactic);
+    }
 }
 
 CompiledModel compile(const OnnxModel& onnx_model, const PlanOptions& options) {

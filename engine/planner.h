@@ -35,8 +35,9 @@ struct LayerPlan {
   std::string node, source_op;
   int64_t M = 0, N = 0, K = 0;
   bool is_24 = false;
-  Tactic tactic = Tactic::dense_blas;
-  double dense_ms = -1, sparse_ms = -1;  ///< timings that decided it (-1: not timed)
+  Tactic tactic = Tactic::dense_blas;        ///< the chosen tactic
+  Tactic dense_tactic = Tactic::dense_blas;  ///< the faster dense tactic (what a dense-only run uses)
+  double dense_ms = -1, sparse_ms = -1;      ///< timings that decided it (-1: not timed)
 };
 
 /// A model ready to run: the optimized graph with every tactic chosen.
@@ -59,7 +60,10 @@ std::map<std::string, Tensor> sample_inputs(const Graph& graph, int64_t batch, i
 /// Imports, optimizes and plans a model.
 CompiledModel compile(const OnnxModel& model, const PlanOptions& options);
 
-/// Re-plans the tactics of an already compiled model (e.g. dense-only for a side-by-side benchmark).
+/// Re-plans the tactics of an already compiled model.
 void plan_tactics(CompiledModel& model, const PlanOptions& options);
+
+/// Sets every linear layer to its planned dense tactic (dense = true) or back to its chosen tactic.
+void use_dense_tactics(CompiledModel& model, bool dense);
 
 }  // namespace sparse24::engine

@@ -56,10 +56,10 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool planning) {
 std::string fmt_ms(double ms) { return ms < 0 ? "-" : fmt::format("{:.3f}", ms); }
 
 void print_layers(const CompiledModel& m) {
-  Table t({"layer", "op", "M x N x K", "2:4 weight", "dense ms", "2:4 ms", "tactic"});
+  Table t({"layer", "op", "M x N x K", "2:4 weight", "best dense ms", "2:4 ms", "tactic"});
   int sparse = 0;
   for (const LayerPlan& p : m.layers) {
-    sparse += p.tactic == Tactic::sparse24_cpu;
+    sparse += !is_dense(p.tactic);
     t.add({p.node, p.source_op, fmt::format("{} x {} x {}", p.M, p.N, p.K), p.is_24 ? "yes" : "no",
            fmt_ms(p.dense_ms), fmt_ms(p.sparse_ms), std::string(tactic_name(p.tactic))});
   }
@@ -165,25 +165,17 @@ std::vector<double> profile(const Executor& exec, const std::map<std::string, Te
 void run_bench(const BenchArgs& a) {
   PlanOptions o = a.plan();
   CompiledModel m = load_model(a.model, o);
-  const int64_t batch = m.batch == o.batch || !is_plan_file(a.model) ? o.batch : m.batch;
   auto inputs = sample_inputs(m.graph, o.batch, o.seq);
-  (void)batch;
 
   // The model as planned (2:4 where chosen), then the same graph with every layer dense.
   Executor planned(m.graph);
   Latency sp = measure(planned, inputs, a.warmup, a.iters);
   std::vector<double> sp_prof = profile(planned, inputs, 3);
-  std::vector<Tactic> chosen;
-  for (const Node& n : m.graph.nodes)
-    if (LinearLayer* l = linear_layer(n)) chosen.push_back(l->tactic());
-  for (Node& n : m.graph.nodes)
-    if (LinearLayer* l = linear_layer(n)) l->set_tactic(Tactic::dense_blas);
+  use_dense_tactics(m, true);
   Executor dense(m.graph);
   Latency dn = measure(dense, inputs, a.warmup, a.iters);
   std::vector<double> dn_prof = profile(dense, inputs, 3);
-  size_t li = 0;
-  for (Node& n : m.graph.nodes)
-    if (LinearLayer* l = linear_layer(n)) l->set_tactic(chosen[li++]);
+  use_dense_tactics(m, false);
 
   fmt::print("{}: batch {}, seq {}, threads {}, ISA {}, sparsity {}\n", a.model, o.batch, o.seq,
              o.threads ? o.threads : omp_get_num_procs(), cpu::isa_name(m.isa), sparsity_name(m.sparsity));
@@ -197,10 +189,9 @@ void run_bench(const BenchArgs& a) {
   lat.print();
   fmt::print("speedup 2:4 vs dense: {:.2f}x\n\n", dn.median / sp.median);
 
-  Table prof({"node", "op", "tactic", "dense ms", "planned ms"});
+  Table prof({"node", "op", "planned tactic", "dense ms", "planned ms"});
   nlohmann::json rows = nlohmann::json::array();
   std::map<std::string, std::pair<double, double>> other;  // op -> (dense, planned) for non-linear nodes
-  li = 0;
   for (size_t i = 0; i < m.graph.nodes.size(); ++i) {
     const Node& n = m.graph.nodes[i];
     LinearLayer* l = linear_layer(n);
