@@ -32,7 +32,8 @@ void run_gelu(const Node& node, std::span<const Tensor* const> in, std::span<Ten
       return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
     });
   } else {
-    fail("node '{}' (Gelu): approximate='{}' is not supported (expected 'none' or 'tanh')", node.name, approximate);
+    fail("node '{}' (Gelu): approximate='{}' is not supported (expected 'none' or 'tanh')", node.name,
+         approximate);
   }
 }
 
@@ -47,8 +48,9 @@ void softmax_strided(const float* x, float* y, int64_t n, int64_t stride) {
   double sum = 0;
   if constexpr (kLog) {
     for (int64_t i = 0; i < n; ++i) sum += std::exp(double(x[i * stride] - mx));
-    const float shift = mx + float(std::log(sum));
-    for (int64_t i = 0; i < n; ++i) y[i * stride] = x[i * stride] - shift;
+    // (x - max) first: adding log(sum) to a large max would round away the small differences.
+    const float log_sum = float(std::log(sum));
+    for (int64_t i = 0; i < n; ++i) y[i * stride] = (x[i * stride] - mx) - log_sum;
   } else {
     for (int64_t i = 0; i < n; ++i) {
       float e = std::exp(x[i * stride] - mx);

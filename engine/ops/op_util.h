@@ -30,16 +30,17 @@ int64_t dims_product(const std::vector<int64_t>& shape, int begin, int end);
 std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
 
 /// The numpy broadcast of shapes; throws Error naming the node when they do not broadcast.
-std::vector<int64_t> broadcast_shapes(const Node& node, std::initializer_list<const std::vector<int64_t>*> shapes);
+std::vector<int64_t> broadcast_shapes(const Node& node,
+                                      std::initializer_list<const std::vector<int64_t>*> shapes);
 
 /// How N inputs map onto a broadcast output, with adjacent dimensions merged wherever every input allows,
 /// so that the innermost dimension is as long as possible. dims[0] is the innermost (fastest) dimension.
 template <size_t N>
 struct BroadcastPlan {
-  std::vector<int64_t> dims;                        ///< merged output dims, innermost first
-  std::array<std::vector<int64_t>, N> strides;      ///< per input, element stride per merged dim (0: broadcast)
+  std::vector<int64_t> dims;                    ///< merged output dims, innermost first
+  std::array<std::vector<int64_t>, N> strides;  ///< per input, element stride per merged dim (0: broadcast)
   int64_t inner() const { return dims.empty() ? 1 : dims[0]; }
-  int64_t outer() const;                            ///< product of all merged dims but the innermost
+  int64_t outer() const;  ///< product of all merged dims but the innermost
   /// Element offsets of each input at the start of outer row `row`.
   std::array<int64_t, N> row_offsets(int64_t row) const;
 };
@@ -57,8 +58,8 @@ struct WindowGeometry {
 
 /// Reads strides, dilations, pads / auto_pad (and ceil_mode when `allow_ceil`) for a window of size `kernel`
 /// over the spatial sizes `in`; throws Error naming the node on bad attributes or an empty output.
-WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in, const std::vector<int64_t>& kernel,
-                               bool allow_ceil);
+WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in,
+                               const std::vector<int64_t>& kernel, bool allow_ceil);
 
 /// y = f(x) element by element for an f32 tensor (Error naming the node for another dtype).
 template <typename F>
