@@ -4,6 +4,7 @@
 
 #include "engine/ops/op_impl.h"
 #include "engine/ops/op_util.h"
+#include "engine/ops/vmath.h"
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
@@ -13,7 +14,7 @@ void run_relu(const Node& node, std::span<const Tensor* const> in, std::span<Ten
 }
 
 void run_sigmoid(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
-  map_f32(node, required_input(node, in, 0), out[0], [](float x) { return 1.0f / (1.0f + std::exp(-x)); });
+  map_f32(node, required_input(node, in, 0), out[0], [](float x) { return 1.0f / (1.0f + vexp(-x)); });
 }
 
 void run_tanh(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
@@ -25,7 +26,7 @@ void run_gelu(const Node& node, std::span<const Tensor* const> in, std::span<Ten
   const Tensor& x = required_input(node, in, 0);
   if (approximate == "none") {
     constexpr float kInvSqrt2 = float(1.0 / std::numbers::sqrt2);
-    map_f32(node, x, out[0], [](float v) { return 0.5f * v * (1.0f + std::erf(v * kInvSqrt2)); });
+    map_f32(node, x, out[0], [](float v) { return 0.5f * v * (1.0f + verf(v * kInvSqrt2)); });
   } else if (approximate == "tanh") {
     constexpr float kSqrt2OverPi = float(std::numbers::sqrt2 * std::numbers::inv_sqrtpi);
     map_f32(node, x, out[0], [](float v) {
@@ -44,16 +45,19 @@ namespace {
 template <bool kLog>
 void softmax_strided(const float* x, float* y, int64_t n, int64_t stride) {
   float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i * stride]);
   double sum = 0;
   if constexpr (kLog) {
-    for (int64_t i = 0; i < n; ++i) sum += std::exp(double(x[i * stride] - mx));
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) sum += vexp(x[i * stride] - mx);
     // (x - max) first: adding log(sum) to a large max would round away the small differences.
     const float log_sum = float(std::log(sum));
     for (int64_t i = 0; i < n; ++i) y[i * stride] = (x[i * stride] - mx) - log_sum;
   } else {
+#pragma omp simd reduction(+ : sum)
     for (int64_t i = 0; i < n; ++i) {
-      float e = std::exp(x[i * stride] - mx);
+      float e = vexp(x[i * stride] - mx);
       y[i * stride] = e;
       sum += e;
     }

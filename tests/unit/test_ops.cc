@@ -10,6 +10,7 @@
 
 #include "engine/ops/conv_gemm.h"
 #include "engine/ops/op.h"
+#include "engine/ops/vmath.h"
 #include "graph/weights.h"
 #include "util/error.h"
 
@@ -81,6 +82,34 @@ void expect_error_names_node(const Node& node, std::vector<const Tensor*> inputs
     EXPECT_NE(msg.find(node.name), std::string::npos) << msg;
     EXPECT_NE(msg.find(fragment), std::string::npos) << msg;
   }
+}
+
+// ---- vectorisable math ----
+
+TEST(OpsVMath, ExpMatchesStdExpToTwoTenthsOfAMillionth) {
+  double worst = 0;
+  for (float x = -87.0f; x <= 88.5f; x += 0.00731f) {
+    const double want = std::exp(double(x));
+    worst = std::max(worst, std::fabs(ops::vexp(x) - want) / want);
+  }
+  EXPECT_LT(worst, 2e-7);
+  EXPECT_EQ(ops::vexp(0.0f), 1.0f);
+  EXPECT_EQ(ops::vexp(-200.0f), 0.0f);
+  EXPECT_EQ(ops::vexp(-std::numeric_limits<float>::infinity()), 0.0f);
+  EXPECT_EQ(ops::vexp(100.0f), std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(ops::vexp(std::nanf(""))));
+}
+
+TEST(OpsVMath, ErfMatchesStdErf) {
+  double worst = 0;
+  for (float x = -6.0f; x <= 6.0f; x += 0.000937f)
+    worst = std::max(worst, std::fabs(ops::verf(x) - std::erf(double(x))));
+  EXPECT_LT(worst, 3e-7);
+  for (float x : {1e-30f, 1e-8f, 1e-4f})  // relative accuracy near zero, where erf(x) ~ 2x/sqrt(pi)
+    EXPECT_NEAR(ops::verf(x) / std::erf(double(x)), 1.0, 1e-6) << x;
+  EXPECT_EQ(ops::verf(std::numeric_limits<float>::infinity()), 1.0f);
+  EXPECT_EQ(ops::verf(-std::numeric_limits<float>::infinity()), -1.0f);
+  EXPECT_TRUE(std::isnan(ops::verf(std::nanf(""))));
 }
 
 // ---- broadcasting ----
