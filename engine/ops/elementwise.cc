@@ -4,7 +4,7 @@
 
 #include "engine/ops/op_impl.h"
 #include "engine/ops/op_util.h"
-#include "engine/ops/vmath.h"
+#include "engine/ops/simd_kernels.h"
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
@@ -224,7 +224,7 @@ void run_sqrt(const Node& node, std::span<const Tensor* const> in, std::span<Ten
 }
 
 void run_erf(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
-  map_f32(node, required_input(node, in, 0), out[0], [](float x) { return verf(x); });
+  map_f32_kernel(node, required_input(node, in, 0), out[0], erf_f32);
 }
 
 void run_equal(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {

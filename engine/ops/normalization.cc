@@ -3,6 +3,7 @@
 
 #include "engine/ops/op_impl.h"
 #include "engine/ops/op_util.h"
+#include "engine/ops/simd_kernels.h"
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
@@ -125,24 +126,10 @@ void run_layer_normalization(const Node& node, std::span<const Tensor* const> in
   float* dst = out[0].data<float>();
 #pragma omp parallel for if (x.numel() >= kParallelMinElements && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
-    const float* s = src + r * n;
-    float* d = dst + r * n;
-    double sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum += s[i];
-    const double mean = n ? sum / double(n) : 0.0;
-    double sq = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      double c = s[i] - mean;
-      sq += c * c;
-    }
-    const double inv_std = 1.0 / std::sqrt((n ? sq / double(n) : 0.0) + epsilon);
-    const float m = float(mean), is = float(inv_std);
-    if (pb)
-      for (int64_t i = 0; i < n; ++i) d[i] = (s[i] - m) * is * ps[i] + pb[i];
-    else
-      for (int64_t i = 0; i < n; ++i) d[i] = (s[i] - m) * is * ps[i];
-    if (mean_out) mean_out[r] = m;
-    if (inv_std_out) inv_std_out[r] = is;
+    float mean, inv_std;
+    layer_norm_row_f32(src + r * n, ps, pb, dst + r * n, n, epsilon, &mean, &inv_std);
+    if (mean_out) mean_out[r] = mean;
+    if (inv_std_out) inv_std_out[r] = inv_std;
   }
 }
 

@@ -1,6 +1,9 @@
 #pragma once
 // Helpers the op files share: dtype checks, axis normalisation, integer lists read from tensors, numpy
 // broadcasting plans and a threshold for going parallel.
+#include <omp.h>
+
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <initializer_list>
@@ -76,6 +79,34 @@ void map_f32(const Node& node, const Tensor& x, Tensor& y, F f) {
 /// Converts every element to `to` with Cast's rules: floats to integers truncate toward zero and saturate,
 /// integers to narrower integers wrap, f16/bf16 round to nearest even, anything nonzero is true.
 Tensor cast_tensor(const Tensor& x, DType to);
+
+/// Calls f(begin, end) on contiguous pieces of [0, n), one per OpenMP thread when n is large enough to pay
+/// for the team (each element belongs to exactly one piece, so results do not depend on the thread count).
+template <typename F>
+void parallel_ranges(int64_t n, F f) {
+  if (n < kParallelMinElements) {
+    if (n > 0) f(int64_t(0), n);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t chunk = (n + threads - 1) / threads, begin = std::min(n, t * chunk),
+                  end = std::min(n, begin + chunk);
+    if (begin < end) f(begin, end);
+  }
+}
+
+/// y = kernel(x) over an f32 tensor, the kernel called on one contiguous piece per thread.
+inline void map_f32_kernel(const Node& node, const Tensor& x, Tensor& y,
+                           void (*kernel)(const float*, float*, int64_t)) {
+  require_dtype(node, x, {DType::f32}, "input");
+  y = Tensor(DType::f32, x.shape());
+  const float* src = x.data<float>();
+  float* dst = y.data<float>();
+  parallel_ranges(x.numel(),
+                  [&](int64_t begin, int64_t end) { kernel(src + begin, dst + begin, end - begin); });
+}
 
 /// Copies `src` broadcast to `out_shape` into a new tensor (any dtype); Expand and materialised operands.
 Tensor broadcast_to(const Tensor& src, const std::vector<int64_t>& out_shape);
