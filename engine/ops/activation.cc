@@ -4,6 +4,8 @@
 
 #include "engine/ops/op_impl.h"
 #include "engine/ops/op_util.h"
+#include "engine/ops/simd_kernels.h"
+#include "engine/ops/vmath.h"
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
@@ -13,7 +15,7 @@ void run_relu(const Node& node, std::span<const Tensor* const> in, std::span<Ten
 }
 
 void run_sigmoid(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
-  map_f32(node, required_input(node, in, 0), out[0], [](float x) { return 1.0f / (1.0f + std::exp(-x)); });
+  map_f32_kernel(node, required_input(node, in, 0), out[0], sigmoid_f32);
 }
 
 void run_tanh(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
@@ -24,34 +26,37 @@ void run_gelu(const Node& node, std::span<const Tensor* const> in, std::span<Ten
   const std::string approximate = node.attrs.get_string("approximate", "none");
   const Tensor& x = required_input(node, in, 0);
   if (approximate == "none") {
-    constexpr float kInvSqrt2 = float(1.0 / std::numbers::sqrt2);
-    map_f32(node, x, out[0], [](float v) { return 0.5f * v * (1.0f + std::erf(v * kInvSqrt2)); });
+    map_f32_kernel(node, x, out[0], gelu_f32);
   } else if (approximate == "tanh") {
     constexpr float kSqrt2OverPi = float(std::numbers::sqrt2 * std::numbers::inv_sqrtpi);
     map_f32(node, x, out[0], [](float v) {
       return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
     });
   } else {
-    fail("node '{}' (Gelu): approximate='{}' is not supported (expected 'none' or 'tanh')", node.name, approximate);
+    fail("node '{}' (Gelu): approximate='{}' is not supported (expected 'none' or 'tanh')", node.name,
+         approximate);
   }
 }
 
 namespace {
 
-// Softmax over n values spaced `stride` apart. The sum is kept in double: rows can be long and the result is
-// held to 1e-5 relative.
+// Softmax over n values spaced `stride` apart (an axis other than the last), as softmax_row_f32 computes it.
 template <bool kLog>
 void softmax_strided(const float* x, float* y, int64_t n, int64_t stride) {
   float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i * stride]);
   double sum = 0;
   if constexpr (kLog) {
-    for (int64_t i = 0; i < n; ++i) sum += std::exp(double(x[i * stride] - mx));
-    const float shift = mx + float(std::log(sum));
-    for (int64_t i = 0; i < n; ++i) y[i * stride] = x[i * stride] - shift;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) sum += vexp(x[i * stride] - mx);
+    // (x - max) first: adding log(sum) to a large max would round away the small differences.
+    const float log_sum = float(std::log(sum));
+    for (int64_t i = 0; i < n; ++i) y[i * stride] = (x[i * stride] - mx) - log_sum;
   } else {
+#pragma omp simd reduction(+ : sum)
     for (int64_t i = 0; i < n; ++i) {
-      float e = std::exp(x[i * stride] - mx);
+      float e = vexp(x[i * stride] - mx);
       y[i * stride] = e;
       sum += e;
     }
@@ -77,6 +82,11 @@ void run_softmax_family(const Node& node, std::span<const Tensor* const> in, std
   const float* src = x.data<float>();
   float* dst = out[0].data<float>();
   const int64_t rows = outer * inner;
+  if (inner == 1) {  // the usual case (last axis): contiguous rows through the vectorised kernel
+#pragma omp parallel for if (x.numel() >= kParallelMinElements && rows > 1)
+    for (int64_t r = 0; r < rows; ++r) softmax_row_f32(src + r * n, dst + r * n, n, kLog);
+    return;
+  }
 #pragma omp parallel for if (x.numel() >= kParallelMinElements && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
     int64_t base = (r / inner) * n * inner + r % inner;

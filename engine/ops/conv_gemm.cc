@@ -49,7 +49,8 @@ std::vector<int64_t> ConvShape::output_shape() const {
   return shape;
 }
 
-ConvShape conv_shape(const Node& node, const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape) {
+ConvShape conv_shape(const Node& node, const std::vector<int64_t>& x_shape,
+                     const std::vector<int64_t>& w_shape) {
   const int rank = int(x_shape.size());
   if (rank < 3 || rank > 5)
     fail("node '{}' ({}): input X has shape {}; 1-D, 2-D and 3-D convolutions (rank 3 to 5) are supported",
@@ -69,8 +70,8 @@ ConvShape conv_shape(const Node& node, const std::vector<int64_t>& x_shape, cons
   std::vector<int64_t> kernel(w_shape.begin() + 2, w_shape.end());
   std::vector<int64_t> declared = node.attrs.get_ints("kernel_shape", kernel);
   if (declared != kernel)
-    fail("node '{}' ({}): kernel_shape {} does not match weight W {}", node.name, node.op, shape_str(declared),
-         shape_str(w_shape));
+    fail("node '{}' ({}): kernel_shape {} does not match weight W {}", node.name, node.op,
+         shape_str(declared), shape_str(w_shape));
   s.window = window_geometry(node, {x_shape.begin() + 2, x_shape.end()}, kernel, false);
   return s;
 }
@@ -140,14 +141,16 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
     pointwise &= w.kernel[size_t(i)] == 1 && w.strides[size_t(i)] == 1 && w.pads_begin[size_t(i)] == 0 &&
                  w.pads_end[size_t(i)] == 0;
   // Tiles of at most ~16 MB of patches keep memory bounded for large images while giving the GEMM long M.
-  const int64_t tile = pointwise ? M : std::clamp<int64_t>((int64_t(1) << 22) / std::max<int64_t>(K, 1), 256, M);
+  const int64_t tile =
+      pointwise ? M : std::clamp<int64_t>((int64_t(1) << 22) / std::max<int64_t>(K, 1), 256, M);
   std::vector<float> patches(pointwise ? 0 : size_t(tile * K));
   std::vector<float> tile_out(size_t(tile * oc));
   for (int64_t row0 = 0; row0 < M; row0 += tile) {
     const int64_t rows = std::min(tile, M - row0);
     for (int64_t g = 0; g < shape.groups; ++g) {
       if (pointwise) {
-        gemm(g, rows, ocg, K, x_nhwc.data() + row0 * channels + g * icg, channels, tile_out.data() + g * ocg, oc);
+        gemm(g, rows, ocg, K, x_nhwc.data() + row0 * channels + g * icg, channels, tile_out.data() + g * ocg,
+             oc);
       } else {
         im2col_rows(shape, x_nhwc.data(), g, row0, rows, patches.data());
         gemm(g, rows, ocg, K, patches.data(), K, tile_out.data() + g * ocg, oc);
@@ -170,8 +173,8 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
 }
 
 ConvGemm blas_conv_gemm(const float* canonical_weight) {
-  return [canonical_weight](int64_t group, int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, float* Y,
-                            int64_t ldy) {
+  return [canonical_weight](int64_t group, int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx,
+                            float* Y, int64_t ldy) {
     blas_sgemm(false, true, M, N, K, 1.0f, X, ldx, canonical_weight + group * N * K, K, 0.0f, Y, ldy);
   };
 }
@@ -199,11 +202,12 @@ void blas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
     if (trans_a)  // A stored [K][M]
       cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(M), alpha, A, bi(lda), B, bi(inc_b), beta, C, bi(ldc));
     else  // A stored [M][K]
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(M), bi(K), alpha, A, bi(lda), B, bi(inc_b), beta, C, bi(ldc));
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(M), bi(K), alpha, A, bi(lda), B, bi(inc_b), beta, C,
+                  bi(ldc));
     return;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, bi(M), bi(N),
-              bi(K), alpha, A, bi(lda), B, bi(ldb), beta, C, bi(ldc));
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, bi(M),
+              bi(N), bi(K), alpha, A, bi(lda), B, bi(ldb), beta, C, bi(ldc));
 }
 
 }  // namespace sparse24::engine::ops

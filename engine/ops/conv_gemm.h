@@ -13,10 +13,10 @@
 namespace sparse24::engine::ops {
 
 /// One GEMM of a convolution, for group `group`: Y[M][N] = X[M][K] · Wg[N][K]ᵀ, where Wg is rows
-/// [group·N, (group+1)·N) of the canonical weight (N = OC/g). X and Y are row-major with leading dims ldx, ldy;
-/// Y is overwritten. Called outside any OpenMP parallel region, so it may thread internally.
-using ConvGemm = std::function<void(int64_t group, int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx,
-                                    float* Y, int64_t ldy)>;
+/// [group·N, (group+1)·N) of the canonical weight (N = OC/g). X and Y are row-major with leading dims ldx,
+/// ldy; Y is overwritten. Called outside any OpenMP parallel region, so it may thread internally.
+using ConvGemm = std::function<void(int64_t group, int64_t M, int64_t N, int64_t K, const float* X,
+                                    int64_t ldx, float* Y, int64_t ldy)>;
 
 /// A convolution's sizes, with the window (pads, strides, dilations, auto_pad) resolved.
 struct ConvShape {
@@ -32,7 +32,8 @@ struct ConvShape {
 
 /// Resolves a Conv node's geometry from the shapes of X [N][C][in...] and W [OC][C/g][k...] (1 to 3 spatial
 /// dims); throws Error naming the node when they disagree or an attribute is invalid.
-ConvShape conv_shape(const Node& node, const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape);
+ConvShape conv_shape(const Node& node, const std::vector<int64_t>& x_shape,
+                     const std::vector<int64_t>& w_shape);
 
 /// ONNX W[OC][IC/g][k...] to the canonical [OC][k... · IC/g] (input channel innermost); f32.
 Tensor conv_weight_canonical(const Tensor& onnx_weight);

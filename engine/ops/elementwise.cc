@@ -4,6 +4,7 @@
 
 #include "engine/ops/op_impl.h"
 #include "engine/ops/op_util.h"
+#include "engine/ops/simd_kernels.h"
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
@@ -40,7 +41,8 @@ void binary_loop(const BroadcastPlan<2>& plan, const A* a, const B* b, R* y, F f
 
 // The single-row case (same shapes, or a scalar operand) is split across threads within the row.
 template <typename A, typename B, typename R, typename F>
-void binary_apply(const std::vector<int64_t>& out_shape, const Tensor& ta, const Tensor& tb, Tensor& ty, F f) {
+void binary_apply(const std::vector<int64_t>& out_shape, const Tensor& ta, const Tensor& tb, Tensor& ty,
+                  F f) {
   const A* a = reinterpret_cast<const A*>(ta.bytes());
   const B* b = reinterpret_cast<const B*>(tb.bytes());
   R* y = reinterpret_cast<R*>(ty.bytes());
@@ -69,12 +71,18 @@ void binary_apply(const std::vector<int64_t>& out_shape, const Tensor& ta, const
 enum class Arith { add, sub, mul, div };
 
 template <typename T>
-void arith_typed(const Node& node, Arith op, const std::vector<int64_t>& shape, const Tensor& a, const Tensor& b,
-                 Tensor& y) {
+void arith_typed(const Node& node, Arith op, const std::vector<int64_t>& shape, const Tensor& a,
+                 const Tensor& b, Tensor& y) {
   switch (op) {
-    case Arith::add: binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(x + z); }); break;
-    case Arith::sub: binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(x - z); }); break;
-    case Arith::mul: binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(x * z); }); break;
+    case Arith::add:
+      binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(x + z); });
+      break;
+    case Arith::sub:
+      binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(x - z); });
+      break;
+    case Arith::mul:
+      binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(x * z); });
+      break;
     case Arith::div:
       if constexpr (std::is_integral_v<T>) {
         // Integer division by zero (and MIN / -1) is undefined in C++: refuse it up front.
@@ -85,7 +93,8 @@ void arith_typed(const Node& node, Arith op, const std::vector<int64_t>& shape, 
         bool has_min = false, has_minus_one = false;
         for (int64_t i = 0; i < a.numel(); ++i) has_min |= n[i] == std::numeric_limits<T>::min();
         for (int64_t i = 0; i < b.numel(); ++i) has_minus_one |= d[i] == T(-1);
-        if (has_min && has_minus_one) fail("node '{}' (Div): integer overflow (minimum value / -1)", node.name);
+        if (has_min && has_minus_one)
+          fail("node '{}' (Div): integer overflow (minimum value / -1)", node.name);
       }
       binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(x / z); });
       break;
@@ -95,16 +104,25 @@ void arith_typed(const Node& node, Arith op, const std::vector<int64_t>& shape, 
 void run_arith(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out, Arith op) {
   const Tensor& a = required_input(node, in, 0);
   const Tensor& b = required_input(node, in, 1);
-  require_dtype(node, a, {DType::f32, DType::i32, DType::i64}, "input A");
+  require_dtype(node, a, {DType::f32, DType::i32, DType::i64, DType::i8}, "input A");
   if (b.dtype() != a.dtype())
-    fail("node '{}' ({}): inputs have different dtypes ({} and {})", node.name, node.op, dtype_name(a.dtype()),
-         dtype_name(b.dtype()));
+    fail("node '{}' ({}): inputs have different dtypes ({} and {})", node.name, node.op,
+         dtype_name(a.dtype()), dtype_name(b.dtype()));
   std::vector<int64_t> shape = broadcast_shapes(node, {&a.shape(), &b.shape()});
   out[0] = Tensor(a.dtype(), shape);
   switch (a.dtype()) {
-    case DType::f32: arith_typed<float>(node, op, shape, a, b, out[0]); break;
-    case DType::i32: arith_typed<int32_t>(node, op, shape, a, b, out[0]); break;
-    default: arith_typed<int64_t>(node, op, shape, a, b, out[0]); break;
+    case DType::f32:
+      arith_typed<float>(node, op, shape, a, b, out[0]);
+      break;
+    case DType::i32:
+      arith_typed<int32_t>(node, op, shape, a, b, out[0]);
+      break;
+    case DType::i8:
+      arith_typed<int8_t>(node, op, shape, a, b, out[0]);
+      break;  // wraps, as numpy does
+    default:
+      arith_typed<int64_t>(node, op, shape, a, b, out[0]);
+      break;
   }
 }
 
@@ -127,9 +145,15 @@ void pow_typed(const std::vector<int64_t>& shape, const Tensor& a, const Tensor&
 template <typename T>
 void pow_base(const std::vector<int64_t>& shape, const Tensor& a, const Tensor& b, Tensor& y) {
   switch (b.dtype()) {
-    case DType::f32: pow_typed<T, float>(shape, a, b, y); break;
-    case DType::i32: pow_typed<T, int32_t>(shape, a, b, y); break;
-    default: pow_typed<T, int64_t>(shape, a, b, y); break;
+    case DType::f32:
+      pow_typed<T, float>(shape, a, b, y);
+      break;
+    case DType::i32:
+      pow_typed<T, int32_t>(shape, a, b, y);
+      break;
+    default:
+      pow_typed<T, int64_t>(shape, a, b, y);
+      break;
   }
 }
 
@@ -139,7 +163,8 @@ void equal_typed(const std::vector<int64_t>& shape, const Tensor& a, const Tenso
 }
 
 template <typename T>
-void where_typed(const std::vector<int64_t>& shape, const Tensor& c, const Tensor& x, const Tensor& z, Tensor& y) {
+void where_typed(const std::vector<int64_t>& shape, const Tensor& c, const Tensor& x, const Tensor& z,
+                 Tensor& y) {
   BroadcastPlan<3> plan = plan_broadcast<3>(shape, {&c.shape(), &x.shape(), &z.shape()});
   const uint8_t* pc = c.data<uint8_t>();
   const T* px = reinterpret_cast<const T*>(x.bytes());
@@ -182,9 +207,15 @@ void run_pow(const Node& node, std::span<const Tensor* const> in, std::span<Tens
   std::vector<int64_t> shape = broadcast_shapes(node, {&a.shape(), &b.shape()});
   out[0] = Tensor(a.dtype(), shape);
   switch (a.dtype()) {
-    case DType::f32: pow_base<float>(shape, a, b, out[0]); break;
-    case DType::i32: pow_base<int32_t>(shape, a, b, out[0]); break;
-    default: pow_base<int64_t>(shape, a, b, out[0]); break;
+    case DType::f32:
+      pow_base<float>(shape, a, b, out[0]);
+      break;
+    case DType::i32:
+      pow_base<int32_t>(shape, a, b, out[0]);
+      break;
+    default:
+      pow_base<int64_t>(shape, a, b, out[0]);
+      break;
   }
 }
 
@@ -193,7 +224,7 @@ void run_sqrt(const Node& node, std::span<const Tensor* const> in, std::span<Ten
 }
 
 void run_erf(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
-  map_f32(node, required_input(node, in, 0), out[0], [](float x) { return std::erf(x); });
+  map_f32_kernel(node, required_input(node, in, 0), out[0], erf_f32);
 }
 
 void run_equal(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
@@ -206,11 +237,21 @@ void run_equal(const Node& node, std::span<const Tensor* const> in, std::span<Te
   std::vector<int64_t> shape = broadcast_shapes(node, {&a.shape(), &b.shape()});
   out[0] = Tensor(DType::boolean, shape);
   switch (a.dtype()) {
-    case DType::f32: equal_typed<float>(shape, a, b, out[0]); break;
-    case DType::i32: equal_typed<int32_t>(shape, a, b, out[0]); break;
-    case DType::i64: equal_typed<int64_t>(shape, a, b, out[0]); break;
-    case DType::i8: equal_typed<int8_t>(shape, a, b, out[0]); break;
-    default: equal_typed<uint8_t>(shape, a, b, out[0]); break;
+    case DType::f32:
+      equal_typed<float>(shape, a, b, out[0]);
+      break;
+    case DType::i32:
+      equal_typed<int32_t>(shape, a, b, out[0]);
+      break;
+    case DType::i64:
+      equal_typed<int64_t>(shape, a, b, out[0]);
+      break;
+    case DType::i8:
+      equal_typed<int8_t>(shape, a, b, out[0]);
+      break;
+    default:
+      equal_typed<uint8_t>(shape, a, b, out[0]);
+      break;
   }
 }
 
@@ -226,10 +267,18 @@ void run_where(const Node& node, std::span<const Tensor* const> in, std::span<Te
   out[0] = Tensor(x.dtype(), shape);
   if (out[0].numel() == 0) return;
   switch (dtype_size(x.dtype())) {
-    case 1: where_typed<uint8_t>(shape, c, x, z, out[0]); break;
-    case 2: where_typed<uint16_t>(shape, c, x, z, out[0]); break;
-    case 4: where_typed<uint32_t>(shape, c, x, z, out[0]); break;
-    default: where_typed<uint64_t>(shape, c, x, z, out[0]); break;
+    case 1:
+      where_typed<uint8_t>(shape, c, x, z, out[0]);
+      break;
+    case 2:
+      where_typed<uint16_t>(shape, c, x, z, out[0]);
+      break;
+    case 4:
+      where_typed<uint32_t>(shape, c, x, z, out[0]);
+      break;
+    default:
+      where_typed<uint64_t>(shape, c, x, z, out[0]);
+      break;
   }
 }
 

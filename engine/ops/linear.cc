@@ -15,7 +15,8 @@ void run_gemm(const Node& node, std::span<const Tensor* const> in, std::span<Ten
   require_dtype(node, a, {DType::f32}, "input A");
   require_dtype(node, b, {DType::f32}, "input B");
   if (a.rank() != 2 || b.rank() != 2)
-    fail("node '{}' (Gemm): A {} and B {} must be 2-D", node.name, shape_str(a.shape()), shape_str(b.shape()));
+    fail("node '{}' (Gemm): A {} and B {} must be 2-D", node.name, shape_str(a.shape()),
+         shape_str(b.shape()));
   const bool ta = node.attrs.get_int("transA", 0) != 0, tb = node.attrs.get_int("transB", 0) != 0;
   const float alpha = node.attrs.get_float("alpha", 1.0f), beta = node.attrs.get_float("beta", 1.0f);
   const int64_t M = ta ? a.dim(1) : a.dim(0), K = ta ? a.dim(0) : a.dim(1);
@@ -94,8 +95,8 @@ void run_conv(const Node& node, std::span<const Tensor* const> in, std::span<Ten
   }
   out[0] = Tensor(DType::f32, shape.output_shape());
   const Tensor canonical = conv_weight_canonical(w);
-  conv_as_gemm(shape, x.data<float>(), blas_conv_gemm(canonical.data<float>()), bias ? bias->data<float>() : nullptr,
-               out[0].data<float>());
+  conv_as_gemm(shape, x.data<float>(), blas_conv_gemm(canonical.data<float>()),
+               bias ? bias->data<float>() : nullptr, out[0].data<float>());
 }
 
 }  // namespace sparse24::engine::ops

@@ -3,6 +3,7 @@
 
 #include "engine/ops/op_impl.h"
 #include "engine/ops/op_util.h"
+#include "engine/ops/simd_kernels.h"
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
@@ -10,8 +11,8 @@ namespace sparse24::engine::ops {
 namespace {
 
 // Y[n][c][...] = (X - mean[c]) / sqrt(var[c] + eps) * scale[c] + bias[c].
-void batchnorm_apply(const Tensor& x, const float* scale, const float* bias, const double* mean, const double* var,
-                     double epsilon, Tensor& y) {
+void batchnorm_apply(const Tensor& x, const float* scale, const float* bias, const double* mean,
+                     const double* var, double epsilon, Tensor& y) {
   const int64_t batch = x.dim(0), channels = x.dim(1), spatial = dims_product(x.shape(), 2, x.rank());
   const float* src = x.data<float>();
   float* dst = y.data<float>();
@@ -31,7 +32,8 @@ void batchnorm_apply(const Tensor& x, const float* scale, const float* bias, con
 void run_batch_normalization(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   const Tensor& x = required_input(node, in, 0);
   require_dtype(node, x, {DType::f32}, "input X");
-  if (x.rank() < 2) fail("node '{}' (BatchNormalization): input X has rank {}, expected >= 2", node.name, x.rank());
+  if (x.rank() < 2)
+    fail("node '{}' (BatchNormalization): input X has rank {}, expected >= 2", node.name, x.rank());
   const int64_t channels = x.dim(1);
   const char* names[] = {"X", "scale", "B", "input_mean", "input_var"};
   std::vector<const float*> params;
@@ -46,7 +48,8 @@ void run_batch_normalization(const Node& node, std::span<const Tensor* const> in
   const double epsilon = node.attrs.get_float("epsilon", 1e-5f);
   const bool training = node.opset >= 14 && node.attrs.get_int("training_mode", 0) != 0;
   if (!training && out.size() > 1)
-    fail("node '{}' (BatchNormalization): {} outputs in inference mode (only Y is defined)", node.name, out.size());
+    fail("node '{}' (BatchNormalization): {} outputs in inference mode (only Y is defined)", node.name,
+         out.size());
   std::vector<double> mean(static_cast<size_t>(channels)), var(static_cast<size_t>(channels));
   if (training) {
     // Statistics of this batch normalise Y; the running statistics are blended with them (ONNX opset 14+).
@@ -75,7 +78,8 @@ void run_batch_normalization(const Node& node, std::span<const Tensor* const> in
         out[o].data<float>()[c] = float(running[c] * momentum + current[size_t(c)] * (1.0 - momentum));
     }
     if (out.size() > 3)
-      fail("node '{}' (BatchNormalization): {} outputs; at most 3 are defined from opset 14", node.name, out.size());
+      fail("node '{}' (BatchNormalization): {} outputs; at most 3 are defined from opset 14", node.name,
+           out.size());
   } else {
     for (int64_t c = 0; c < channels; ++c) {
       mean[size_t(c)] = params[2][c];
@@ -122,24 +126,10 @@ void run_layer_normalization(const Node& node, std::span<const Tensor* const> in
   float* dst = out[0].data<float>();
 #pragma omp parallel for if (x.numel() >= kParallelMinElements && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
-    const float* s = src + r * n;
-    float* d = dst + r * n;
-    double sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum += s[i];
-    const double mean = n ? sum / double(n) : 0.0;
-    double sq = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      double c = s[i] - mean;
-      sq += c * c;
-    }
-    const double inv_std = 1.0 / std::sqrt((n ? sq / double(n) : 0.0) + epsilon);
-    const float m = float(mean), is = float(inv_std);
-    if (pb)
-      for (int64_t i = 0; i < n; ++i) d[i] = (s[i] - m) * is * ps[i] + pb[i];
-    else
-      for (int64_t i = 0; i < n; ++i) d[i] = (s[i] - m) * is * ps[i];
-    if (mean_out) mean_out[r] = m;
-    if (inv_std_out) inv_std_out[r] = is;
+    float mean, inv_std;
+    layer_norm_row_f32(src + r * n, ps, pb, dst + r * n, n, epsilon, &mean, &inv_std);
+    if (mean_out) mean_out[r] = mean;
+    if (inv_std_out) inv_std_out[r] = inv_std;
   }
 }
 

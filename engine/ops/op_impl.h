@@ -5,7 +5,8 @@
 
 namespace sparse24::engine::ops {
 
-#define SPARSE24_OP(type, fn) void fn(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs);
+#define SPARSE24_OP(type, fn) \
+  void fn(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs);
 #include "engine/ops/ops.inc"
 #undef SPARSE24_OP
 

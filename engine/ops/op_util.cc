@@ -6,12 +6,14 @@
 
 namespace sparse24::engine::ops {
 
-void require_dtype(const Node& node, const Tensor& t, std::initializer_list<DType> allowed, const char* what) {
+void require_dtype(const Node& node, const Tensor& t, std::initializer_list<DType> allowed,
+                   const char* what) {
   for (DType d : allowed)
     if (t.dtype() == d) return;
   std::string names;
   for (DType d : allowed) names += (names.empty() ? "" : ", ") + std::string(dtype_name(d));
-  fail("node '{}' ({}): {} is {}, expected one of {}", node.name, node.op, what, dtype_name(t.dtype()), names);
+  fail("node '{}' ({}): {} is {}, expected one of {}", node.name, node.op, what, dtype_name(t.dtype()),
+       names);
 }
 
 const Tensor& required_input(const Node& node, std::span<const Tensor* const> in, size_t i) {
@@ -19,7 +21,9 @@ const Tensor& required_input(const Node& node, std::span<const Tensor* const> in
   return *in[i];
 }
 
-const Tensor* optional_input(std::span<const Tensor* const> in, size_t i) { return i < in.size() ? in[i] : nullptr; }
+const Tensor* optional_input(std::span<const Tensor* const> in, size_t i) {
+  return i < in.size() ? in[i] : nullptr;
+}
 
 int normalize_axis(const Node& node, int64_t axis, int rank) {
   if (axis < -rank || axis >= rank)
@@ -51,7 +55,8 @@ std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
   return s;
 }
 
-std::vector<int64_t> broadcast_shapes(const Node& node, std::initializer_list<const std::vector<int64_t>*> shapes) {
+std::vector<int64_t> broadcast_shapes(const Node& node,
+                                      std::initializer_list<const std::vector<int64_t>*> shapes) {
   size_t rank = 0;
   for (const auto* s : shapes) rank = std::max(rank, s->size());
   std::vector<int64_t> out(rank, 1);
@@ -160,13 +165,21 @@ Tensor broadcast_to(const Tensor& src, const std::vector<int64_t>& out_shape) {
   if (out.numel() == 0) return out;
   BroadcastPlan<1> plan = plan_broadcast<1>(out_shape, {&src.shape()});
   switch (dtype_size(src.dtype())) {
-    case 1: broadcast_copy(plan, src.data<uint8_t>(), out.data<uint8_t>()); break;
-    case 2: broadcast_copy(plan, reinterpret_cast<const uint16_t*>(src.bytes()),
-                           reinterpret_cast<uint16_t*>(out.bytes())); break;
-    case 4: broadcast_copy(plan, reinterpret_cast<const uint32_t*>(src.bytes()),
-                           reinterpret_cast<uint32_t*>(out.bytes())); break;
-    default: broadcast_copy(plan, reinterpret_cast<const uint64_t*>(src.bytes()),
-                            reinterpret_cast<uint64_t*>(out.bytes())); break;
+    case 1:
+      broadcast_copy(plan, src.data<uint8_t>(), out.data<uint8_t>());
+      break;
+    case 2:
+      broadcast_copy(plan, reinterpret_cast<const uint16_t*>(src.bytes()),
+                     reinterpret_cast<uint16_t*>(out.bytes()));
+      break;
+    case 4:
+      broadcast_copy(plan, reinterpret_cast<const uint32_t*>(src.bytes()),
+                     reinterpret_cast<uint32_t*>(out.bytes()));
+      break;
+    default:
+      broadcast_copy(plan, reinterpret_cast<const uint64_t*>(src.bytes()),
+                     reinterpret_cast<uint64_t*>(out.bytes()));
+      break;
   }
   return out;
 }
@@ -175,8 +188,8 @@ Tensor broadcast_to(const Tensor& src, const std::vector<int64_t>& out_shape) {
 
 namespace sparse24::engine::ops {
 
-WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in, const std::vector<int64_t>& kernel,
-                               bool allow_ceil) {
+WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in,
+                               const std::vector<int64_t>& kernel, bool allow_ceil) {
   const size_t n = in.size();
   WindowGeometry g;
   g.in = in;
@@ -184,8 +197,8 @@ WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in,
   g.strides = node.attrs.get_ints("strides", std::vector<int64_t>(n, 1));
   g.dilations = node.attrs.get_ints("dilations", std::vector<int64_t>(n, 1));
   if (g.strides.size() != n || g.dilations.size() != n || kernel.size() != n)
-    fail("node '{}' ({}): kernel_shape, strides and dilations need {} values (one per spatial dim)", node.name,
-         node.op, n);
+    fail("node '{}' ({}): kernel_shape, strides and dilations need {} values (one per spatial dim)",
+         node.name, node.op, n);
   for (size_t i = 0; i < n; ++i)
     if (g.strides[i] < 1 || g.dilations[i] < 1 || kernel[i] < 1)
       fail("node '{}' ({}): kernel sizes, strides and dilations must be >= 1", node.name, node.op);
@@ -216,8 +229,8 @@ WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in,
     }
     const int64_t span = in[i] + g.pads_begin[i] + g.pads_end[i] - extent;
     if (span < 0)
-      fail("node '{}' ({}): the window (extent {}) is larger than the padded input ({}) in spatial dim {}", node.name,
-           node.op, extent, in[i] + g.pads_begin[i] + g.pads_end[i], i);
+      fail("node '{}' ({}): the window (extent {}) is larger than the padded input ({}) in spatial dim {}",
+           node.name, node.op, extent, in[i] + g.pads_begin[i] + g.pads_end[i], i);
     g.out[i] = (ceil_mode ? (span + g.strides[i] - 1) / g.strides[i] : span / g.strides[i]) + 1;
     // In ceil mode the last window must still start inside the input or its leading padding.
     if (ceil_mode && (g.out[i] - 1) * g.strides[i] >= in[i] + g.pads_begin[i]) --g.out[i];

@@ -1,6 +1,9 @@
 #pragma once
 // Helpers the op files share: dtype checks, axis normalisation, integer lists read from tensors, numpy
 // broadcasting plans and a threshold for going parallel.
+#include <omp.h>
+
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <initializer_list>
@@ -30,16 +33,17 @@ int64_t dims_product(const std::vector<int64_t>& shape, int begin, int end);
 std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
 
 /// The numpy broadcast of shapes; throws Error naming the node when they do not broadcast.
-std::vector<int64_t> broadcast_shapes(const Node& node, std::initializer_list<const std::vector<int64_t>*> shapes);
+std::vector<int64_t> broadcast_shapes(const Node& node,
+                                      std::initializer_list<const std::vector<int64_t>*> shapes);
 
 /// How N inputs map onto a broadcast output, with adjacent dimensions merged wherever every input allows,
 /// so that the innermost dimension is as long as possible. dims[0] is the innermost (fastest) dimension.
 template <size_t N>
 struct BroadcastPlan {
-  std::vector<int64_t> dims;                        ///< merged output dims, innermost first
-  std::array<std::vector<int64_t>, N> strides;      ///< per input, element stride per merged dim (0: broadcast)
+  std::vector<int64_t> dims;                    ///< merged output dims, innermost first
+  std::array<std::vector<int64_t>, N> strides;  ///< per input, element stride per merged dim (0: broadcast)
   int64_t inner() const { return dims.empty() ? 1 : dims[0]; }
-  int64_t outer() const;                            ///< product of all merged dims but the innermost
+  int64_t outer() const;  ///< product of all merged dims but the innermost
   /// Element offsets of each input at the start of outer row `row`.
   std::array<int64_t, N> row_offsets(int64_t row) const;
 };
@@ -57,8 +61,8 @@ struct WindowGeometry {
 
 /// Reads strides, dilations, pads / auto_pad (and ceil_mode when `allow_ceil`) for a window of size `kernel`
 /// over the spatial sizes `in`; throws Error naming the node on bad attributes or an empty output.
-WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in, const std::vector<int64_t>& kernel,
-                               bool allow_ceil);
+WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in,
+                               const std::vector<int64_t>& kernel, bool allow_ceil);
 
 /// y = f(x) element by element for an f32 tensor (Error naming the node for another dtype).
 template <typename F>
@@ -75,6 +79,34 @@ void map_f32(const Node& node, const Tensor& x, Tensor& y, F f) {
 /// Converts every element to `to` with Cast's rules: floats to integers truncate toward zero and saturate,
 /// integers to narrower integers wrap, f16/bf16 round to nearest even, anything nonzero is true.
 Tensor cast_tensor(const Tensor& x, DType to);
+
+/// Calls f(begin, end) on contiguous pieces of [0, n), one per OpenMP thread when n is large enough to pay
+/// for the team (each element belongs to exactly one piece, so results do not depend on the thread count).
+template <typename F>
+void parallel_ranges(int64_t n, F f) {
+  if (n < kParallelMinElements) {
+    if (n > 0) f(int64_t(0), n);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t chunk = (n + threads - 1) / threads, begin = std::min(n, t * chunk),
+                  end = std::min(n, begin + chunk);
+    if (begin < end) f(begin, end);
+  }
+}
+
+/// y = kernel(x) over an f32 tensor, the kernel called on one contiguous piece per thread.
+inline void map_f32_kernel(const Node& node, const Tensor& x, Tensor& y,
+                           void (*kernel)(const float*, float*, int64_t)) {
+  require_dtype(node, x, {DType::f32}, "input");
+  y = Tensor(DType::f32, x.shape());
+  const float* src = x.data<float>();
+  float* dst = y.data<float>();
+  parallel_ranges(x.numel(),
+                  [&](int64_t begin, int64_t end) { kernel(src + begin, dst + begin, end - begin); });
+}
 
 /// Copies `src` broadcast to `out_shape` into a new tensor (any dtype); Expand and materialised operands.
 Tensor broadcast_to(const Tensor& src, const std::vector<int64_t>& out_shape);

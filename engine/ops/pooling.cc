@@ -44,8 +44,8 @@ PoolSetup setup_pool(const Node& node, const Tensor& x) {
   require_dtype(node, x, {DType::f32}, "input X");
   const int spatial = x.rank() - 2;
   if (spatial < 1 || spatial > 3)
-    fail("node '{}' ({}): input has shape {}; 1-D, 2-D and 3-D pooling (rank 3 to 5) are supported", node.name,
-         node.op, shape_str(x.shape()));
+    fail("node '{}' ({}): input has shape {}; 1-D, 2-D and 3-D pooling (rank 3 to 5) are supported",
+         node.name, node.op, shape_str(x.shape()));
   std::vector<int64_t> kernel = node.attrs.get_ints("kernel_shape");
   if (int(kernel.size()) != spatial)
     fail("node '{}' ({}): kernel_shape has {} values for {} spatial dims", node.name, node.op, kernel.size(),
@@ -156,7 +156,8 @@ void run_average_pool(const Node& node, std::span<const Tensor* const> in, std::
 void run_global_average_pool(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   const Tensor& x = required_input(node, in, 0);
   require_dtype(node, x, {DType::f32}, "input X");
-  if (x.rank() < 2) fail("node '{}' (GlobalAveragePool): input has rank {}, expected >= 2", node.name, x.rank());
+  if (x.rank() < 2)
+    fail("node '{}' (GlobalAveragePool): input has rank {}, expected >= 2", node.name, x.rank());
   std::vector<int64_t> shape = {x.dim(0), x.dim(1)};
   shape.resize(size_t(x.rank()), 1);
   out[0] = Tensor(DType::f32, shape);

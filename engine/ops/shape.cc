@@ -53,7 +53,8 @@ void run_dropout(const Node& node, std::span<const Tensor* const> in, std::span<
   }
   // Training with ratio 0 drops nothing, so it is the identity as well; a random mask is not reproducible.
   if (training && ratio != 0.0f)
-    fail("node '{}' (Dropout): training mode with ratio {} (random masks) is not supported", node.name, ratio);
+    fail("node '{}' (Dropout): training mode with ratio {} (random masks) is not supported", node.name,
+         ratio);
   out[0] = x;
   if (out.size() > 1) {
     out[1] = Tensor(DType::boolean, x.shape());
@@ -78,7 +79,8 @@ void run_reshape(const Node& node, std::span<const Tensor* const> in, std::span<
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == 0 && !allowzero) {
       if (i >= size_t(x.rank()))
-        fail("node '{}' (Reshape): shape[{}] = 0 copies a dim the input (rank {}) lacks", node.name, i, x.rank());
+        fail("node '{}' (Reshape): shape[{}] = 0 copies a dim the input (rank {}) lacks", node.name, i,
+             x.rank());
       shape[i] = x.shape()[i];
     }
     if (shape[i] == -1) {
@@ -97,8 +99,8 @@ void run_reshape(const Node& node, std::span<const Tensor* const> in, std::span<
     shape[size_t(infer)] = x.numel() / known;
   }
   if (shape_numel(shape) != x.numel())
-    fail("node '{}' (Reshape): cannot reshape {} ({} elements) to {}", node.name, shape_str(x.shape()), x.numel(),
-         shape_str(shape));
+    fail("node '{}' (Reshape): cannot reshape {} ({} elements) to {}", node.name, shape_str(x.shape()),
+         x.numel(), shape_str(shape));
   out[0] = x.reshaped(shape);
 }
 
@@ -108,7 +110,8 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
   std::vector<int64_t> perm = node.attrs.get_ints("perm");
   if (perm.empty())
     for (int i = rank - 1; i >= 0; --i) perm.push_back(i);
-  if (int(perm.size()) != rank) fail("node '{}' (Transpose): perm has {} entries for rank {}", node.name, perm.size(), rank);
+  if (int(perm.size()) != rank)
+    fail("node '{}' (Transpose): perm has {} entries for rank {}", node.name, perm.size(), rank);
   std::vector<bool> seen(size_t(rank), false);
   std::vector<int64_t> out_shape(static_cast<size_t>(rank)), src_strides(static_cast<size_t>(rank));
   const std::vector<int64_t> in_strides = contiguous_strides(x.shape());
@@ -157,8 +160,9 @@ void run_concat(const Node& node, std::span<const Tensor* const> in, std::span<T
     bool ok = t.dtype() == first.dtype() && t.rank() == rank;
     for (int d = 0; ok && d < rank; ++d) ok = d == axis || t.shape()[size_t(d)] == first.shape()[size_t(d)];
     if (!ok)
-      fail("node '{}' (Concat): input {} is {} {}, which does not match input 0 ({} {}) outside axis {}", node.name, i,
-           dtype_name(t.dtype()), shape_str(t.shape()), dtype_name(first.dtype()), shape_str(first.shape()), axis);
+      fail("node '{}' (Concat): input {} is {} {}, which does not match input 0 ({} {}) outside axis {}",
+           node.name, i, dtype_name(t.dtype()), shape_str(t.shape()), dtype_name(first.dtype()),
+           shape_str(first.shape()), axis);
     shape[size_t(axis)] += t.shape()[size_t(axis)];
   }
   out[0] = Tensor(first.dtype(), shape);
@@ -168,7 +172,8 @@ void run_concat(const Node& node, std::span<const Tensor* const> in, std::span<T
   size_t col = 0;
   for (const Tensor* t : in) {
     const size_t row = size_t(t->shape()[size_t(axis)] * inner) * es;
-    for (int64_t o = 0; o < outer; ++o) std::memcpy(out[0].bytes() + size_t(o) * out_row + col, t->bytes() + size_t(o) * row, row);
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(out[0].bytes() + size_t(o) * out_row + col, t->bytes() + size_t(o) * row, row);
     col += row;
   }
 }
@@ -286,7 +291,8 @@ void run_slice(const Node& node, std::span<const Tensor* const> in, std::span<Te
     if (inner_step == 1)
       std::memcpy(y, src + size_t(off) * es, size_t(inner) * es);
     else
-      for (int64_t i = 0; i < inner; ++i) std::memcpy(y + size_t(i) * es, src + size_t(off + i * inner_step) * es, es);
+      for (int64_t i = 0; i < inner; ++i)
+        std::memcpy(y + size_t(i) * es, src + size_t(off + i * inner_step) * es, es);
   }
 }
 
@@ -315,7 +321,8 @@ void run_gather(const Node& node, std::span<const Tensor* const> in, std::span<T
 #pragma omp parallel for if (out[0].numel() >= kParallelMinElements)
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t j = 0; j < count; ++j)
-      std::memcpy(dst + size_t(o * count + j) * block, src + size_t(o * dim + indices[size_t(j)]) * block, block);
+      std::memcpy(dst + size_t(o * count + j) * block, src + size_t(o * dim + indices[size_t(j)]) * block,
+                  block);
 }
 
 namespace {
@@ -339,13 +346,20 @@ struct Scalar {
 
 Scalar load(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
-    case DType::f32: return {false, 0, t.data<float>()[i]};
-    case DType::f16: return {false, 0, f16_to_f32(t.data<uint16_t>()[i])};
-    case DType::bf16: return {false, 0, bf16_to_f32(t.data<uint16_t>()[i])};
-    case DType::i8: return {true, t.data<int8_t>()[i], 0};
-    case DType::i32: return {true, t.data<int32_t>()[i], 0};
-    case DType::i64: return {true, t.data<int64_t>()[i], 0};
-    case DType::boolean: return {true, t.data<uint8_t>()[i] != 0, 0};
+    case DType::f32:
+      return {false, 0, t.data<float>()[i]};
+    case DType::f16:
+      return {false, 0, f16_to_f32(t.data<uint16_t>()[i])};
+    case DType::bf16:
+      return {false, 0, bf16_to_f32(t.data<uint16_t>()[i])};
+    case DType::i8:
+      return {true, t.data<int8_t>()[i], 0};
+    case DType::i32:
+      return {true, t.data<int32_t>()[i], 0};
+    case DType::i64:
+      return {true, t.data<int64_t>()[i], 0};
+    case DType::boolean:
+      return {true, t.data<uint8_t>()[i] != 0, 0};
   }
   return {true, 0, 0};
 }
@@ -353,14 +367,28 @@ Scalar load(const Tensor& t, int64_t i) {
 void store(Tensor& t, int64_t i, Scalar v) {
   const double f = v.integral ? double(v.i) : v.f;
   switch (t.dtype()) {
-    case DType::f32: t.data<float>()[i] = v.integral ? float(v.i) : float(v.f); break;
-    case DType::f16: t.data<uint16_t>()[i] = f32_to_f16(v.integral ? float(v.i) : float(v.f)); break;
-    case DType::bf16: t.data<uint16_t>()[i] = f32_to_bf16(v.integral ? float(v.i) : float(v.f)); break;
+    case DType::f32:
+      t.data<float>()[i] = v.integral ? float(v.i) : float(v.f);
+      break;
+    case DType::f16:
+      t.data<uint16_t>()[i] = f32_to_f16(v.integral ? float(v.i) : float(v.f));
+      break;
+    case DType::bf16:
+      t.data<uint16_t>()[i] = f32_to_bf16(v.integral ? float(v.i) : float(v.f));
+      break;
     // Integer to narrower integer wraps (two's complement), as numpy and onnxruntime do.
-    case DType::i8: t.data<int8_t>()[i] = v.integral ? int8_t(v.i) : float_to_int<int8_t>(f); break;
-    case DType::i32: t.data<int32_t>()[i] = v.integral ? int32_t(v.i) : float_to_int<int32_t>(f); break;
-    case DType::i64: t.data<int64_t>()[i] = v.integral ? v.i : float_to_int<int64_t>(f); break;
-    case DType::boolean: t.data<uint8_t>()[i] = v.integral ? v.i != 0 : f != 0.0; break;
+    case DType::i8:
+      t.data<int8_t>()[i] = v.integral ? int8_t(v.i) : float_to_int<int8_t>(f);
+      break;
+    case DType::i32:
+      t.data<int32_t>()[i] = v.integral ? int32_t(v.i) : float_to_int<int32_t>(f);
+      break;
+    case DType::i64:
+      t.data<int64_t>()[i] = v.integral ? v.i : float_to_int<int64_t>(f);
+      break;
+    case DType::boolean:
+      t.data<uint8_t>()[i] = v.integral ? v.i != 0 : f != 0.0;
+      break;
   }
 }
 
@@ -379,7 +407,8 @@ void run_cast(const Node& node, std::span<const Tensor* const> in, std::span<Ten
   const Tensor& x = required_input(node, in, 0);
   const int64_t to = node.attrs.get_int("to", 0);
   auto dtype = dtype_from_onnx(int32_t(to));
-  if (!dtype) fail("node '{}' (Cast): target type {} is not supported", node.name, onnx_type_name(int32_t(to)));
+  if (!dtype)
+    fail("node '{}' (Cast): target type {} is not supported", node.name, onnx_type_name(int32_t(to)));
   out[0] = cast_tensor(x, *dtype);
 }
 
@@ -402,8 +431,8 @@ void run_constant(const Node& node, std::span<const Tensor* const>, std::span<Te
   } else {
     std::string names;
     for (const auto& [name, v] : a.all()) names += (names.empty() ? "" : ", ") + name;
-    fail("node '{}' (Constant): attribute {} is not supported (value, value_float(s), value_int(s) are)", node.name,
-         names.empty() ? "(none)" : names);
+    fail("node '{}' (Constant): attribute {} is not supported (value, value_float(s), value_int(s) are)",
+         node.name, names.empty() ? "(none)" : names);
   }
 }
 
@@ -412,7 +441,8 @@ void run_constant_of_shape(const Node& node, std::span<const Tensor* const> in, 
   for (int64_t d : shape)
     if (d < 0) fail("node '{}' (ConstantOfShape): negative dim {} in shape", node.name, d);
   const Tensor* value = node.attrs.get_tensor("value");
-  if (value && value->numel() != 1) fail("node '{}' (ConstantOfShape): value must hold one element", node.name);
+  if (value && value->numel() != 1)
+    fail("node '{}' (ConstantOfShape): value must hold one element", node.name);
   out[0] = Tensor(value ? value->dtype() : DType::f32, shape);
   if (!value) return;  // zero-filled f32
   const size_t es = dtype_size(value->dtype());

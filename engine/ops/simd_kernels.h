@@ -1,0 +1,22 @@
+#pragma once
+// The compute-bound inner loops of the element-wise ops, each compiled for AVX-512, AVX2+FMA and baseline
+// x86-64 and picked once at load time for the CPU at hand (GCC target_clones). Results are identical on every
+// path: the build does not contract a·b + c into FMA (ISO C++ mode), and the math is vmath.h's, not libm's.
+#include <cstdint>
+
+namespace sparse24::engine::ops {
+
+/// y[i] = erf(x[i]).
+void erf_f32(const float* x, float* y, int64_t n);
+/// y[i] = 0.5 · x · (1 + erf(x / √2)) (GELU, exact form).
+void gelu_f32(const float* x, float* y, int64_t n);
+/// y[i] = 1 / (1 + e^-x).
+void sigmoid_f32(const float* x, float* y, int64_t n);
+/// Softmax (or log-softmax) of one contiguous row of n values.
+void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax);
+/// One row of layer normalisation: y = (x - mean) / sqrt(var + eps) · scale (+ bias; bias may be null).
+/// Mean and variance are accumulated in double. Returns the mean and 1/sqrt(var + eps) through the pointers.
+void layer_norm_row_f32(const float* x, const float* scale, const float* bias, float* y, int64_t n,
+                        double epsilon, float* mean_out, float* inv_std_out);
+
+}  // namespace sparse24::engine::ops

@@ -1,0 +1,578 @@
+// Engine ops on the cases the ONNX node tests do not reach: broadcasting corners, the im2col order
+// (K = (kernel position, input channel)) against a direct convolution loop, grouped and dilated Conv, batched
+// MatMul broadcasting and the one-row paths, opset-dependent semantics, and errors that name the node.
+// Oracles are plain loops written here; data are small integers wherever the result can then be exact.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numbers>
+#include <random>
+
+#include "engine/ops/conv_gemm.h"
+#include "engine/ops/op.h"
+#include "engine/ops/vmath.h"
+#include "graph/weights.h"
+#include "util/error.h"
+
+namespace sparse24::engine {
+namespace {
+
+using ops::ConvShape;
+
+Node make_node(const std::string& op, int opset = 17) {
+  Node n;
+  n.name = "node_" + op;
+  n.op = op;
+  n.opset = opset;
+  return n;
+}
+
+std::vector<Tensor> run(const Node& node, std::vector<const Tensor*> inputs, size_t outputs = 1) {
+  const OpInfo* op = find_op(node.op);
+  if (!op) throw std::runtime_error("op not registered: " + node.op);
+  std::vector<Tensor> out(outputs);
+  op->run(node, inputs, out);
+  return out;
+}
+
+// Small integers in [-4, 4]: sums of products stay exact in f32.
+Tensor int_valued(DType dtype, std::vector<int64_t> shape, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> dist(-4, 4);
+  Tensor t(dtype, std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) t.set(i, float(dist(rng)));
+  return t;
+}
+
+Tensor i64_tensor(std::vector<int64_t> values, std::vector<int64_t> shape = {}) {
+  if (shape.empty()) shape = {int64_t(values.size())};
+  Tensor t(DType::i64, shape);
+  for (size_t i = 0; i < values.size(); ++i) t.data<int64_t>()[i] = values[i];
+  return t;
+}
+
+std::vector<int64_t> as_i64(const Tensor& t) {
+  return {t.data<int64_t>(), t.data<int64_t>() + t.numel()};
+}
+std::vector<float> as_f32(const Tensor& t) {
+  return {t.data<float>(), t.data<float>() + t.numel()};
+}
+
+// Element at a multi-index of the broadcast output, read from `t` with numpy's broadcasting rules.
+float broadcast_get(const Tensor& t, const std::vector<int64_t>& out_shape, int64_t flat) {
+  std::vector<int64_t> idx(out_shape.size());
+  for (int d = int(out_shape.size()) - 1; d >= 0; --d) {
+    idx[size_t(d)] = flat % out_shape[size_t(d)];
+    flat /= out_shape[size_t(d)];
+  }
+  int64_t off = 0;
+  const size_t lead = out_shape.size() - t.shape().size();
+  for (size_t d = 0; d < t.shape().size(); ++d)
+    off = off * t.shape()[d] + (t.shape()[d] == 1 ? 0 : idx[lead + d]);
+  return t.get(off);
+}
+
+void expect_error_names_node(const Node& node, std::vector<const Tensor*> inputs,
+                             const std::string& fragment) {
+  try {
+    run(node, inputs);
+    ADD_FAILURE() << node.op << ": expected an Error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(node.name), std::string::npos) << msg;
+    EXPECT_NE(msg.find(fragment), std::string::npos) << msg;
+  }
+}
+
+// ---- vectorisable math ----
+
+TEST(OpsVMath, ExpMatchesStdExpToTwoTenthsOfAMillionth) {
+  double worst = 0;
+  for (float x = -87.0f; x <= 88.5f; x += 0.00731f) {
+    const double want = std::exp(double(x));
+    worst = std::max(worst, std::fabs(ops::vexp(x) - want) / want);
+  }
+  EXPECT_LT(worst, 2e-7);
+  EXPECT_EQ(ops::vexp(0.0f), 1.0f);
+  EXPECT_EQ(ops::vexp(-200.0f), 0.0f);
+  EXPECT_EQ(ops::vexp(-std::numeric_limits<float>::infinity()), 0.0f);
+  EXPECT_EQ(ops::vexp(100.0f), std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(ops::vexp(std::nanf(""))));
+}
+
+TEST(OpsVMath, ErfMatchesStdErf) {
+  double worst = 0;
+  for (float x = -6.0f; x <= 6.0f; x += 0.000937f)
+    worst = std::max(worst, std::fabs(ops::verf(x) - std::erf(double(x))));
+  EXPECT_LT(worst, 3e-7);
+  for (float x : {1e-30f, 1e-8f, 1e-4f})  // relative accuracy near zero, where erf(x) ~ 2x/sqrt(pi)
+    EXPECT_NEAR(ops::verf(x) / std::erf(double(x)), 1.0, 1e-6) << x;
+  EXPECT_EQ(ops::verf(std::numeric_limits<float>::infinity()), 1.0f);
+  EXPECT_EQ(ops::verf(-std::numeric_limits<float>::infinity()), -1.0f);
+  EXPECT_TRUE(std::isnan(ops::verf(std::nanf(""))));
+}
+
+// ---- broadcasting ----
+
+TEST(OpsBroadcast, AddSubMulDivMatchElementwiseOracle) {
+  const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> cases = {
+      {{2, 3, 4}, {2, 3, 4}},  // same shape
+      {{2, 3, 4}, {4}},        // last dim (a bias)
+      {{2, 3, 4}, {}},         // scalar (rank 0)
+      {{1}, {2, 3}},           // one-element A
+      {{2, 3, 4}, {3, 1}},     // middle dim
+      {{4, 1, 5}, {1, 3, 1}},  // both sides broadcast
+      {{2, 1, 3, 1}, {5, 1, 2}},
+      {{3, 1}, {1, 1, 4}},
+  };
+  const char* ops[] = {"Add", "Sub", "Mul", "Div"};
+  uint32_t seed = 1;
+  for (const auto& [sa, sb] : cases)
+    for (const char* op : ops) {
+      Tensor a = int_valued(DType::f32, sa, seed++), b = int_valued(DType::f32, sb, seed++);
+      for (int64_t i = 0; i < b.numel(); ++i)
+        if (b.get(i) == 0.0f) b.set(i, 3.0f);  // Div
+      Tensor y = run(make_node(op), {&a, &b})[0];
+      std::vector<int64_t> shape = y.shape();
+      for (int64_t i = 0; i < y.numel(); ++i) {
+        const float x = broadcast_get(a, shape, i), z = broadcast_get(b, shape, i);
+        const float want = op[0] == 'A' ? x + z : op[0] == 'S' ? x - z : op[0] == 'M' ? x * z : x / z;
+        ASSERT_EQ(y.get(i), want) << op << " " << shape_str(sa) << " " << shape_str(sb) << " at " << i;
+      }
+    }
+}
+
+TEST(OpsBroadcast, OutputShapes) {
+  Tensor a(DType::f32, {4, 1, 5}), b(DType::f32, {3, 1}), s(DType::f32, {}), e(DType::f32, {0, 5});
+  EXPECT_EQ(run(make_node("Add"), {&a, &b})[0].shape(), (std::vector<int64_t>{4, 3, 5}));
+  EXPECT_EQ(run(make_node("Add"), {&s, &s})[0].shape(), std::vector<int64_t>{});
+  EXPECT_EQ(run(make_node("Mul"), {&e, &s})[0].shape(), (std::vector<int64_t>{0, 5}));
+  Tensor big(DType::f32, {1, 1, 1, 7});
+  EXPECT_EQ(run(make_node("Sub"), {&s, &big})[0].shape(), (std::vector<int64_t>{1, 1, 1, 7}));
+}
+
+TEST(OpsBroadcast, LargeInputsTakeTheParallelPathAndStayExact) {
+  Tensor a = int_valued(DType::f32, {64, 33, 40}, 7), b = int_valued(DType::f32, {33, 1}, 8);
+  Tensor y = run(make_node("Add"), {&a, &b})[0];
+  for (int64_t i = 0; i < y.numel(); i += 97) ASSERT_EQ(y.get(i), a.get(i) + b.get((i / 40) % 33)) << i;
+}
+
+TEST(OpsBroadcast, IncompatibleShapesNameTheNode) {
+  Tensor a(DType::f32, {2, 3}), b(DType::f32, {4});
+  expect_error_names_node(make_node("Add"), {&a, &b}, "do not broadcast");
+  Tensor c(DType::boolean, {2, 3});
+  expect_error_names_node(make_node("Where"), {&c, &a, &b}, "do not broadcast");
+}
+
+TEST(OpsBroadcast, IntegerArithmeticIsExact) {
+  const int64_t big = int64_t(1) << 53;  // beyond f32 and f64 integer precision once incremented
+  Tensor a = i64_tensor({big + 1, -7, 7, 9}), b = i64_tensor({1, 2, -2, 3});
+  EXPECT_EQ(as_i64(run(make_node("Add"), {&a, &b})[0]), (std::vector<int64_t>{big + 2, -5, 5, 12}));
+  EXPECT_EQ(as_i64(run(make_node("Mul"), {&a, &b})[0]), (std::vector<int64_t>{big + 1, -14, -14, 27}));
+  // Integer division truncates toward zero, as C and onnxruntime do.
+  EXPECT_EQ(as_i64(run(make_node("Div"), {&a, &b})[0]), (std::vector<int64_t>{big + 1, -3, -3, 3}));
+  Tensor zero = i64_tensor({0});
+  expect_error_names_node(make_node("Div"), {&a, &zero}, "division by zero");
+}
+
+TEST(OpsBroadcast, WhereAndEqualBroadcastAllOperands) {
+  Tensor cond(DType::boolean, {2, 1});
+  cond.data<uint8_t>()[0] = 1;
+  Tensor x = i64_tensor({1, 2, 3}), y = i64_tensor({-1}, {1, 1});
+  Tensor w = run(make_node("Where"), {&cond, &x, &y})[0];
+  EXPECT_EQ(w.shape(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(as_i64(w), (std::vector<int64_t>{1, 2, 3, -1, -1, -1}));
+  Tensor two = i64_tensor({2}, {1, 1});
+  Tensor eq = run(make_node("Equal"), {&x, &two})[0];
+  ASSERT_EQ(eq.dtype(), DType::boolean);
+  ASSERT_EQ(eq.shape(), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(std::vector<uint8_t>(eq.data<uint8_t>(), eq.data<uint8_t>() + 3),
+            (std::vector<uint8_t>{0, 1, 0}));
+}
+
+// ---- convolution ----
+
+struct ConvCase {
+  std::vector<int64_t> x_shape, w_shape, strides, dilations, pads;
+  int64_t group = 1;
+  std::string auto_pad = "NOTSET";
+};
+
+Node conv_node(const ConvCase& c) {
+  Node n = make_node("Conv");
+  const size_t sp = c.x_shape.size() - 2;
+  n.attrs.set("group", c.group);
+  n.attrs.set("strides", c.strides.empty() ? std::vector<int64_t>(sp, 1) : c.strides);
+  n.attrs.set("dilations", c.dilations.empty() ? std::vector<int64_t>(sp, 1) : c.dilations);
+  if (c.auto_pad != "NOTSET")
+    n.attrs.set("auto_pad", c.auto_pad);
+  else
+    n.attrs.set("pads", c.pads.empty() ? std::vector<int64_t>(2 * sp, 0) : c.pads);
+  return n;
+}
+
+// Direct convolution, straight from the definition, for any number of spatial dims (geometry from `s`).
+Tensor naive_conv(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor* bias) {
+  Tensor y(DType::f32, s.output_shape());
+  const auto& g = s.window;
+  const int sp = g.rank();
+  const int64_t icg = s.in_channels / s.groups, ocg = s.out_channels / s.groups;
+  const int64_t kvol = s.kernel_volume(), outp = s.out_pixels(), inp = s.in_pixels();
+  for (int64_t n = 0; n < s.batch; ++n)
+    for (int64_t oc = 0; oc < s.out_channels; ++oc)
+      for (int64_t p = 0; p < outp; ++p) {
+        std::vector<int64_t> o(static_cast<size_t>(sp));
+        for (int d = sp - 1, r = int(p); d >= 0; --d) {
+          o[size_t(d)] = r % g.out[size_t(d)];
+          r /= int(g.out[size_t(d)]);
+        }
+        double acc = bias ? bias->get(oc) : 0.0;
+        for (int64_t c = 0; c < icg; ++c)
+          for (int64_t kp = 0; kp < kvol; ++kp) {
+            int64_t in_off = 0, rest = kp;
+            bool inside = true;
+            std::vector<int64_t> k(static_cast<size_t>(sp));
+            for (int d = sp - 1; d >= 0; --d) {
+              k[size_t(d)] = rest % g.kernel[size_t(d)];
+              rest /= g.kernel[size_t(d)];
+            }
+            for (int d = 0; d < sp; ++d) {
+              int64_t i = o[size_t(d)] * g.strides[size_t(d)] - g.pads_begin[size_t(d)] +
+                          k[size_t(d)] * g.dilations[size_t(d)];
+              inside &= i >= 0 && i < g.in[size_t(d)];
+              in_off = in_off * g.in[size_t(d)] + i;
+            }
+            if (!inside) continue;
+            const int64_t ic = (oc / ocg) * icg + c;
+            acc += double(x.get((n * s.in_channels + ic) * inp + in_off)) * w.get((oc * icg + c) * kvol + kp);
+          }
+        y.set((n * s.out_channels + oc) * outp + p, float(acc));
+      }
+  return y;
+}
+
+TEST(OpsConv, Im2colOrdersKAsKernelPositionThenInputChannel) {
+  // 2 groups of 3 input channels, 2x2 kernel, stride 1, pad 1 on top/left only.
+  ConvCase c{{1, 6, 3, 4}, {4, 3, 2, 2}, {1, 1}, {1, 1}, {1, 1, 0, 0}, 2};
+  ConvShape s = ops::conv_shape(conv_node(c), c.x_shape, c.w_shape);
+  ASSERT_EQ(s.window.out, (std::vector<int64_t>{3, 4}));
+  ASSERT_EQ(s.K(), 12);
+  // x[0][c][h][w] = 100·c + 10·h + w, stored channels-last as im2col_rows expects.
+  std::vector<float> nhwc(6 * 3 * 4);
+  for (int64_t ch = 0; ch < 6; ++ch)
+    for (int64_t h = 0; h < 3; ++h)
+      for (int64_t w = 0; w < 4; ++w) nhwc[size_t((h * 4 + w) * 6 + ch)] = float(100 * ch + 10 * h + w);
+  for (int64_t group = 0; group < 2; ++group) {
+    std::vector<float> patches(size_t(12 * 12), -1.0f);
+    ops::im2col_rows(s, nhwc.data(), group, 0, 12, patches.data());
+    for (int64_t oh = 0; oh < 3; ++oh)
+      for (int64_t ow = 0; ow < 4; ++ow)
+        for (int64_t kh = 0; kh < 2; ++kh)
+          for (int64_t kw = 0; kw < 2; ++kw)
+            for (int64_t ic = 0; ic < 3; ++ic) {
+              const int64_t h = oh - 1 + kh, w = ow - 1 + kw, ch = group * 3 + ic;
+              const float want = h >= 0 && w >= 0 ? float(100 * ch + 10 * h + w) : 0.0f;
+              const int64_t k = (kh * 2 + kw) * 3 + ic;
+              ASSERT_EQ(patches[size_t((oh * 4 + ow) * 12 + k)], want)
+                  << "group " << group << " out (" << oh << "," << ow << ") k " << k;
+            }
+  }
+}
+
+TEST(OpsConv, CanonicalWeightMatchesGraphWeights) {
+  Tensor w = int_valued(DType::f32, {6, 4, 3, 2}, 3);
+  WeightSite site;
+  site.kind = WeightKind::conv;
+  site.shape = w.shape();
+  site.N = 6;
+  site.K = 4 * 3 * 2;
+  site.group_len = 4;
+  EXPECT_EQ(as_f32(ops::conv_weight_canonical(w)), as_f32(to_canonical(w, site)));
+}
+
+// conv_as_gemm with a plain-loop GEMM (no BLAS) reproduces the direct convolution exactly: this pins the
+// contract the planner's 2:4 GEMM relies on (canonical weight rows per group, Y = P · Wcᵀ).
+TEST(OpsConv, ConvAsGemmWithPlainGemmMatchesDirectLoop) {
+  ConvCase c{{2, 4, 5, 6}, {6, 2, 3, 2}, {2, 1}, {1, 2}, {1, 0, 2, 1}, 2};
+  Node node = conv_node(c);
+  Tensor x = int_valued(DType::f32, c.x_shape, 11), w = int_valued(DType::f32, c.w_shape, 12);
+  Tensor bias = int_valued(DType::f32, {6}, 13);
+  ConvShape s = ops::conv_shape(node, c.x_shape, c.w_shape);
+  Tensor wc = ops::conv_weight_canonical(w);
+  int calls = 0;
+  ops::ConvGemm plain = [&](int64_t group, int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx,
+                            float* Y, int64_t ldy) {
+    ++calls;
+    const float* W = wc.data<float>() + group * N * K;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        float acc = 0;
+        for (int64_t k = 0; k < K; ++k) acc += X[m * ldx + k] * W[n * K + k];
+        Y[m * ldy + n] = acc;
+      }
+  };
+  Tensor y(DType::f32, s.output_shape());
+  ops::conv_as_gemm(s, x.data<float>(), plain, bias.data<float>(), y.data<float>());
+  EXPECT_EQ(calls, 2);  // one tile, two groups
+  EXPECT_EQ(as_f32(y), as_f32(naive_conv(s, x, w, &bias)));
+}
+
+TEST(OpsConv, ConvOpMatchesDirectLoopAcrossGeometries) {
+  const std::vector<ConvCase> cases = {
+      {{1, 3, 7, 7}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},       // 3x3 pad 1
+      {{2, 4, 9, 8}, {6, 2, 3, 3}, {2, 2}, {1, 1}, {0, 1, 1, 0}, 2},    // groups, stride, asymmetric pads
+      {{1, 4, 10, 10}, {4, 1, 3, 3}, {1, 1}, {2, 3}, {2, 2, 2, 2}, 4},  // depthwise, dilations
+      {{2, 8, 5, 5}, {6, 8, 1, 1}, {1, 1}, {1, 1}, {}},                 // pointwise (no im2col)
+      {{1, 4, 6, 6}, {8, 2, 1, 1}, {1, 1}, {1, 1}, {}, 2},              // grouped pointwise
+      {{1, 2, 7, 5}, {3, 2, 3, 2}, {2, 2}, {1, 1}, {}, 1, "SAME_UPPER"},
+      {{1, 2, 7, 5}, {3, 2, 3, 2}, {2, 2}, {1, 1}, {}, 1, "SAME_LOWER"},
+      {{1, 2, 7, 5}, {3, 2, 3, 2}, {2, 1}, {1, 1}, {}, 1, "VALID"},
+      {{3, 4, 11}, {6, 2, 3}, {2}, {2}, {1, 2}, 2},                                  // 1-D
+      {{1, 2, 4, 5, 3}, {3, 2, 2, 3, 2}, {1, 2, 1}, {1, 1, 2}, {1, 0, 0, 0, 1, 1}},  // 3-D
+      {{1, 3, 1, 9}, {2, 3, 1, 3}, {1, 3}, {1, 1}, {}},  // a single output row (M = 3)
+      {{1, 3, 3, 3}, {2, 3, 3, 3}, {1, 1}, {1, 1}, {}},  // one output pixel (M = 1: sgemv)
+  };
+  uint32_t seed = 100;
+  for (const ConvCase& c : cases) {
+    Node node = conv_node(c);
+    Tensor x = int_valued(DType::f32, c.x_shape, seed++), w = int_valued(DType::f32, c.w_shape, seed++);
+    Tensor bias = int_valued(DType::f32, {c.w_shape[0]}, seed++);
+    Tensor y = run(node, {&x, &w, &bias})[0];
+    ConvShape s = ops::conv_shape(node, c.x_shape, c.w_shape);
+    EXPECT_EQ(as_f32(y), as_f32(naive_conv(s, x, w, &bias)))
+        << shape_str(c.x_shape) << " " << shape_str(c.w_shape);
+    Tensor y_nobias = run(node, {&x, &w})[0];
+    EXPECT_EQ(as_f32(y_nobias), as_f32(naive_conv(s, x, w, nullptr)));
+  }
+}
+
+TEST(OpsConv, ShapeMismatchNamesTheNode) {
+  ConvCase c{{1, 4, 5, 5}, {2, 3, 3, 3}, {}, {}, {}};
+  Tensor x(DType::f32, c.x_shape), w(DType::f32, c.w_shape);
+  expect_error_names_node(conv_node(c), {&x, &w}, "group=1");
+  Tensor x1(DType::f32, {1, 3, 2, 2});
+  expect_error_names_node(conv_node(c), {&x1, &w}, "larger than the padded input");
+}
+
+// ---- MatMul and Gemm ----
+
+Tensor naive_matmul_2d(const float* a, const float* b, int64_t M, int64_t K, int64_t N) {
+  Tensor y(DType::f32, {M, N});
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += double(a[m * K + k]) * b[k * N + n];
+      y.data<float>()[m * N + n] = float(acc);
+    }
+  return y;
+}
+
+TEST(OpsMatMul, BatchBroadcasting) {
+  Tensor a = int_valued(DType::f32, {2, 1, 3, 4}, 21), b = int_valued(DType::f32, {3, 4, 5}, 22);
+  Tensor y = run(make_node("MatMul"), {&a, &b})[0];
+  ASSERT_EQ(y.shape(), (std::vector<int64_t>{2, 3, 3, 5}));
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 3; ++j) {
+      Tensor want = naive_matmul_2d(a.data<float>() + i * 12, b.data<float>() + j * 20, 3, 4, 5);
+      for (int64_t e = 0; e < 15; ++e)
+        ASSERT_EQ(y.data<float>()[(i * 3 + j) * 15 + e], want.data<float>()[e]);
+    }
+}
+
+TEST(OpsMatMul, SharedWeightStacksBatchesAndOneDimOperands) {
+  Tensor a = int_valued(DType::f32, {2, 3, 4}, 31), b = int_valued(DType::f32, {4, 6}, 32);
+  Tensor y = run(make_node("MatMul"), {&a, &b})[0];
+  EXPECT_EQ(as_f32(y), as_f32(naive_matmul_2d(a.data<float>(), b.data<float>(), 6, 4, 6)));
+
+  Tensor row = int_valued(DType::f32, {1, 4}, 33);  // M = 1: the sgemv path
+  EXPECT_EQ(as_f32(run(make_node("MatMul"), {&row, &b})[0]),
+            as_f32(naive_matmul_2d(row.data<float>(), b.data<float>(), 1, 4, 6)));
+
+  Tensor vec = int_valued(DType::f32, {4}, 34);  // 1-D A: [4] x [2, 4, 6] -> [2, 6]
+  Tensor b3 = int_valued(DType::f32, {2, 4, 6}, 35);
+  Tensor y1 = run(make_node("MatMul"), {&vec, &b3})[0];
+  ASSERT_EQ(y1.shape(), (std::vector<int64_t>{2, 6}));
+  for (int64_t i = 0; i < 2; ++i) {
+    Tensor want = naive_matmul_2d(vec.data<float>(), b3.data<float>() + i * 24, 1, 4, 6);
+    for (int64_t e = 0; e < 6; ++e) ASSERT_EQ(y1.data<float>()[i * 6 + e], want.data<float>()[e]);
+  }
+
+  Tensor col = int_valued(DType::f32, {4}, 36);  // 1-D B: [2, 3, 4] x [4] -> [2, 3] (N = 1)
+  Tensor y2 = run(make_node("MatMul"), {&a, &col})[0];
+  ASSERT_EQ(y2.shape(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(as_f32(y2), as_f32(naive_matmul_2d(a.data<float>(), col.data<float>(), 6, 4, 1)));
+
+  Tensor dot = run(make_node("MatMul"), {&vec, &col})[0];  // [4] x [4] -> scalar
+  EXPECT_EQ(dot.shape(), std::vector<int64_t>{});
+  EXPECT_EQ(dot.get(0), naive_matmul_2d(vec.data<float>(), col.data<float>(), 1, 4, 1).get(0));
+}
+
+TEST(OpsMatMul, MismatchedKNamesTheNode) {
+  Tensor a(DType::f32, {2, 3}), b(DType::f32, {4, 5});
+  expect_error_names_node(make_node("MatMul"), {&a, &b}, "disagree on K");
+  Tensor c(DType::f32, {2, 3, 4}), d(DType::f32, {3, 4, 5});
+  expect_error_names_node(make_node("MatMul"), {&c, &d}, "do not broadcast");
+}
+
+TEST(OpsGemm, TransposesAlphaBetaAndBiasBroadcast) {
+  for (int64_t M : {1, 5})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const int64_t K = 7, N = 3;
+        Tensor a = int_valued(DType::f32, ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}, 41);
+        Tensor b = int_valued(DType::f32, tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N}, 42);
+        Tensor c = int_valued(DType::f32, {N}, 43);
+        Node node = make_node("Gemm");
+        node.attrs.set("transA", int64_t(ta));
+        node.attrs.set("transB", int64_t(tb));
+        node.attrs.set("alpha", 2.0f);
+        node.attrs.set("beta", 0.5f);
+        Tensor y = run(node, {&a, &b, &c})[0];
+        ASSERT_EQ(y.shape(), (std::vector<int64_t>{M, N}));
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            float acc = 0;
+            for (int64_t k = 0; k < K; ++k)
+              acc += a.get(ta ? k * M + m : m * K + k) * b.get(tb ? n * K + k : k * N + n);
+            ASSERT_EQ(y.get(m * N + n), 2.0f * acc + 0.5f * c.get(n))
+                << "M " << M << " ta " << ta << " tb " << tb;
+          }
+      }
+}
+
+// ---- opset-dependent semantics and the rest ----
+
+TEST(OpsSoftmax, AxisSemanticsChangeAtOpset13) {
+  Tensor x = int_valued(DType::f32, {2, 3, 4}, 51);
+  Node old_node = make_node("Softmax", 11), new_node = make_node("Softmax", 13);
+  old_node.attrs.set("axis", int64_t(1));
+  new_node.attrs.set("axis", int64_t(1));
+  Tensor y_old = run(old_node, {&x})[0], y_new = run(new_node, {&x})[0];
+  for (int64_t n = 0; n < 2; ++n) {
+    double flat = 0;  // opset 11: one softmax over the 12 trailing values
+    for (int64_t i = 0; i < 12; ++i) flat += std::exp(double(x.get(n * 12 + i)));
+    for (int64_t i = 0; i < 12; ++i)
+      EXPECT_NEAR(y_old.get(n * 12 + i), std::exp(double(x.get(n * 12 + i))) / flat, 1e-6);
+    for (int64_t w = 0; w < 4; ++w) {  // opset 13: along axis 1 only
+      double col = 0;
+      for (int64_t c = 0; c < 3; ++c) col += std::exp(double(x.get(n * 12 + c * 4 + w)));
+      for (int64_t c = 0; c < 3; ++c)
+        EXPECT_NEAR(y_new.get(n * 12 + c * 4 + w), std::exp(double(x.get(n * 12 + c * 4 + w))) / col, 1e-6);
+    }
+  }
+}
+
+TEST(OpsReduceMean, AxesInputFromOpset18AndInnerAxes) {
+  Tensor x = int_valued(DType::f32, {2, 3, 4}, 61);
+  Tensor axes = i64_tensor({-3, 2});
+  Node node = make_node("ReduceMean", 18);
+  node.attrs.set("keepdims", int64_t(0));
+  Tensor y = run(node, {&x, &axes})[0];
+  ASSERT_EQ(y.shape(), std::vector<int64_t>{3});
+  for (int64_t c = 0; c < 3; ++c) {
+    double sum = 0;
+    for (int64_t n = 0; n < 2; ++n)
+      for (int64_t w = 0; w < 4; ++w) sum += x.get(n * 12 + c * 4 + w);
+    EXPECT_FLOAT_EQ(y.get(c), float(sum / 8));
+  }
+  Node noop = make_node("ReduceMean", 18);
+  noop.attrs.set("noop_with_empty_axes", int64_t(1));
+  EXPECT_EQ(as_f32(run(noop, {&x})[0]), as_f32(x));
+  Node old_node = make_node("ReduceMean", 13);  // axes as an attribute before 18
+  old_node.attrs.set("axes", std::vector<int64_t>{1});
+  Tensor y13 = run(old_node, {&x})[0];
+  ASSERT_EQ(y13.shape(), (std::vector<int64_t>{2, 1, 4}));
+  EXPECT_FLOAT_EQ(y13.get(0), (x.get(0) + x.get(4) + x.get(8)) / 3);
+}
+
+TEST(OpsShape, SliceNegativeStepsAndGatherNegativeIndices) {
+  Tensor x(DType::i64, {3, 5});
+  for (int64_t i = 0; i < 15; ++i) x.data<int64_t>()[i] = i;
+  Tensor starts = i64_tensor({-1, 100}), ends = i64_tensor({-100, 0}), axes = i64_tensor({1, 0}),
+         steps = i64_tensor({-2, -1});
+  Tensor y = run(make_node("Slice", 13), {&x, &starts, &ends, &axes, &steps})[0];
+  ASSERT_EQ(y.shape(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(as_i64(y), (std::vector<int64_t>{14, 12, 10, 9, 7, 5}));
+
+  Tensor idx = i64_tensor({-1, 0, -5, 2}, {2, 2});
+  Node gather = make_node("Gather");
+  gather.attrs.set("axis", int64_t(1));
+  Tensor g = run(gather, {&x, &idx})[0];
+  ASSERT_EQ(g.shape(), (std::vector<int64_t>{3, 2, 2}));
+  EXPECT_EQ(as_i64(g), (std::vector<int64_t>{4, 0, 0, 2, 9, 5, 5, 7, 14, 10, 10, 12}));
+  Tensor bad = i64_tensor({5});
+  expect_error_names_node(gather, {&x, &bad}, "out of range");
+}
+
+TEST(OpsShape, UnsqueezeAxesAttributeBeforeOpset13InputAfter) {
+  Tensor x(DType::f32, {3, 4});
+  Node old_node = make_node("Unsqueeze", 11);
+  old_node.attrs.set("axes", std::vector<int64_t>{0, -1});
+  EXPECT_EQ(run(old_node, {&x})[0].shape(), (std::vector<int64_t>{1, 3, 4, 1}));
+  Tensor axes = i64_tensor({1});
+  EXPECT_EQ(run(make_node("Unsqueeze", 13), {&x, &axes})[0].shape(), (std::vector<int64_t>{3, 1, 4}));
+  Tensor y(DType::f32, {1, 3, 1});
+  EXPECT_EQ(run(make_node("Squeeze", 13), {&y})[0].shape(), std::vector<int64_t>{3});
+  Tensor sq_axes = i64_tensor({1});
+  expect_error_names_node(make_node("Squeeze", 13), {&y, &sq_axes}, "not 1");
+}
+
+TEST(OpsShape, ReshapeZeroMinusOneAndAllowzero) {
+  Tensor x(DType::f32, {2, 3, 4});
+  Tensor shape = i64_tensor({0, -1});
+  EXPECT_EQ(run(make_node("Reshape"), {&x, &shape})[0].shape(), (std::vector<int64_t>{2, 12}));
+  Tensor bad = i64_tensor({5, -1});
+  expect_error_names_node(make_node("Reshape"), {&x, &bad}, "cannot infer");
+  Tensor empty(DType::f32, {0, 3});
+  Tensor zero_shape = i64_tensor({3, 0});
+  Node allowzero = make_node("Reshape");
+  allowzero.attrs.set("allowzero", int64_t(1));
+  EXPECT_EQ(run(allowzero, {&empty, &zero_shape})[0].shape(), (std::vector<int64_t>{3, 0}));
+}
+
+TEST(OpsCast, FloatToIntegerTruncatesAndSaturates) {
+  Tensor x(DType::f32, {5});
+  const float values[] = {2.7f, -2.7f, 3e10f, -3e10f, std::nanf("")};
+  for (int i = 0; i < 5; ++i) x.data<float>()[i] = values[i];
+  Node node = make_node("Cast");
+  node.attrs.set("to", int64_t(onnx::TensorProto::INT32));
+  Tensor y = run(node, {&x})[0];
+  ASSERT_EQ(y.dtype(), DType::i32);
+  const int32_t want[] = {2, -2, INT32_MAX, INT32_MIN, 0};
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(y.data<int32_t>()[i], want[i]) << i;
+  node.attrs.set("to", int64_t(onnx::TensorProto::FLOAT16));
+  Tensor h = run(node, {&x})[0];
+  EXPECT_EQ(h.data<uint16_t>()[0], f32_to_f16(2.7f));
+  node.attrs.set("to", int64_t(onnx::TensorProto::DOUBLE));
+  expect_error_names_node(node, {&x}, "not supported");
+}
+
+TEST(OpsGelu, ExactAndTanhForms) {
+  Tensor x(DType::f32, {3});
+  x.data<float>()[0] = -1.5f;
+  x.data<float>()[1] = 0.25f;
+  x.data<float>()[2] = 2.0f;
+  Node exact = make_node("Gelu", 20), approx = make_node("Gelu", 20);
+  approx.attrs.set("approximate", std::string("tanh"));
+  Tensor ye = run(exact, {&x})[0], ya = run(approx, {&x})[0];
+  for (int i = 0; i < 3; ++i) {
+    const double v = x.get(i);
+    EXPECT_NEAR(ye.get(i), 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))), 1e-6);
+    EXPECT_NEAR(ya.get(i),
+                0.5 * v * (1 + std::tanh(std::sqrt(2.0 / std::numbers::pi) * (v + 0.044715 * v * v * v))),
+                1e-6);
+  }
+  Node bad = make_node("Gelu", 20);
+  bad.attrs.set("approximate", std::string("fast"));
+  expect_error_names_node(bad, {&x}, "approximate");
+}
+
+TEST(OpsErrors, WrongDtypeNamesTheNode) {
+  Tensor i(DType::i32, {2});
+  expect_error_names_node(make_node("Sqrt"), {&i}, "expected one of f32");
+  Tensor f(DType::f32, {2}), l(DType::i64, {2});
+  expect_error_names_node(make_node("Add"), {&f, &l}, "different dtypes");
+}
+
+}  // namespace
+}  // namespace sparse24::engine
