@@ -35,5 +35,6 @@ void write_json(const std::filesystem::path& path, const nlohmann::json& j);
 /// Each sparse24 command registers itself on the app through one of these.
 void add_check_command(CLI::App& app);
 void add_prune_command(CLI::App& app);
+void add_bench_gemm_command(CLI::App& app);
 
 }  // namespace sparse24::cli

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "sparse24 0.1");
   sparse24::cli::add_check_command(app);
   sparse24::cli::add_prune_command(app);
+  sparse24::cli::add_bench_gemm_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
