@@ -314,16 +314,21 @@ void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
 
 }  // namespace
 
+// With one or two rows the kernel is bound by memory latency: four tiles at a time keep more weight streams
+// in flight.
 void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
+  if (a.M <= 2) return drive<F32W, 2, 4>(a, tb, te, a.W->steps, te - tb);
   drive<F32W, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
 void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) { panel_gemm<float>(a, tb, te); }
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
+  if (a.M <= 2) return drive<BF16W, 2, 4>(a, tb, te, a.W->steps, te - tb);
   drive<BF16W, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
 void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) { panel_gemm<uint16_t>(a, tb, te); }
 // i8 sums stay in registers over all of K (an i32 partial cannot wait in the f32 output).
 void i8_spmm_24_gemv_avx512vnni(const Spmm24Args& a, int64_t tb, int64_t te) {
+  if (a.M <= 2) return drive<I8Micro, 2, 4>(a, tb, te, a.W->steps, te - tb);
   drive<I8Micro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
 void i8_spmm_24_gemm_avx512vnni(const Spmm24Args& a, int64_t tb, int64_t te) {
