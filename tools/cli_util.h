@@ -35,7 +35,9 @@ void write_json(const std::filesystem::path& path, const nlohmann::json& j);
 /// Each sparse24 command registers itself on the app through one of these.
 void add_check_command(CLI::App& app);
 void add_prune_command(CLI::App& app);
-/// build, run and bench (the engine).
+/// build, run and bench MODEL (the engine); registers the `bench` command that bench gemm attaches to.
 void add_engine_commands(CLI::App& app);
+/// bench gemm: the 2:4 kernels against dense BLAS.
+void add_bench_gemm_command(CLI::App& app);
 
 }  // namespace sparse24::cli

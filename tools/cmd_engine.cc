@@ -40,8 +40,9 @@ struct EngineArgs {
   }
 };
 
-void add_engine_options(CLI::App* cmd, EngineArgs& a, bool planning) {
-  cmd->add_option("model", a.model, "ONNX model (.onnx) or a plan from `sparse24 build` (.plan)")->required();
+void add_engine_options(CLI::App* cmd, EngineArgs& a, bool planning, bool model_required = true) {
+  cmd->add_option("model", a.model, "ONNX model (.onnx) or a plan from `sparse24 build` (.plan)")
+      ->required(model_required);
   cmd->add_option("--threads", a.threads, "threads (0: every core)")->capture_default_str();
   if (!planning) return;
   cmd->add_option("--sparsity", a.sparsity,
@@ -250,12 +251,18 @@ void add_engine_commands(CLI::App& app) {
 
   auto s = std::make_shared<BenchArgs>();
   CLI::App* bench = app.add_subcommand(
-      "bench", "Latency (median, p90, p99), throughput and a per-layer profile, dense and 2:4 side by side.");
-  add_engine_options(bench, *s, true);
+      "bench",
+      "Latency (median, p90, p99), throughput and a per-layer profile of a model, dense and 2:4 side by side "
+      "(`bench gemm`: the kernels alone).");
+  add_engine_options(bench, *s, true, false);
   bench->add_option("--json", s->json, "also write the results as JSON");
   bench->add_option("--iters", s->iters, "timed runs (0: at least 10 and about 2 seconds)")->capture_default_str();
   bench->add_option("--warmup", s->warmup, "untimed runs first")->capture_default_str();
-  bench->callback([s] { run_bench(*s); });
+  bench->callback([s, bench] {
+    if (!bench->get_subcommands().empty()) return;  // `bench gemm` ran instead
+    if (s->model.empty()) fail("bench needs a MODEL (.onnx or .plan), or use `sparse24 bench gemm`");
+    run_bench(*s);
+  });
 }
 
 }  // namespace sparse24::cli

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/spmm24_driver.h"
 
@@ -19,6 +20,16 @@ inline __m512 load_values(const uint16_t* p) {
   return _mm512_castsi512_ps(
       _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(p))), 16));
 }
+
+// Tiles (an even number, for the two-tile micro-kernels) whose weights for `kc` K steps take about 512 KiB,
+// so they stay in L2 while every row block of X passes over them.
+int64_t tiles_fitting_l2(const Packed24& W, int64_t kc) {
+  const int64_t bytes_per_tile = W.stream_bytes() / W.tiles * std::min(kc, W.steps) / W.steps;
+  return std::max<int64_t>(2, (512 << 10) / std::max<int64_t>(1, bytes_per_tile) / 2 * 2);
+}
+
+// K steps between a weight prefetch and its use.
+constexpr int64_t kPrefetchSteps = 32;
 
 template <typename VT, int MR, int NV>
 struct F32Micro {
@@ -47,6 +58,12 @@ struct F32Micro {
       __m512i ctrl0[NV], ctrl1[NV];
       __m512 w0[NV], w1[NV];
       for (int v = 0; v < NV; ++v) {
+        // Streaming weights: ask for them well ahead, the hardware prefetcher alone falls behind here.
+        _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 2 * kTileRows), _MM_HINT_T0);
+        if (sizeof(VT) == 4)
+          _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 2 * kTileRows + kTileRows),
+                       _MM_HINT_T0);
+        if (s % 8 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + kPrefetchSteps), _MM_HINT_T0);
         const __m512i bits = _mm512_set1_epi64(int64_t(meta[v][s]));
         ctrl0[v] = _mm512_srlv_epi32(bits, shift0);
         ctrl1[v] = _mm512_srlv_epi32(bits, shift1);
@@ -109,6 +126,8 @@ struct I8Micro {
     for (int64_t s = 0; s < s1 - s0; ++s) {
       __m512i ctrl[NV], w[NV];
       for (int v = 0; v < NV; ++v) {
+        _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 64), _MM_HINT_T0);
+        if (s % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + kPrefetchSteps) * 16), _MM_HINT_T0);
         const __m512i bytes =
             _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(meta[v] + s * 16)));
         // (picked & 3) | second_group: ternary-logic truth table 0xEA.
@@ -147,30 +166,170 @@ struct I8Micro {
   }
 };
 
-// GEMM blocking: a K block of 192 steps keeps 8 rows of f32 X (24 KiB) in L1; a tile block whose weights
-// for that K block take about 512 KiB stays in L2.
-int64_t tiles_fitting_l2(const Packed24& W, int64_t kc) {
-  const int64_t bytes_per_tile = W.stream_bytes() / W.tiles * std::min(kc, W.steps) / W.steps;
-  return std::max<int64_t>(2, (512 << 10) / std::max<int64_t>(1, bytes_per_tile));
+// The GEMM path for larger M turns the problem around: a panel of 64 rows of X is transposed to
+// Xt[k][64] (four registers per k), and every kept weight is broadcast and multiplied into the four Xt
+// registers of the k it keeps; the packed nibble only moves the load address. No permutes are left in the
+// inner loop (the GEMV path needs one per kept weight and row, and the shuffle port then limits it).
+constexpr int kPanelVecs = 4;
+constexpr int64_t kPanelRows = 16 * kPanelVecs;
+// K steps (groups) per block: 4 * 32 Xt rows of 64 floats = 32 KiB, within L1.
+constexpr int64_t kPanelGroups = 32;
+// Output channels per micro-tile: 4 x 4 accumulators.
+constexpr int kPanelNr = 4;
+
+// Per-thread scratch that grows and is kept, so a call allocates nothing once warm.
+struct PanelScratch {
+  std::vector<float, AlignedAllocator<float>> xt, partial;
+};
+PanelScratch& panel_scratch() {
+  static thread_local PanelScratch s;
+  return s;
+}
+
+// Within each 128-bit lane, a 4x4 transpose of four registers: out[q] lane L = (a0, a1, a2, a3)[4L + q].
+inline void transpose_4x4_lanes(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 out[4]) {
+  const __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(a0, a1)), t1 = _mm512_castps_pd(_mm512_unpackhi_ps(a0, a1));
+  const __m512d t2 = _mm512_castps_pd(_mm512_unpacklo_ps(a2, a3)), t3 = _mm512_castps_pd(_mm512_unpackhi_ps(a2, a3));
+  out[0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+  out[1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+  out[2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+  out[3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+}
+
+// Xt[k][i] = X[m0 + i][k] for the panel's rows. Rows past M keep stale values: their lanes are computed
+// and never stored.
+void pack_x_panel(const float* X, int64_t ldx, int64_t rows, int64_t K, float* xt) {
+  int64_t i = 0;
+  for (; i + 4 <= rows; i += 4) {
+    const float* x = X + i * ldx;
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+      __m512 u[4];
+      transpose_4x4_lanes(_mm512_loadu_ps(x + k), _mm512_loadu_ps(x + ldx + k), _mm512_loadu_ps(x + 2 * ldx + k),
+                          _mm512_loadu_ps(x + 3 * ldx + k), u);
+      for (int q = 0; q < 4; ++q) {
+        _mm_store_ps(xt + (k + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 0));
+        _mm_store_ps(xt + (k + 4 + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 1));
+        _mm_store_ps(xt + (k + 8 + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 2));
+        _mm_store_ps(xt + (k + 12 + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 3));
+      }
+    }
+    for (; k < K; ++k)
+      for (int r = 0; r < 4; ++r) xt[k * kPanelRows + i + r] = x[r * ldx + k];
+  }
+  for (; i < rows; ++i)
+    for (int64_t k = 0; k < K; ++k) xt[k * kPanelRows + i] = X[i * ldx + k];
+}
+
+inline __m512 broadcast_value(const float* p) { return _mm512_set1_ps(*p); }
+inline __m512 broadcast_value(const uint16_t* p) { return _mm512_set1_ps(bf16_to_f32(*p)); }
+
+// Channels lane0..lane0+3 of one tile over groups [g0, g0+ng) for panel rows m0..m0+rows-1. Sums start at
+// zero or from `partial` ([4][64]); the last K block writes Y (bias, activation) instead of `partial`.
+// `prefetch` (or null) asks to pull in the same K slice of the next tile: slices of consecutive tiles lie a
+// whole tile apart, too far for the hardware prefetchers.
+template <typename VT>
+void panel_micro(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t tile, int lane0, int64_t g0, int64_t ng,
+                 const float* xt, float* partial, bool first, bool last, bool prefetch) {
+  constexpr int NR = kPanelNr;
+  const Packed24& W = *a.W;
+  __m512 acc[NR][kPanelVecs];
+  for (int r = 0; r < NR; ++r)
+    for (int v = 0; v < kPanelVecs; ++v)
+      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(partial + r * kPanelRows + 16 * v);
+  int shift[NR];
+  for (int r = 0; r < NR; ++r) shift[r] = 32 * ((lane0 + r) % 2) + 4 * ((lane0 + r) / 2);
+  const VT* vals = W.tile_values<VT>(tile) + g0 * 2 * kTileRows + lane0;
+  const uint64_t* meta = reinterpret_cast<const uint64_t*>(W.tile_meta(tile)) + g0;
+  const float* xg = xt + g0 * 4 * kPanelRows;
+  const char* next_vals =
+      prefetch ? reinterpret_cast<const char*>(W.tile_values<VT>(tile + 1) + g0 * 2 * kTileRows) : nullptr;
+  if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps), _MM_HINT_T0);
+  for (int64_t g = 0; g < ng; ++g, xg += 4 * kPanelRows, vals += 2 * kTileRows) {
+    if (next_vals) {
+      for (size_t line = 0; line < 2 * kTileRows * sizeof(VT); line += 64)
+        _mm_prefetch(next_vals + g * 2 * kTileRows * sizeof(VT) + line, _MM_HINT_T0);
+      if (g % 8 == 7) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps + g + 1), _MM_HINT_T0);
+    }
+    const uint64_t bits = meta[g];
+    for (int j = 0; j < 2; ++j)
+      for (int r = 0; r < NR; ++r) {
+        const __m512 w = broadcast_value(vals + j * kTileRows + r);
+        const float* x = xg + ((bits >> (shift[r] + 2 * j)) & 3) * kPanelRows;
+        for (int v = 0; v < kPanelVecs; ++v) acc[r][v] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * v), acc[r][v]);
+      }
+  }
+  if (!last) {
+    for (int r = 0; r < NR; ++r)
+      for (int v = 0; v < kPanelVecs; ++v) _mm512_store_ps(partial + r * kPanelRows + 16 * v, acc[r][v]);
+    return;
+  }
+  const int64_t n0 = tile * kTileRows + lane0;
+  if (n0 >= W.rows) return;
+  const __mmask8 nmask = __mmask8((1u << std::min<int64_t>(NR, W.rows - n0)) - 1u);
+  const __m128 bias = a.bias ? _mm_maskz_loadu_ps(nmask, a.bias + n0) : _mm_setzero_ps();
+  for (int v = 0; v < kPanelVecs; ++v) {
+    __m512 u[4];
+    transpose_4x4_lanes(acc[0][v], acc[1][v], acc[2][v], acc[3][v], u);
+    for (int lane = 0; lane < 4; ++lane)
+      for (int q = 0; q < 4; ++q) {
+        const int64_t i = 16 * v + 4 * lane + q;
+        if (i >= rows) continue;
+        __m128 y = _mm512_extractf32x4_ps(u[q], 0);
+        if (lane == 1) y = _mm512_extractf32x4_ps(u[q], 1);
+        if (lane == 2) y = _mm512_extractf32x4_ps(u[q], 2);
+        if (lane == 3) y = _mm512_extractf32x4_ps(u[q], 3);
+        if (a.bias) y = _mm_add_ps(y, bias);
+        if (a.act == Activation::relu) y = _mm_max_ps(y, _mm_setzero_ps());
+        float* out = a.Y + (m0 + i) * a.ldy + n0;
+        _mm_mask_storeu_ps(out, nmask, y);
+        if (a.act == Activation::gelu)
+          for (int r = 0; r < NR; ++r)
+            if (nmask >> r & 1) out[r] = gelu_erf(out[r]);
+      }
+  }
+}
+
+template <typename VT>
+void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
+  const Packed24& W = *a.W;
+  const int64_t K = W.cols, G = W.steps;
+  PanelScratch& scratch = panel_scratch();
+  scratch.xt.resize(size_t(K * kPanelRows));
+  scratch.partial.resize(size_t((te - tb) * kTileRows * kPanelRows));
+  const float* X = static_cast<const float*>(a.X);
+  for (int64_t m0 = 0; m0 < a.M; m0 += kPanelRows) {
+    const int64_t rows = std::min(kPanelRows, a.M - m0);
+    pack_x_panel(X + m0 * a.ldx, a.ldx, rows, K, scratch.xt.data());
+    for (int64_t g0 = 0; g0 < G; g0 += kPanelGroups) {
+      const int64_t ng = std::min(kPanelGroups, G - g0);
+      for (int64_t t = tb; t < te; ++t)
+        for (int lane0 = 0; lane0 < kTileRows; lane0 += kPanelNr)
+          panel_micro<VT>(a, m0, rows, t, lane0, g0, ng, scratch.xt.data(),
+                          scratch.partial.data() + ((t - tb) * kTileRows + lane0) * kPanelRows, g0 == 0,
+                          g0 + ng == G, lane0 == 0 && t + 1 < te);
+    }
+  }
 }
 
 }  // namespace
 
+// With one or two rows the kernel is bound by memory latency: four tiles at a time keep more weight streams
+// in flight.
 void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<F32W, 4, 2>(a, tb, te, a.W->steps, te - tb);
+  if (a.M <= 2) return drive<F32W, 2, 4>(a, tb, te, a.W->steps, te - tb);
+  drive<F32W, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
-void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<F32W, 8, 2>(a, tb, te, 192, tiles_fitting_l2(*a.W, 192));
-}
+void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) { panel_gemm<float>(a, tb, te); }
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<BF16W, 4, 2>(a, tb, te, a.W->steps, te - tb);
+  if (a.M <= 2) return drive<BF16W, 2, 4>(a, tb, te, a.W->steps, te - tb);
+  drive<BF16W, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
-void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<BF16W, 8, 2>(a, tb, te, 192, tiles_fitting_l2(*a.W, 192));
-}
+void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) { panel_gemm<uint16_t>(a, tb, te); }
 // i8 sums stay in registers over all of K (an i32 partial cannot wait in the f32 output).
 void i8_spmm_24_gemv_avx512vnni(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<I8Micro, 4, 2>(a, tb, te, a.W->steps, te - tb);
+  if (a.M <= 2) return drive<I8Micro, 2, 4>(a, tb, te, a.W->steps, te - tb);
+  drive<I8Micro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
 void i8_spmm_24_gemm_avx512vnni(const Spmm24Args& a, int64_t tb, int64_t te) {
   drive<I8Micro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
