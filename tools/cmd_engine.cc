@@ -155,12 +155,17 @@ Latency measure(const Executor& exec, const std::map<std::string, Tensor>& input
   return l;
 }
 
-// Mean time per node over a few profiled runs.
-std::vector<double> profile(const Executor& exec, const std::map<std::string, Tensor>& inputs, int runs) {
-  std::vector<double> t(exec.graph().nodes.size(), 0.0);
-  for (int r = 0; r < runs; ++r)
-    exec.run(inputs, [&](size_t i, auto, auto, double ms) { t[i] += ms / runs; });
-  return t;
+// Median time per node over profiled runs (about 0.5 s, 5 to 50 runs): robust to the odd slow run.
+std::vector<double> profile(const Executor& exec, const std::map<std::string, Tensor>& inputs, double run_ms) {
+  const int runs = int(std::clamp(500.0 / std::max(run_ms, 1e-3), 5.0, 50.0));
+  std::vector<std::vector<double>> t(exec.graph().nodes.size());
+  for (int r = 0; r < runs; ++r) exec.run(inputs, [&](size_t i, auto, auto, double ms) { t[i].push_back(ms); });
+  std::vector<double> median(t.size());
+  for (size_t i = 0; i < t.size(); ++i) {
+    std::nth_element(t[i].begin(), t[i].begin() + runs / 2, t[i].end());
+    median[i] = t[i][size_t(runs / 2)];
+  }
+  return median;
 }
 
 void run_bench(const BenchArgs& a) {
@@ -171,11 +176,11 @@ void run_bench(const BenchArgs& a) {
   // The model as planned (2:4 where chosen), then the same graph with every layer dense.
   Executor planned(m.graph);
   Latency sp = measure(planned, inputs, a.warmup, a.iters);
-  std::vector<double> sp_prof = profile(planned, inputs, 3);
+  std::vector<double> sp_prof = profile(planned, inputs, sp.median);
   use_dense_tactics(m, true);
   Executor dense(m.graph);
   Latency dn = measure(dense, inputs, a.warmup, a.iters);
-  std::vector<double> dn_prof = profile(dense, inputs, 3);
+  std::vector<double> dn_prof = profile(dense, inputs, dn.median);
   use_dense_tactics(m, false);
 
   fmt::print("{}: batch {}, seq {}, threads {}, ISA {}, sparsity {}\n", a.model, o.batch, o.seq,

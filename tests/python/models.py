@@ -38,8 +38,9 @@ def mlp(seed=0, sizes=(784, 512, 256, 10)):
                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", sizes[-1]])], "mlp")
 
 
-def cnn(seed=0, width=32):
-    """conv-bn-relu, maxpool, a residual block (conv-bn-relu-conv-bn + skip, relu), global pool, Gemm."""
+def cnn(seed=0, width=32, channels=4, size=16):
+    """conv-bn-relu, maxpool, a residual block (conv-bn-relu-conv-bn + skip, relu), global pool, Gemm;
+    input pixels [batch, channels, size, size]."""
     rng = np.random.default_rng(seed)
     c = width
     inits, nodes = [], []
@@ -57,7 +58,7 @@ def cnn(seed=0, width=32):
         nodes.append(helper.make_node("Relu", [f"{name}_bn"], [f"{name}_r"], name=f"{name}.relu"))
         return f"{name}_r"
 
-    stem = conv_bn("stem", "pixels", 4, c, True)
+    stem = conv_bn("stem", "pixels", channels, c, True)
     nodes.append(helper.make_node("MaxPool", [stem], ["pool"], name="pool", kernel_shape=[2, 2], strides=[2, 2]))
     h = conv_bn("block.conv1", "pool", c, c, True)
     h = conv_bn("block.conv2", h, c, c, False)
@@ -67,7 +68,8 @@ def cnn(seed=0, width=32):
     nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"))
     inits += [_w(rng, "fc.weight", (12, c), c), _w(rng, "fc.bias", (12,), c)]
     nodes.append(helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1))
-    return _model(nodes, inits, [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 4, 16, 16])],
+    return _model(nodes, inits,
+                  [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", channels, size, size])],
                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 12])], "cnn")
 
 
