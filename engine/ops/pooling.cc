@@ -1,4 +1,5 @@
 // Max and average pooling over 1, 2 or 3 spatial dims, and global average pooling.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -88,6 +89,27 @@ int64_t taps_before(int64_t begin, int64_t kernel, int64_t dilation, int64_t lo,
   return n;
 }
 
+// Max pooling of one plane when every window lies inside the input (no padding reached, dilation 1): the
+// common CNN case (2x2 / 3x3, stride 2). Straight loops without per-tap bounds checks; NaN-free inputs give the
+// same result as the general loop.
+bool max_pool_plane_inside(const Pool3& p, const float* xs, float* ys) {
+  for (int i = 0; i < 3; ++i)
+    if (p.d[size_t(i)] != 1 || p.pb[size_t(i)] != 0 || (p.out[size_t(i)] - 1) * p.s[size_t(i)] + p.k[size_t(i)] > p.in[size_t(i)])
+      return false;
+  for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
+    for (int64_t o1 = 0; o1 < p.out[1]; ++o1) {
+      float* y = ys + (o0 * p.out[1] + o1) * p.out[2];
+      for (int64_t o2 = 0; o2 < p.out[2]; ++o2) y[o2] = -std::numeric_limits<float>::infinity();
+      for (int64_t k0 = 0; k0 < p.k[0]; ++k0)
+        for (int64_t k1 = 0; k1 < p.k[1]; ++k1) {
+          const float* row = xs + ((o0 * p.s[0] + k0) * p.in[1] + o1 * p.s[1] + k1) * p.in[2];
+          for (int64_t k2 = 0; k2 < p.k[2]; ++k2)
+            for (int64_t o2 = 0; o2 < p.out[2]; ++o2) y[o2] = std::max(y[o2], row[o2 * p.s[2] + k2]);
+        }
+    }
+  return true;
+}
+
 }  // namespace
 
 void run_max_pool(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
@@ -104,6 +126,7 @@ void run_max_pool(const Node& node, std::span<const Tensor* const> in, std::span
 #pragma omp parallel for if (out[0].numel() * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
   for (int64_t plane = 0; plane < s.planes; ++plane) {
     const float* xs = src + plane * in_plane;
+    if (!indices && max_pool_plane_inside(p, xs, dst + plane * out_plane)) continue;
     int64_t o = plane * out_plane;
     for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
       for (int64_t o1 = 0; o1 < p.out[1]; ++o1)
