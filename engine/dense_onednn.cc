@@ -40,7 +40,8 @@ struct OnednnMatmul::Impl {
     Context& c = context();
     dnnl::memory::desc src_md({M, K}, dt::f32, {ldx, 1}), dst_md({M, N}, dt::f32, {ldy, 1});
     dnnl::memory::desc wei_any({K, N}, dt::f32, dnnl::memory::format_tag::any);
-    dnnl::memory::desc wei_user({K, N}, dt::f32, dnnl::memory::format_tag::ba);  // W[N][K] is Wᵀ[K][N] column-major
+    dnnl::memory::desc wei_user({K, N}, dt::f32,
+                                dnnl::memory::format_tag::ba);  // W[N][K] is Wᵀ[K][N] column-major
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, wei_any, dst_md), c.engine);
     Prepared p{dnnl::matmul(pd), src_md, dst_md, dnnl::memory(pd.weights_desc(), c.engine)};
     dnnl::memory user(wei_user, c.engine, const_cast<float*>(W));

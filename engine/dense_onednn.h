@@ -1,6 +1,6 @@
 #pragma once
-// Dense f32 GEMM through oneDNN's matmul primitive: Y[M][N] = X[M][K] · W[N][K]ᵀ. Primitives and the weight in
-// oneDNN's preferred (blocked) layout are made once per distinct M and reused for every later call.
+// Dense f32 GEMM through oneDNN's matmul primitive: Y[M][N] = X[M][K] · W[N][K]ᵀ. Primitives and the weight
+// in oneDNN's preferred (blocked) layout are made once per distinct M and reused for every later call.
 #include <cstdint>
 #include <map>
 #include <memory>

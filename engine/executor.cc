@@ -36,7 +36,8 @@ static void check_input(const Value& v, const Tensor& t) {
          shape_str(v.declared_shape));
 }
 
-std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs, const NodeObserver& observer) const {
+std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs,
+                                  const NodeObserver& observer) const {
   std::vector<Tensor> slots(graph_.values.size());
   std::vector<const Tensor*> ptr(graph_.values.size(), nullptr);
   for (size_t i = 0; i < graph_.values.size(); ++i)
@@ -68,7 +69,8 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& inputs, c
     else
       runs_[i](n, in, out);
     if (observer)
-      observer(i, in, out, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      observer(i, in, out,
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       ValueId v = n.outputs[o];
       if (v == kNoValue) continue;

@@ -13,8 +13,8 @@ namespace sparse24::engine {
 
 /// Called after each node runs (for profiling and for recording shapes): node index, its inputs and
 /// outputs, and the milliseconds it took.
-using NodeObserver =
-    std::function<void(size_t node, std::span<const Tensor* const> inputs, std::span<const Tensor> outputs, double ms)>;
+using NodeObserver = std::function<void(size_t node, std::span<const Tensor* const> inputs,
+                                        std::span<const Tensor> outputs, double ms)>;
 
 /// A prepared graph, ready to run many times.
 class Executor {
@@ -24,14 +24,15 @@ class Executor {
 
   /// Runs the graph on named inputs; returns the outputs in graph order. Throws Error on a missing or
   /// unknown input name, a wrong dtype or a shape that contradicts the declared one.
-  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs, const NodeObserver& observer = {}) const;
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs,
+                          const NodeObserver& observer = {}) const;
 
   const Graph& graph() const { return graph_; }
 
  private:
   Graph graph_;
-  std::vector<OpRun> runs_;        // per node
-  std::vector<int> last_use_;      // per value: index of the last node reading it (-1: none)
+  std::vector<OpRun> runs_;    // per node
+  std::vector<int> last_use_;  // per value: index of the last node reading it (-1: none)
 };
 
 }  // namespace sparse24::engine

@@ -35,7 +35,9 @@ std::vector<float> Attributes::get_floats(const std::string& name, const std::ve
   const auto* v = find<std::vector<float>>(name);
   return v ? *v : dflt;
 }
-const Tensor* Attributes::get_tensor(const std::string& name) const { return find<Tensor>(name); }
+const Tensor* Attributes::get_tensor(const std::string& name) const {
+  return find<Tensor>(name);
+}
 
 ValueId Graph::find(const std::string& name) const {
   for (size_t i = 0; i < values.size(); ++i)
@@ -55,15 +57,21 @@ namespace {
 Attributes::Attr convert_attribute(const onnx::AttributeProto& a, const std::string& node) {
   using A = onnx::AttributeProto;
   switch (a.type()) {
-    case A::INT: return a.i();
-    case A::FLOAT: return a.f();
-    case A::STRING: return a.s();
-    case A::INTS: return std::vector<int64_t>(a.ints().begin(), a.ints().end());
-    case A::FLOATS: return std::vector<float>(a.floats().begin(), a.floats().end());
-    case A::TENSOR: return read_tensor(a.t());
+    case A::INT:
+      return a.i();
+    case A::FLOAT:
+      return a.f();
+    case A::STRING:
+      return a.s();
+    case A::INTS:
+      return std::vector<int64_t>(a.ints().begin(), a.ints().end());
+    case A::FLOATS:
+      return std::vector<float>(a.floats().begin(), a.floats().end());
+    case A::TENSOR:
+      return read_tensor(a.t());
     default:
-      fail("node '{}': attribute '{}' is a {} (graphs, sparse tensors and type protos are not supported)", node,
-           a.name(), A::AttributeType_Name(a.type()));
+      fail("node '{}': attribute '{}' is a {} (graphs, sparse tensors and type protos are not supported)",
+           node, a.name(), A::AttributeType_Name(a.type()));
   }
 }
 
@@ -98,7 +106,8 @@ Graph import_onnx(const OnnxModel& model) {
       if (!v.declared_dtype)
         fail("'{}': input '{}' has element type {}, which the engine does not support", model.path.string(),
              in.name(), onnx_type_name(tt.elem_type()));
-      for (const auto& d : tt.shape().dim()) v.declared_shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
+      for (const auto& d : tt.shape().dim())
+        v.declared_shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
     }
     graph.inputs.push_back(id);
   }
@@ -108,7 +117,8 @@ Graph import_onnx(const OnnxModel& model) {
     const onnx::NodeProto& n = g.node(i);
     Node node;
     node.op = n.op_type();
-    node.name = n.name().empty() || node_names.count(n.name()) ? fmt::format("{}#{}", n.op_type(), i) : n.name();
+    node.name =
+        n.name().empty() || node_names.count(n.name()) ? fmt::format("{}#{}", n.op_type(), i) : n.name();
     node_names.insert(node.name);
     node.opset = opset;
     if (!n.domain().empty() && n.domain() != "ai.onnx")
@@ -129,7 +139,8 @@ Graph import_onnx(const OnnxModel& model) {
   }
   for (const onnx::ValueInfoProto& out : g.output()) {
     auto it = by_name.find(out.name());
-    if (it == by_name.end()) fail("'{}': graph output '{}' is never produced", model.path.string(), out.name());
+    if (it == by_name.end())
+      fail("'{}': graph output '{}' is never produced", model.path.string(), out.name());
     if (out.type().has_tensor_type())
       graph.values[size_t(it->second)].declared_dtype = dtype_from_onnx(out.type().tensor_type().elem_type());
     graph.outputs.push_back(it->second);

@@ -50,10 +50,10 @@ struct NodeState {
 
 /// One operation.
 struct Node {
-  std::string name;                  ///< unique; "<op>#<index>" when the model gave none
-  std::string op;                    ///< ONNX op_type (or an engine-internal op such as "Linear")
-  int opset = 17;                    ///< version of the default ONNX domain the model imports
-  std::vector<ValueId> inputs;       ///< kNoValue for an absent optional input
+  std::string name;             ///< unique; "<op>#<index>" when the model gave none
+  std::string op;               ///< ONNX op_type (or an engine-internal op such as "Linear")
+  int opset = 17;               ///< version of the default ONNX domain the model imports
+  std::vector<ValueId> inputs;  ///< kNoValue for an absent optional input
   std::vector<ValueId> outputs;
   Attributes attrs;
   std::shared_ptr<const NodeState> state;  ///< set for engine-internal nodes (see NodeState)
@@ -62,16 +62,16 @@ struct Node {
 /// A named tensor flowing through the graph.
 struct Value {
   std::string name;
-  std::optional<Tensor> constant;        ///< initializers and folded values
-  std::optional<DType> declared_dtype;   ///< graph inputs/outputs: the declared element type
-  std::vector<int64_t> declared_shape;   ///< graph inputs: -1 for a symbolic dimension
+  std::optional<Tensor> constant;       ///< initializers and folded values
+  std::optional<DType> declared_dtype;  ///< graph inputs/outputs: the declared element type
+  std::vector<int64_t> declared_shape;  ///< graph inputs: -1 for a symbolic dimension
 };
 
 /// The whole graph.
 struct Graph {
   std::vector<Value> values;
   std::vector<Node> nodes;
-  std::vector<ValueId> inputs;   ///< graph inputs that are not initializers
+  std::vector<ValueId> inputs;  ///< graph inputs that are not initializers
   std::vector<ValueId> outputs;
   ValueId find(const std::string& name) const;  ///< kNoValue when absent
   ValueId add_value(std::string name);          ///< a new value; the name is made unique if taken

@@ -15,9 +15,12 @@ namespace sparse24::engine {
 
 std::string_view tactic_name(Tactic t) {
   switch (t) {
-    case Tactic::dense_blas: return "dense-blas";
-    case Tactic::sparse24_cpu: return "2:4";
-    case Tactic::dense_onednn: return "dense-onednn";
+    case Tactic::dense_blas:
+      return "dense-blas";
+    case Tactic::sparse24_cpu:
+      return "2:4";
+    case Tactic::dense_onednn:
+      return "dense-onednn";
   }
   return "?";
 }
@@ -25,7 +28,8 @@ std::string_view tactic_name(Tactic t) {
 LinearLayer::LinearLayer(Tensor weight, std::vector<float> bias, Activation act)
     : weight_(std::move(weight)), bias_(std::move(bias)), act_(act) {
   if (weight_.dtype() != DType::f32 || weight_.rank() != 2) fail("a linear layer needs an f32 [N][K] weight");
-  if (!bias_.empty() && int64_t(bias_.size()) != N()) fail("bias has {} values, the layer has {} outputs", bias_.size(), N());
+  if (!bias_.empty() && int64_t(bias_.size()) != N())
+    fail("bias has {} values, the layer has {} outputs", bias_.size(), N());
   is_24_ = K() % 4 == 0 && check_24(weight_).fraction() == 1.0;
 }
 
@@ -45,7 +49,8 @@ void LinearLayer::set_tactic(Tactic t) {
     if (!is_24_) fail("the 2:4 tactic needs a 2:4 weight");
     if (!packed_) packed_ = cpu::pack_24(compress_24(weight_));
   }
-  if (t == Tactic::dense_onednn && !onednn_) onednn_ = std::make_shared<OnednnMatmul>(weight_.data<float>(), N(), K());
+  if (t == Tactic::dense_onednn && !onednn_)
+    onednn_ = std::make_shared<OnednnMatmul>(weight_.data<float>(), N(), K());
   tactic_ = t;
 }
 
@@ -92,8 +97,8 @@ void LinearLayer::run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t 
   }
   // OpenBLAS 0.3.21 does not route sgemm with M = 1 to sgemv, which is several times faster there.
   if (M == 1)
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(N()), blasint(K()), 1.0f, weight_.data<float>(), blasint(K()), X,
-                1, 0.0f, Y, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(N()), blasint(K()), 1.0f, weight_.data<float>(),
+                blasint(K()), X, 1, 0.0f, Y, 1);
   else
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(M), blasint(N()), blasint(K()), 1.0f, X,
                 blasint(ldx), weight_.data<float>(), blasint(K()), 0.0f, Y, blasint(ldy));

@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "format/pattern24.h"
 #include "engine/dense_onednn.h"
+#include "format/pattern24.h"
 #include "kernels/cpu/packed24.h"
 #include "reference/gemm.h"
 
@@ -66,6 +66,8 @@ class LinearLayer {
 };
 
 /// True for the dense tactics.
-inline bool is_dense(Tactic t) { return t != Tactic::sparse24_cpu; }
+inline bool is_dense(Tactic t) {
+  return t != Tactic::sparse24_cpu;
+}
 
 }  // namespace sparse24::engine

@@ -9,7 +9,8 @@
 
 namespace sparse24::engine {
 
-void LinearNode::run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const {
+void LinearNode::run(const Node& node, std::span<const Tensor* const> inputs,
+                     std::span<Tensor> outputs) const {
   const Tensor& x = *inputs[0];
   if (x.dtype() != DType::f32 || x.rank() < 1 || x.dim(-1) != layer->K())
     fail("node '{}' ({}): input is {} {}, expected f32 [.., {}]", node.name, source_op, dtype_name(x.dtype()),
@@ -21,9 +22,11 @@ void LinearNode::run(const Node& node, std::span<const Tensor* const> inputs, st
   if (M > 0) layer->run(M, x.data<float>(), layer->K(), outputs[0].data<float>(), layer->N());
 }
 
-void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const {
+void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs,
+                         std::span<Tensor> outputs) const {
   const Tensor& x = *inputs[0];
-  if (x.dtype() != DType::f32) fail("node '{}' (Conv): input is {}, expected f32", node.name, dtype_name(x.dtype()));
+  if (x.dtype() != DType::f32)
+    fail("node '{}' (Conv): input is {}, expected f32", node.name, dtype_name(x.dtype()));
   ops::ConvShape shape = ops::conv_shape(node, x.shape(), weight_shape);
   outputs[0] = Tensor(DType::f32, shape.output_shape());
   const LinearLayer& l = *layer;
@@ -114,11 +117,13 @@ int fold_batchnorm(Graph& g) {
     Node& prod = g.nodes[i];
     if ((prod.op != "Conv" && prod.op != "Gemm") || prod.state) continue;
     int r = uses.sole_reader(prod.outputs[0]);
-    if (r < 0 || g.nodes[size_t(r)].op != "BatchNormalization" || g.nodes[size_t(r)].outputs.size() != 1) continue;
+    if (r < 0 || g.nodes[size_t(r)].op != "BatchNormalization" || g.nodes[size_t(r)].outputs.size() != 1)
+      continue;
     Node& bn = g.nodes[size_t(r)];
     const Tensor* w = constant(g, prod.inputs[1]);
     if (!w || w->dtype() != DType::f32) continue;
-    if (prod.op == "Gemm" && (prod.attrs.get_int("transB", 0) != 1 || prod.attrs.get_float("alpha", 1) != 1)) continue;
+    if (prod.op == "Gemm" && (prod.attrs.get_int("transB", 0) != 1 || prod.attrs.get_float("alpha", 1) != 1))
+      continue;
     const int64_t C = w->dim(0);
     auto scale = as_vector(constant(g, bn.inputs[1]), C), shift = as_vector(constant(g, bn.inputs[2]), C);
     auto mean = as_vector(constant(g, bn.inputs[3]), C), var = as_vector(constant(g, bn.inputs[4]), C);
@@ -171,7 +176,8 @@ int lower_linear(Graph& g) {
     if (n.op == "MatMul") {
       w = Tensor(DType::f32, {b->dim(1), b->dim(0)});
       for (int64_t k = 0; k < b->dim(0); ++k)
-        for (int64_t j = 0; j < b->dim(1); ++j) w.data<float>()[j * b->dim(0) + k] = b->data<float>()[k * b->dim(1) + j];
+        for (int64_t j = 0; j < b->dim(1); ++j)
+          w.data<float>()[j * b->dim(0) + k] = b->data<float>()[k * b->dim(1) + j];
     } else {
       if (n.attrs.get_int("transA", 0) != 0) continue;
       const bool tb = n.attrs.get_int("transB", 0) != 0;
@@ -186,7 +192,8 @@ int lower_linear(Graph& g) {
       w = Tensor(DType::f32, {N, K});
       for (int64_t j = 0; j < N; ++j)
         for (int64_t k = 0; k < K; ++k)
-          w.data<float>()[j * K + k] = alpha * (tb ? b->data<float>()[j * K + k] : b->data<float>()[k * N + j]);
+          w.data<float>()[j * K + k] =
+              alpha * (tb ? b->data<float>()[j * K + k] : b->data<float>()[k * N + j]);
     }
     auto state = std::make_shared<LinearNode>();
     state->layer = std::make_shared<LinearLayer>(std::move(w), std::move(bias), Activation::none);
@@ -212,7 +219,8 @@ int lower_conv(Graph& g) {
       bias = *b;
     }
     auto state = std::make_shared<ConvLinearNode>();
-    state->layer = std::make_shared<LinearLayer>(ops::conv_weight_canonical(*w), std::move(bias), Activation::none);
+    state->layer =
+        std::make_shared<LinearLayer>(ops::conv_weight_canonical(*w), std::move(bias), Activation::none);
     state->source_op = "Conv";
     state->weight_shape = w->shape();
     n.inputs.resize(1);
@@ -242,7 +250,8 @@ std::optional<GeluMatch> match_gelu(const Graph& g, const Uses& uses, ValueId x)
     auto one = as_scalar(constant(g, other(g.nodes[size_t(a)], g.nodes[size_t(e)].outputs[0])));
     if (!one || *one != 1.0f) continue;
     int m1 = uses.sole_reader(g.nodes[size_t(a)].outputs[0]);
-    if (m1 < 0 || g.nodes[size_t(m1)].op != "Mul" || other(g.nodes[size_t(m1)], g.nodes[size_t(a)].outputs[0]) != x)
+    if (m1 < 0 || g.nodes[size_t(m1)].op != "Mul" ||
+        other(g.nodes[size_t(m1)], g.nodes[size_t(a)].outputs[0]) != x)
       continue;
     if (std::find(readers.begin(), readers.end(), m1) == readers.end()) continue;
     int m2 = uses.sole_reader(g.nodes[size_t(m1)].outputs[0]);
@@ -277,7 +286,8 @@ void fuse_epilogues(Graph& g, OptimizeReport& rep) {
     }
     if (layer->activation() != Activation::none) continue;
     if (r >= 0 && (g.nodes[size_t(r)].op == "Relu" ||
-                   (g.nodes[size_t(r)].op == "Gelu" && g.nodes[size_t(r)].attrs.get_string("approximate", "none") == "none"))) {
+                   (g.nodes[size_t(r)].op == "Gelu" &&
+                    g.nodes[size_t(r)].attrs.get_string("approximate", "none") == "none"))) {
       layer->set_activation(g.nodes[size_t(r)].op == "Relu" ? Activation::relu : Activation::gelu);
       lin.outputs[0] = g.nodes[size_t(r)].outputs[0];
       dead[size_t(r)] = true;

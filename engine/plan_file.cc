@@ -89,7 +89,9 @@ class Reader {
     return v;
   }
   bool done() const { return pos_ == data_.size(); }
-  [[noreturn]] void corrupt() const { fail("plan '{}' is corrupted (inconsistent contents)", path_.string()); }
+  [[noreturn]] void corrupt() const {
+    fail("plan '{}' is corrupted (inconsistent contents)", path_.string());
+  }
 
  private:
   void need(uint64_t n) const {
@@ -110,11 +112,16 @@ void write_attrs(Writer& w, const Attributes& a) {
     std::visit(
         [&](const auto& x) {
           using T = std::decay_t<decltype(x)>;
-          if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, float>) w.pod(x);
-          else if constexpr (std::is_same_v<T, std::string>) w.str(x);
-          else if constexpr (std::is_same_v<T, std::vector<int64_t>>) w.ints(x);
-          else if constexpr (std::is_same_v<T, std::vector<float>>) w.floats(x);
-          else w.tensor(x);
+          if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, float>)
+            w.pod(x);
+          else if constexpr (std::is_same_v<T, std::string>)
+            w.str(x);
+          else if constexpr (std::is_same_v<T, std::vector<int64_t>>)
+            w.ints(x);
+          else if constexpr (std::is_same_v<T, std::vector<float>>)
+            w.floats(x);
+          else
+            w.tensor(x);
         },
         v);
   }
@@ -126,13 +133,26 @@ Attributes read_attrs(Reader& r) {
   for (uint32_t i = 0; i < n; ++i) {
     std::string name = r.str();
     switch (AttrKind(r.pod<uint8_t>())) {
-      case AttrKind::i: a.set(name, r.pod<int64_t>()); break;
-      case AttrKind::f: a.set(name, r.pod<float>()); break;
-      case AttrKind::s: a.set(name, r.str()); break;
-      case AttrKind::ints: a.set(name, r.vec<int64_t>()); break;
-      case AttrKind::floats: a.set(name, r.vec<float>()); break;
-      case AttrKind::tensor: a.set(name, r.tensor()); break;
-      default: r.corrupt();
+      case AttrKind::i:
+        a.set(name, r.pod<int64_t>());
+        break;
+      case AttrKind::f:
+        a.set(name, r.pod<float>());
+        break;
+      case AttrKind::s:
+        a.set(name, r.str());
+        break;
+      case AttrKind::ints:
+        a.set(name, r.vec<int64_t>());
+        break;
+      case AttrKind::floats:
+        a.set(name, r.vec<float>());
+        break;
+      case AttrKind::tensor:
+        a.set(name, r.tensor());
+        break;
+      default:
+        r.corrupt();
     }
   }
   return a;
@@ -264,15 +284,16 @@ CompiledModel load_plan(const fs::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string file = ss.str();
-  if (file.size() < 32 || std::memcmp(file.data(), kMagic, 8) != 0) fail("'{}' is not a sparse24 plan", path.string());
+  if (file.size() < 32 || std::memcmp(file.data(), kMagic, 8) != 0)
+    fail("'{}' is not a sparse24 plan", path.string());
   uint32_t version;
   uint64_t size, sum;
   std::memcpy(&version, file.data() + 8, 4);
   std::memcpy(&size, file.data() + 16, 8);
   std::memcpy(&sum, file.data() + 24, 8);
   if (version != kPlanVersion)
-    fail("plan '{}' has format version {}, this sparse24 reads version {}: rebuild it", path.string(), version,
-         kPlanVersion);
+    fail("plan '{}' has format version {}, this sparse24 reads version {}: rebuild it", path.string(),
+         version, kPlanVersion);
   if (file.size() - 32 != size)
     fail("plan '{}' is truncated or has trailing bytes ({} payload bytes, header says {})", path.string(),
          file.size() - 32, size);
@@ -342,7 +363,8 @@ CompiledModel load_plan(const fs::path& path) {
     p.K = r.pod<int64_t>();
     p.is_24 = r.pod<uint8_t>();
     uint8_t t = r.pod<uint8_t>(), dt = r.pod<uint8_t>();
-    if (t > uint8_t(Tactic::dense_onednn) || dt > uint8_t(Tactic::dense_onednn) || !is_dense(Tactic(dt))) r.corrupt();
+    if (t > uint8_t(Tactic::dense_onednn) || dt > uint8_t(Tactic::dense_onednn) || !is_dense(Tactic(dt)))
+      r.corrupt();
     p.tactic = Tactic(t);
     p.dense_tactic = Tactic(dt);
     p.dense_ms = r.pod<double>();

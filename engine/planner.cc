@@ -37,7 +37,8 @@ std::map<std::string, Tensor> sample_inputs(const Graph& graph, int64_t batch, i
       if (shape[i] < 0) shape[i] = i == 0 ? batch : seq;
     Tensor t(v.declared_dtype.value_or(DType::f32), shape);
     for (int64_t i = 0; i < t.numel(); ++i)
-      t.set(i, t.dtype() == DType::f32 || t.dtype() == DType::f16 || t.dtype() == DType::bf16 ? uni(rng) : 1.0f);
+      t.set(i,
+            t.dtype() == DType::f32 || t.dtype() == DType::f16 || t.dtype() == DType::bf16 ? uni(rng) : 1.0f);
     inputs[v.name] = std::move(t);
   }
   return inputs;
@@ -56,7 +57,8 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
   Executor probe(model.graph);
   probe.run(sample_inputs(model.graph, o.batch, o.seq),
             [&](size_t i, std::span<const Tensor* const>, std::span<const Tensor> out, double) {
-              if (LinearLayer* l = linear_layer(model.graph.nodes[i])) M[i] = out[0].numel() / l->N();  // rows of the GEMM (Conv: batch · output pixels)
+              if (LinearLayer* l = linear_layer(model.graph.nodes[i]))
+                M[i] = out[0].numel() / l->N();  // rows of the GEMM (Conv: batch · output pixels)
             });
   model.layers.clear();
   for (size_t i = 0; i < model.graph.nodes.size(); ++i) {

@@ -24,10 +24,10 @@ std::string_view sparsity_name(SparsityMode m);
 /// How to plan.
 struct PlanOptions {
   SparsityMode sparsity = SparsityMode::enable;
-  int threads = 0;         ///< 0: all cores
-  int64_t batch = 1;       ///< the first symbolic input dimension
-  int64_t seq = 128;       ///< every other symbolic input dimension
-  int timing_reps = 9;     ///< runs per tactic when timing
+  int threads = 0;      ///< 0: all cores
+  int64_t batch = 1;    ///< the first symbolic input dimension
+  int64_t seq = 128;    ///< every other symbolic input dimension
+  int timing_reps = 9;  ///< runs per tactic when timing
 };
 
 /// The plan of one linear layer.
@@ -53,8 +53,8 @@ struct CompiledModel {
 /// Sets the threads the engine, its kernels and OpenBLAS use (0: all cores).
 void set_threads(int threads);
 
-/// Inputs for timing and benchmarks: declared shapes with symbolic dims set to batch (first) and seq (others);
-/// floats in [0, 1), integers 1 (a valid token id, mask value and index).
+/// Inputs for timing and benchmarks: declared shapes with symbolic dims set to batch (first) and seq
+/// (others); floats in [0, 1), integers 1 (a valid token id, mask value and index).
 std::map<std::string, Tensor> sample_inputs(const Graph& graph, int64_t batch, int64_t seq);
 
 /// Imports, optimizes and plans a model.

@@ -6,13 +6,20 @@ namespace sparse24 {
 
 std::string_view dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "f32";
-    case DType::f16: return "f16";
-    case DType::bf16: return "bf16";
-    case DType::i8: return "i8";
-    case DType::i32: return "i32";
-    case DType::i64: return "i64";
-    case DType::boolean: return "bool";
+    case DType::f32:
+      return "f32";
+    case DType::f16:
+      return "f16";
+    case DType::bf16:
+      return "bf16";
+    case DType::i8:
+      return "i8";
+    case DType::i32:
+      return "i32";
+    case DType::i64:
+      return "i64";
+    case DType::boolean:
+      return "bool";
   }
   return "?";
 }
@@ -53,9 +60,9 @@ uint16_t f32_to_f16(float f) {
   uint16_t sign = uint16_t((u >> 16) & 0x8000);
   uint32_t abs = u & 0x7fffffff;
   if (abs > 0x7f800000) return sign | 0x7e00 | uint16_t((abs >> 13) & 0x3ff);  // NaN, quiet
-  if (abs >= 0x477ff000) return sign | 0x7c00;  // rounds to >= 65520: Inf
-  if (abs < 0x38800000) {                       // below the smallest normal half: subnormal or zero
-    if (abs < 0x33000000) return sign;          // < 2^-25 rounds to zero
+  if (abs >= 0x477ff000) return sign | 0x7c00;                                 // rounds to >= 65520: Inf
+  if (abs < 0x38800000) {               // below the smallest normal half: subnormal or zero
+    if (abs < 0x33000000) return sign;  // < 2^-25 rounds to zero
     uint32_t exp = abs >> 23;
     uint32_t man = (abs & 0x7fffff) | 0x800000;
     uint32_t shift = 126 - exp;  // 14..24 bits dropped

@@ -16,13 +16,20 @@ size_t NpyArray::item_size() const {
 
 Tensor NpyArray::to_tensor() const {
   DType t;
-  if (descr == "<f4") t = DType::f32;
-  else if (descr == "<f2") t = DType::f16;
-  else if (descr == "|i1" || descr == "<i1") t = DType::i8;
-  else if (descr == "<i4") t = DType::i32;
-  else if (descr == "<i8") t = DType::i64;
-  else if (descr == "|b1") t = DType::boolean;
-  else fail("unsupported .npy element type '{}' (float32, float16, int8, int32, int64 or bool)", descr);
+  if (descr == "<f4")
+    t = DType::f32;
+  else if (descr == "<f2")
+    t = DType::f16;
+  else if (descr == "|i1" || descr == "<i1")
+    t = DType::i8;
+  else if (descr == "<i4")
+    t = DType::i32;
+  else if (descr == "<i8")
+    t = DType::i64;
+  else if (descr == "|b1")
+    t = DType::boolean;
+  else
+    fail("unsupported .npy element type '{}' (float32, float16, int8, int32, int64 or bool)", descr);
   Tensor out(t, shape);
   std::memcpy(out.bytes(), data.data(), out.nbytes());
   return out;
@@ -52,7 +59,8 @@ NpyArray read_npy(const std::filesystem::path& path) {
   if (a.descr.size() < 3 || (a.descr[0] != '<' && a.descr[0] != '|'))
     fail("'{}': element type '{}' is not little-endian", path.string(), a.descr);
   if (!std::regex_search(header, m, order_re)) fail("'{}': .npy header has no fortran_order", path.string());
-  if (m[1] == "True") fail("'{}': Fortran-ordered arrays are not supported (save with C order)", path.string());
+  if (m[1] == "True")
+    fail("'{}': Fortran-ordered arrays are not supported (save with C order)", path.string());
   if (!std::regex_search(header, m, shape_re)) fail("'{}': .npy header has no shape", path.string());
   std::string dims = m[1];
   static const std::regex int_re(R"(\d+)");
@@ -68,13 +76,27 @@ NpyArray read_npy(const std::filesystem::path& path) {
 void write_npy(const std::filesystem::path& path, const Tensor& t) {
   const char* descr = "";
   switch (t.dtype()) {
-    case DType::f32: descr = "<f4"; break;
-    case DType::f16: descr = "<f2"; break;
-    case DType::bf16: descr = "<u2"; break;
-    case DType::i8: descr = "|i1"; break;
-    case DType::i32: descr = "<i4"; break;
-    case DType::i64: descr = "<i8"; break;
-    case DType::boolean: descr = "|b1"; break;
+    case DType::f32:
+      descr = "<f4";
+      break;
+    case DType::f16:
+      descr = "<f2";
+      break;
+    case DType::bf16:
+      descr = "<u2";
+      break;
+    case DType::i8:
+      descr = "|i1";
+      break;
+    case DType::i32:
+      descr = "<i4";
+      break;
+    case DType::i64:
+      descr = "<i8";
+      break;
+    case DType::boolean:
+      descr = "|b1";
+      break;
   }
   std::string dims;
   for (int64_t d : t.shape()) dims += std::to_string(d) + ", ";

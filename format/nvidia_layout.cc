@@ -7,9 +7,12 @@ namespace sparse24 {
 NvidiaTile nvidia_tile(DType dtype) {
   switch (dtype) {
     case DType::f16:
-    case DType::bf16: return {32, 32, 2};
-    case DType::i8: return {16, 64, 4};
-    default: fail("the NVIDIA 2:4 layout has no {} form (f16, bf16 and i8 only)", dtype_name(dtype));
+    case DType::bf16:
+      return {32, 32, 2};
+    case DType::i8:
+      return {16, 64, 4};
+    default:
+      fail("the NVIDIA 2:4 layout has no {} form (f16, bf16 and i8 only)", dtype_name(dtype));
   }
 }
 
@@ -53,9 +56,11 @@ Sparse24 to_nvidia_layout(const Sparse24& p) {
   for (int64_t r = 0; r < p.rows; ++r)
     for (int64_t c = 0; c < words_per_row; ++c) {
       uint32_t word = 0;
-      for (int j = 0; j < groups_per_word; ++j) word |= uint32_t(p.nibble(r, c * groups_per_word + j)) << (4 * j);
+      for (int j = 0; j < groups_per_word; ++j)
+        word |= uint32_t(p.nibble(r, c * groups_per_word + j)) << (4 * j);
       int64_t off = reordered_offset(r, c, p.rows, p.dtype) * t.meta_bytes;
-      for (int b = 0; b < t.meta_bytes; ++b) out.meta[size_t(off + b)] = uint8_t(word >> (8 * b));  // little-endian
+      for (int b = 0; b < t.meta_bytes; ++b)
+        out.meta[size_t(off + b)] = uint8_t(word >> (8 * b));  // little-endian
     }
   return out;
 }
@@ -67,7 +72,8 @@ Sparse24 from_nvidia_layout(const Sparse24& n) {
   const int groups_per_word = t.meta_bytes * 2;
   const int64_t words_per_row = n.cols / 4 / groups_per_word;
   if (n.meta.size() != size_t(n.rows * words_per_row * t.meta_bytes))
-    fail("NVIDIA 2:4 metadata has {} bytes, expected {}", n.meta.size(), n.rows * words_per_row * t.meta_bytes);
+    fail("NVIDIA 2:4 metadata has {} bytes, expected {}", n.meta.size(),
+         n.rows * words_per_row * t.meta_bytes);
   Sparse24 out = n;
   out.layout = Layout24::portable;
   out.meta.assign(size_t(n.rows * n.cols / 8), 0);
@@ -78,7 +84,8 @@ Sparse24 from_nvidia_layout(const Sparse24& n) {
       for (int b = 0; b < t.meta_bytes; ++b) word |= uint32_t(n.meta[size_t(off + b)]) << (8 * b);
       for (int j = 0; j < groups_per_word; ++j) {
         uint8_t nib = (word >> (4 * j)) & 0xf;
-        if (!is_legal_nibble(nib)) fail("NVIDIA 2:4 metadata row {} word {} holds an illegal nibble 0x{:x}", r, c, nib);
+        if (!is_legal_nibble(nib))
+          fail("NVIDIA 2:4 metadata row {} word {} holds an illegal nibble 0x{:x}", r, c, nib);
         size_t gi = size_t(r * n.groups_per_row() + c * groups_per_word + j);
         out.meta[gi / 2] |= uint8_t(nib << (4 * (gi % 2)));
       }

@@ -9,7 +9,8 @@ namespace sparse24 {
 static void require_matrix(const Tensor& w, const std::string& name) {
   if (w.rank() != 2) fail("{}: expected a 2-D tensor [rows][cols], got {}", name, shape_str(w.shape()));
   if (w.dim(1) % 4 != 0)
-    fail("{}: the reduction dimension K = {} is not a multiple of 4, so it has no 2:4 groups", name, w.dim(1));
+    fail("{}: the reduction dimension K = {} is not a multiple of 4, so it has no 2:4 groups", name,
+         w.dim(1));
 }
 
 Mask24 magnitude_mask(const Tensor& w, const std::string& name) {
@@ -71,8 +72,8 @@ Sparse24 compress_24(const Tensor& w, const std::string& name) {
     for (int i = 0; i < 4; ++i) {
       if (w.get(g * 4 + i) == 0.0f) continue;
       if (n == 2)
-        fail("{}: row {} group {} (columns {}..{}) has more than two nonzeros: not 2:4", name, (g * 4) / s.cols,
-             g % (s.cols / 4), (g * 4) % s.cols, (g * 4) % s.cols + 3);
+        fail("{}: row {} group {} (columns {}..{}) has more than two nonzeros: not 2:4", name,
+             (g * 4) / s.cols, g % (s.cols / 4), (g * 4) % s.cols, (g * 4) % s.cols + 3);
       kept[n++] = i;
     }
     // Fewer than two nonzeros: pad with the lowest unused positions so the nibble stays legal.
@@ -82,7 +83,8 @@ Sparse24 compress_24(const Tensor& w, const std::string& name) {
         if (n == 2 && kept[0] > kept[1]) std::swap(kept[0], kept[1]);
       }
     for (int j = 0; j < 2; ++j)
-      std::memcpy(s.values.data() + size_t(g * 2 + j) * esize, w.bytes() + size_t(g * 4 + kept[j]) * esize, esize);
+      std::memcpy(s.values.data() + size_t(g * 2 + j) * esize, w.bytes() + size_t(g * 4 + kept[j]) * esize,
+                  esize);
     s.meta[size_t(g / 2)] |= uint8_t(make_nibble(kept[0], kept[1]) << (4 * (g % 2)));
   }
   return s;
@@ -98,8 +100,8 @@ Tensor decompress_24(const Sparse24& s) {
       int64_t gi = r * s.groups_per_row() + g;
       int idx[2] = {nib & 3, nib >> 2};
       for (int j = 0; j < 2; ++j)
-        std::memcpy(w.bytes() + size_t(r * s.cols + g * 4 + idx[j]) * esize, s.values.data() + size_t(gi * 2 + j) * esize,
-                    esize);
+        std::memcpy(w.bytes() + size_t(r * s.cols + g * 4 + idx[j]) * esize,
+                    s.values.data() + size_t(gi * 2 + j) * esize, esize);
     }
   return w;
 }

@@ -10,7 +10,9 @@ namespace sparse24 {
 
 /// The kept positions of one group of 4 as a metadata nibble: idx0 | idx1 << 2 with idx0 < idx1.
 /// Only six values are legal: 0x4 0x8 0x9 0xC 0xD 0xE.
-constexpr uint8_t make_nibble(int idx0, int idx1) { return uint8_t(idx0 | (idx1 << 2)); }
+constexpr uint8_t make_nibble(int idx0, int idx1) {
+  return uint8_t(idx0 | (idx1 << 2));
+}
 /// True for the six legal nibbles.
 constexpr bool is_legal_nibble(uint8_t n) {
   int a = n & 3, b = (n >> 2) & 3;

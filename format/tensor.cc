@@ -15,7 +15,9 @@ int64_t shape_numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
-std::string shape_str(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_str(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
   for (int64_t d : shape_)
@@ -25,13 +27,20 @@ Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(
 
 float Tensor::get(int64_t i) const {
   switch (dtype_) {
-    case DType::f32: return data<float>()[i];
-    case DType::f16: return f16_to_f32(data<uint16_t>()[i]);
-    case DType::bf16: return bf16_to_f32(data<uint16_t>()[i]);
-    case DType::i8: return float(data<int8_t>()[i]);
-    case DType::i32: return float(data<int32_t>()[i]);
-    case DType::i64: return float(data<int64_t>()[i]);
-    case DType::boolean: return float(data<uint8_t>()[i] != 0);
+    case DType::f32:
+      return data<float>()[i];
+    case DType::f16:
+      return f16_to_f32(data<uint16_t>()[i]);
+    case DType::bf16:
+      return bf16_to_f32(data<uint16_t>()[i]);
+    case DType::i8:
+      return float(data<int8_t>()[i]);
+    case DType::i32:
+      return float(data<int32_t>()[i]);
+    case DType::i64:
+      return float(data<int64_t>()[i]);
+    case DType::boolean:
+      return float(data<uint8_t>()[i] != 0);
   }
   return 0;
 }
@@ -40,18 +49,34 @@ template <typename I>
 static I saturate(float v) {
   if (std::isnan(v)) return 0;
   float lo = float(std::numeric_limits<I>::min()), hi = float(std::numeric_limits<I>::max());
-  return v <= lo ? std::numeric_limits<I>::min() : v >= hi ? std::numeric_limits<I>::max() : I(std::nearbyint(v));
+  return v <= lo   ? std::numeric_limits<I>::min()
+         : v >= hi ? std::numeric_limits<I>::max()
+                   : I(std::nearbyint(v));
 }
 
 void Tensor::set(int64_t i, float v) {
   switch (dtype_) {
-    case DType::f32: data<float>()[i] = v; break;
-    case DType::f16: data<uint16_t>()[i] = f32_to_f16(v); break;
-    case DType::bf16: data<uint16_t>()[i] = f32_to_bf16(v); break;
-    case DType::i8: data<int8_t>()[i] = saturate<int8_t>(v); break;
-    case DType::i32: data<int32_t>()[i] = saturate<int32_t>(v); break;
-    case DType::i64: data<int64_t>()[i] = saturate<int64_t>(v); break;
-    case DType::boolean: data<uint8_t>()[i] = v != 0.0f; break;
+    case DType::f32:
+      data<float>()[i] = v;
+      break;
+    case DType::f16:
+      data<uint16_t>()[i] = f32_to_f16(v);
+      break;
+    case DType::bf16:
+      data<uint16_t>()[i] = f32_to_bf16(v);
+      break;
+    case DType::i8:
+      data<int8_t>()[i] = saturate<int8_t>(v);
+      break;
+    case DType::i32:
+      data<int32_t>()[i] = saturate<int32_t>(v);
+      break;
+    case DType::i64:
+      data<int64_t>()[i] = saturate<int64_t>(v);
+      break;
+    case DType::boolean:
+      data<uint8_t>()[i] = v != 0.0f;
+      break;
   }
 }
 

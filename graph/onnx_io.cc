@@ -17,12 +17,28 @@ namespace {
 // Bytes per element of an ONNX element type; 0 where the size is not fixed or not known here.
 size_t onnx_elem_size(int32_t type) {
   switch (type) {
-    case TensorProto::FLOAT: case TensorProto::INT32: case TensorProto::UINT32: return 4;
-    case TensorProto::UINT8: case TensorProto::INT8: case TensorProto::BOOL: return 1;
-    case TensorProto::UINT16: case TensorProto::INT16: case TensorProto::FLOAT16: case TensorProto::BFLOAT16: return 2;
-    case TensorProto::INT64: case TensorProto::UINT64: case TensorProto::DOUBLE: case TensorProto::COMPLEX64: return 8;
-    case TensorProto::COMPLEX128: return 16;
-    default: return 0;
+    case TensorProto::FLOAT:
+    case TensorProto::INT32:
+    case TensorProto::UINT32:
+      return 4;
+    case TensorProto::UINT8:
+    case TensorProto::INT8:
+    case TensorProto::BOOL:
+      return 1;
+    case TensorProto::UINT16:
+    case TensorProto::INT16:
+    case TensorProto::FLOAT16:
+    case TensorProto::BFLOAT16:
+      return 2;
+    case TensorProto::INT64:
+    case TensorProto::UINT64:
+    case TensorProto::DOUBLE:
+    case TensorProto::COMPLEX64:
+      return 8;
+    case TensorProto::COMPLEX128:
+      return 16;
+    default:
+      return 0;
   }
 }
 
@@ -35,18 +51,29 @@ int64_t numel_of(const TensorProto& t) {
 // Elements held in the typed field an element type uses (ONNX stores small types widened in int32_data).
 int64_t typed_count(const TensorProto& t) {
   switch (t.data_type()) {
-    case TensorProto::FLOAT: return t.float_data_size();
-    case TensorProto::COMPLEX64: return t.float_data_size() / 2;
-    case TensorProto::DOUBLE: return t.double_data_size();
-    case TensorProto::COMPLEX128: return t.double_data_size() / 2;
-    case TensorProto::INT64: return t.int64_data_size();
-    case TensorProto::UINT32: case TensorProto::UINT64: return t.uint64_data_size();
-    case TensorProto::STRING: return t.string_data_size();
-    default: return t.int32_data_size();
+    case TensorProto::FLOAT:
+      return t.float_data_size();
+    case TensorProto::COMPLEX64:
+      return t.float_data_size() / 2;
+    case TensorProto::DOUBLE:
+      return t.double_data_size();
+    case TensorProto::COMPLEX128:
+      return t.double_data_size() / 2;
+    case TensorProto::INT64:
+      return t.int64_data_size();
+    case TensorProto::UINT32:
+    case TensorProto::UINT64:
+      return t.uint64_data_size();
+    case TensorProto::STRING:
+      return t.string_data_size();
+    default:
+      return t.int32_data_size();
   }
 }
 
-bool is_external(const TensorProto& t) { return t.data_location() == TensorProto::EXTERNAL; }
+bool is_external(const TensorProto& t) {
+  return t.data_location() == TensorProto::EXTERNAL;
+}
 
 void validate_tensor(const TensorProto& t, const fs::path& file) {
   int64_t n = 1;
@@ -58,11 +85,11 @@ void validate_tensor(const TensorProto& t, const fs::path& file) {
   size_t es = onnx_elem_size(t.data_type());
   if (t.has_raw_data()) {
     if (es && t.raw_data().size() != size_t(n) * es)
-      fail("'{}': tensor '{}' holds {} bytes, its shape needs {} (truncated or corrupted file?)", file.string(),
-           t.name(), t.raw_data().size(), size_t(n) * es);
+      fail("'{}': tensor '{}' holds {} bytes, its shape needs {} (truncated or corrupted file?)",
+           file.string(), t.name(), t.raw_data().size(), size_t(n) * es);
   } else if (es && typed_count(t) != n) {
-    fail("'{}': tensor '{}' holds {} elements, its shape needs {} (truncated or corrupted file?)", file.string(),
-         t.name(), typed_count(t), n);
+    fail("'{}': tensor '{}' holds {} elements, its shape needs {} (truncated or corrupted file?)",
+         file.string(), t.name(), typed_count(t), n);
   }
 }
 
@@ -70,9 +97,12 @@ void load_external(TensorProto& t, const fs::path& model_dir, const fs::path& fi
   std::string location;
   int64_t offset = 0, length = -1;
   for (const auto& kv : t.external_data()) {
-    if (kv.key() == "location") location = kv.value();
-    else if (kv.key() == "offset") offset = std::stoll(kv.value());
-    else if (kv.key() == "length") length = std::stoll(kv.value());
+    if (kv.key() == "location")
+      location = kv.value();
+    else if (kv.key() == "offset")
+      offset = std::stoll(kv.value());
+    else if (kv.key() == "length")
+      length = std::stoll(kv.value());
   }
   fs::path rel(location);
   if (location.empty() || rel.is_absolute() || std::find(rel.begin(), rel.end(), "..") != rel.end())
@@ -81,14 +111,17 @@ void load_external(TensorProto& t, const fs::path& model_dir, const fs::path& fi
   size_t need = size_t(numel_of(t)) * onnx_elem_size(t.data_type());
   if (length < 0) length = int64_t(need);
   if (onnx_elem_size(t.data_type()) && size_t(length) != need)
-    fail("'{}': tensor '{}' external length {} does not match its shape ({} bytes)", file.string(), t.name(), length,
-         need);
+    fail("'{}': tensor '{}' external length {} does not match its shape ({} bytes)", file.string(), t.name(),
+         length, need);
   std::ifstream in(data_path, std::ios::binary);
-  if (!in) fail("'{}': external data file '{}' of tensor '{}' is missing", file.string(), data_path.string(), t.name());
+  if (!in)
+    fail("'{}': external data file '{}' of tensor '{}' is missing", file.string(), data_path.string(),
+         t.name());
   std::string bytes(size_t(length), '\0');
   in.seekg(offset);
   if (!in.read(bytes.data(), length))
-    fail("'{}': external data file '{}' is too short for tensor '{}'", file.string(), data_path.string(), t.name());
+    fail("'{}': external data file '{}' is too short for tensor '{}'", file.string(), data_path.string(),
+         t.name());
   t.clear_external_data();
   t.set_data_location(TensorProto::DEFAULT);
   t.set_raw_data(std::move(bytes));
@@ -98,14 +131,22 @@ void load_external(TensorProto& t, const fs::path& model_dir, const fs::path& fi
 
 std::optional<DType> dtype_from_onnx(int32_t type) {
   switch (type) {
-    case TensorProto::FLOAT: return DType::f32;
-    case TensorProto::FLOAT16: return DType::f16;
-    case TensorProto::BFLOAT16: return DType::bf16;
-    case TensorProto::INT8: return DType::i8;
-    case TensorProto::INT32: return DType::i32;
-    case TensorProto::INT64: return DType::i64;
-    case TensorProto::BOOL: return DType::boolean;
-    default: return std::nullopt;
+    case TensorProto::FLOAT:
+      return DType::f32;
+    case TensorProto::FLOAT16:
+      return DType::f16;
+    case TensorProto::BFLOAT16:
+      return DType::bf16;
+    case TensorProto::INT8:
+      return DType::i8;
+    case TensorProto::INT32:
+      return DType::i32;
+    case TensorProto::INT64:
+      return DType::i64;
+    case TensorProto::BOOL:
+      return DType::boolean;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -126,7 +167,8 @@ OnnxModel load_onnx(const fs::path& path) {
   google::protobuf::io::CodedInputStream coded(&raw);
   coded.SetTotalBytesLimit(INT32_MAX);
   if (!m.proto.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage())
-    fail("'{}' is not a valid ONNX model: protobuf parsing failed (truncated or corrupted file?)", path.string());
+    fail("'{}' is not a valid ONNX model: protobuf parsing failed (truncated or corrupted file?)",
+         path.string());
   if (m.proto.ir_version() <= 0 || !m.proto.has_graph())
     fail("'{}' is not an ONNX model: it has no IR version or no graph", path.string());
   fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
@@ -183,7 +225,8 @@ Tensor read_tensor(const TensorProto& t) {
   Tensor out(*dt, shape);
   const int64_t n = out.numel();
   if (t.has_raw_data()) {
-    if (t.raw_data().size() != out.nbytes()) fail("tensor '{}': raw data size does not match its shape", t.name());
+    if (t.raw_data().size() != out.nbytes())
+      fail("tensor '{}': raw data size does not match its shape", t.name());
     std::memcpy(out.bytes(), t.raw_data().data(), out.nbytes());
   } else if (*dt == DType::f32) {
     if (t.float_data_size() != n) fail("tensor '{}': float_data size does not match its shape", t.name());
@@ -196,10 +239,19 @@ Tensor read_tensor(const TensorProto& t) {
     for (int64_t i = 0; i < n; ++i) {
       int32_t v = t.int32_data(int(i));
       switch (*dt) {
-        case DType::f16: case DType::bf16: out.data<uint16_t>()[i] = uint16_t(v); break;
-        case DType::i8: out.data<int8_t>()[i] = int8_t(v); break;
-        case DType::boolean: out.data<uint8_t>()[i] = v != 0; break;
-        default: out.data<int32_t>()[i] = v; break;
+        case DType::f16:
+        case DType::bf16:
+          out.data<uint16_t>()[i] = uint16_t(v);
+          break;
+        case DType::i8:
+          out.data<int8_t>()[i] = int8_t(v);
+          break;
+        case DType::boolean:
+          out.data<uint8_t>()[i] = v != 0;
+          break;
+        default:
+          out.data<int32_t>()[i] = v;
+          break;
       }
     }
   }
@@ -208,8 +260,8 @@ Tensor read_tensor(const TensorProto& t) {
 
 void write_tensor(TensorProto& t, const Tensor& value) {
   auto dt = dtype_from_onnx(t.data_type());
-  if (!dt || *dt != value.dtype() || !std::equal(t.dims().begin(), t.dims().end(), value.shape().begin(),
-                                                 value.shape().end()))
+  if (!dt || *dt != value.dtype() ||
+      !std::equal(t.dims().begin(), t.dims().end(), value.shape().begin(), value.shape().end()))
     fail("tensor '{}': new data must keep its element type and shape", t.name());
   const int64_t n = value.numel();
   if (t.has_raw_data()) {
@@ -222,10 +274,19 @@ void write_tensor(TensorProto& t, const Tensor& value) {
     auto* f = t.mutable_int32_data();
     for (int64_t i = 0; i < n; ++i) {
       switch (*dt) {
-        case DType::f16: case DType::bf16: f->Set(int(i), value.data<uint16_t>()[i]); break;
-        case DType::i8: f->Set(int(i), value.data<int8_t>()[i]); break;
-        case DType::boolean: f->Set(int(i), value.data<uint8_t>()[i]); break;
-        default: f->Set(int(i), value.data<int32_t>()[i]); break;
+        case DType::f16:
+        case DType::bf16:
+          f->Set(int(i), value.data<uint16_t>()[i]);
+          break;
+        case DType::i8:
+          f->Set(int(i), value.data<int8_t>()[i]);
+          break;
+        case DType::boolean:
+          f->Set(int(i), value.data<uint8_t>()[i]);
+          break;
+        default:
+          f->Set(int(i), value.data<int32_t>()[i]);
+          break;
       }
     }
   }

@@ -16,7 +16,7 @@ namespace sparse24 {
 /// A loaded ONNX model: the protobuf plus what is needed to save it faithfully.
 struct OnnxModel {
   onnx::ModelProto proto;
-  std::filesystem::path path;               ///< the file it was loaded from
+  std::filesystem::path path;              ///< the file it was loaded from
   std::set<std::string> external_tensors;  ///< initializers that were external data (now inline in proto)
 };
 

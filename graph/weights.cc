@@ -33,7 +33,8 @@ void decide(WeightSite& s, const onnx::TensorProto* init) {
     for (size_t i = 0; i + 2 < d.size(); ++i) s.batch *= d[i];
     s.group_len = s.K;
   } else {  // Conv
-    if (d.size() < 3) return void(s.reason = fmt::format("Conv weight is {}-D, expected at least 3-D", d.size()));
+    if (d.size() < 3)
+      return void(s.reason = fmt::format("Conv weight is {}-D, expected at least 3-D", d.size()));
     s.N = d[0];
     s.group_len = d[1];
     s.K = d[1];
@@ -70,8 +71,8 @@ std::vector<WeightSite> find_weight_sites(const onnx::GraphProto& graph) {
     s.node = n.name().empty() ? fmt::format("{}#{}", op, i) : n.name();
     s.op = op;
     s.weight = n.input(1);
-    s.kind = op == "Conv"     ? WeightKind::conv
-             : op == "MatMul" ? WeightKind::matmul_kn
+    s.kind = op == "Conv"               ? WeightKind::conv
+             : op == "MatMul"           ? WeightKind::matmul_kn
              : int_attr(n, "transB", 0) ? WeightKind::gemm_nk
                                         : WeightKind::gemm_kn;
     decide(s, find_initializer(graph, s.weight));
@@ -92,8 +93,10 @@ struct IndexMap {
   }
   int64_t operator()(int64_t r, int64_t k) const {
     switch (s.kind) {
-      case WeightKind::gemm_nk: return r * s.K + k;
-      case WeightKind::gemm_kn: return k * s.N + r;
+      case WeightKind::gemm_nk:
+        return r * s.K + k;
+      case WeightKind::gemm_kn:
+        return k * s.N + r;
       case WeightKind::matmul_kn: {
         int64_t b = r / s.N, n = r % s.N;
         return b * s.K * s.N + k * s.N + n;
@@ -110,7 +113,9 @@ struct IndexMap {
 }  // namespace
 
 Tensor to_canonical(const Tensor& w, const WeightSite& s) {
-  if (w.shape() != s.shape) fail("weight '{}': shape {} differs from the graph's {}", s.weight, shape_str(w.shape()), shape_str(s.shape));
+  if (w.shape() != s.shape)
+    fail("weight '{}': shape {} differs from the graph's {}", s.weight, shape_str(w.shape()),
+         shape_str(s.shape));
   Tensor c(w.dtype(), {s.rows(), s.K});
   IndexMap map(s);
   size_t es = dtype_size(w.dtype());

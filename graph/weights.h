@@ -30,7 +30,7 @@ struct WeightSite {
   int64_t batch = 1;           ///< independent [N][K] matrices (leading dims of a MatMul B)
   int64_t group_len = 0;       ///< length of the run the 2:4 groups live in (K, or IC/g for Conv)
   bool eligible = false;
-  std::string reason;          ///< why not, when !eligible
+  std::string reason;  ///< why not, when !eligible
   int64_t params() const { return batch * N * K; }
   int64_t rows() const { return batch * N; }
 };

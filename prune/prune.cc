@@ -9,7 +9,9 @@
 
 namespace sparse24 {
 
-std::vector<std::string> prune_methods() { return {"magnitude"}; }
+std::vector<std::string> prune_methods() {
+  return {"magnitude"};
+}
 
 static std::regex compile_regex(const std::string& pattern, const char* option) {
   try {
@@ -45,7 +47,8 @@ std::vector<PruneRecord> prune_model(OnnxModel& model, const PruneOptions& optio
 
   onnx::GraphProto& graph = *model.proto.mutable_graph();
   std::vector<PruneRecord> records;
-  std::map<std::string, size_t> done;  // weight name -> record that pruned it (a weight may feed several nodes)
+  std::map<std::string, size_t>
+      done;  // weight name -> record that pruned it (a weight may feed several nodes)
   for (WeightSite& site : find_weight_sites(graph)) {
     PruneRecord rec;
     rec.site = site;
@@ -78,7 +81,8 @@ std::vector<PruneRecord> prune_model(OnnxModel& model, const PruneOptions& optio
   }
   if (done.empty()) {
     std::string why = records.empty() ? "it has no Gemm, MatMul or Conv node" : "";
-    for (const auto& r : records) why += fmt::format("{}{}: {}", why.empty() ? "" : "; ", r.site.node, r.note);
+    for (const auto& r : records)
+      why += fmt::format("{}{}: {}", why.empty() ? "" : "; ", r.site.node, r.note);
     fail("'{}': no eligible layer to prune ({})", model.path.string(), why);
   }
   return records;

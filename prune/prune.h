@@ -20,8 +20,8 @@ struct PruneOptions {
 struct PruneRecord {
   WeightSite site;
   bool pruned = false;
-  std::string note;             ///< why it was left alone, when !pruned
-  double fraction_before = 0;   ///< 2:4-conforming groups before
+  std::string note;                 ///< why it was left alone, when !pruned
+  double fraction_before = 0;       ///< 2:4-conforming groups before
   double l1_kept = 1, l2_kept = 1;  ///< ||kept|| / ||all|| in L1 and L2 norm
 };
 

@@ -7,13 +7,18 @@
 
 namespace sparse24::reference {
 
-float gelu(float x) { return float(0.5 * double(x) * (1.0 + std::erf(double(x) / std::sqrt(2.0)))); }
+float gelu(float x) {
+  return float(0.5 * double(x) * (1.0 + std::erf(double(x) / std::sqrt(2.0))));
+}
 
 float activate(float x, Activation act) {
   switch (act) {
-    case Activation::none: return x;
-    case Activation::relu: return x > 0.0f ? x : 0.0f;
-    case Activation::gelu: return gelu(x);
+    case Activation::none:
+      return x;
+    case Activation::relu:
+      return x > 0.0f ? x : 0.0f;
+    case Activation::gelu:
+      return gelu(x);
   }
   return x;
 }
@@ -38,10 +43,14 @@ void gemm_24_f32(int64_t M, const float* X, int64_t ldx, const Sparse24& W, cons
   require_portable(W, "gemm_24_f32");
   auto value = [&](int64_t i) -> float {
     switch (W.dtype) {
-      case DType::f32: return W.value_data<float>()[i];
-      case DType::f16: return f16_to_f32(W.value_data<uint16_t>()[i]);
-      case DType::bf16: return bf16_to_f32(W.value_data<uint16_t>()[i]);
-      default: fail("reference::gemm_24_f32: {} values need gemm_24_i8", dtype_name(W.dtype));
+      case DType::f32:
+        return W.value_data<float>()[i];
+      case DType::f16:
+        return f16_to_f32(W.value_data<uint16_t>()[i]);
+      case DType::bf16:
+        return bf16_to_f32(W.value_data<uint16_t>()[i]);
+      default:
+        fail("reference::gemm_24_f32: {} values need gemm_24_i8", dtype_name(W.dtype));
     }
   };
   const int64_t G = W.groups_per_row();
@@ -59,8 +68,8 @@ void gemm_24_f32(int64_t M, const float* X, int64_t ldx, const Sparse24& W, cons
     }
 }
 
-void gemm_dense_i8(int64_t M, int64_t N, int64_t K, const int8_t* X, int64_t ldx, const int8_t* W, int64_t ldw,
-                   int32_t* Y, int64_t ldy) {
+void gemm_dense_i8(int64_t M, int64_t N, int64_t K, const int8_t* X, int64_t ldx, const int8_t* W,
+                   int64_t ldw, int32_t* Y, int64_t ldy) {
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
       int32_t acc = 0;

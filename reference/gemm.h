@@ -25,8 +25,8 @@ void gemm_24_f32(int64_t M, const float* X, int64_t ldx, const Sparse24& W, cons
                  float* Y, int64_t ldy);
 
 /// Dense int8 x int8 with int32 accumulation: Y[M][N] (int32).
-void gemm_dense_i8(int64_t M, int64_t N, int64_t K, const int8_t* X, int64_t ldx, const int8_t* W, int64_t ldw,
-                   int32_t* Y, int64_t ldy);
+void gemm_dense_i8(int64_t M, int64_t N, int64_t K, const int8_t* X, int64_t ldx, const int8_t* W,
+                   int64_t ldw, int32_t* Y, int64_t ldy);
 
 /// 2:4 int8 x int8 with int32 accumulation, from the compressed form (portable layout, i8 values).
 void gemm_24_i8(int64_t M, const int8_t* X, int64_t ldx, const Sparse24& W, int32_t* Y, int64_t ldy);

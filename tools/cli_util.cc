@@ -9,7 +9,8 @@
 namespace sparse24::cli {
 
 static bool looks_numeric(const std::string& s) {
-  return s == "-" || (!s.empty() && (std::isdigit(static_cast<unsigned char>(s[0])) || (s[0] == '-' && s.size() > 1)));
+  return s == "-" ||
+         (!s.empty() && (std::isdigit(static_cast<unsigned char>(s[0])) || (s[0] == '-' && s.size() > 1)));
 }
 
 void Table::print(std::FILE* out) const {

@@ -20,7 +20,9 @@ struct CheckArgs {
 };
 
 // Compressed size as the GPU stores it: f16 values [N][K/2] plus one 4-bit nibble per group of 4.
-int64_t compressed_f16_bytes(const WeightSite& s) { return s.params() / 2 * 2 + s.params() / 8; }
+int64_t compressed_f16_bytes(const WeightSite& s) {
+  return s.params() / 2 * 2 + s.params() / 8;
+}
 
 void run_check(const CheckArgs& a) {
   OnnxModel model = load_onnx(a.model);
@@ -28,9 +30,11 @@ void run_check(const CheckArgs& a) {
   std::vector<WeightSite> sites = find_weight_sites(graph);
   if (sites.empty()) fail("'{}': no weight-bearing node (Gemm, MatMul, Conv) in the graph", a.model);
 
-  Table table({"node", "op", "weight", "N x K", "2:4 eligible", "2:4 groups", "params", "dense", "2:4 (f16)"});
+  Table table(
+      {"node", "op", "weight", "N x K", "2:4 eligible", "2:4 groups", "params", "dense", "2:4 (f16)"});
   nlohmann::json layers = nlohmann::json::array();
-  int64_t params = 0, eligible_params = 0, dense = 0, eligible_dense = 0, compressed = 0, n_eligible = 0, n_24 = 0;
+  int64_t params = 0, eligible_params = 0, dense = 0, eligible_dense = 0, compressed = 0, n_eligible = 0,
+          n_24 = 0;
   for (const WeightSite& s : sites) {
     std::optional<double> fraction;
     int64_t dense_bytes = 0;
@@ -105,7 +109,8 @@ void run_check(const CheckArgs& a) {
 void add_check_command(CLI::App& app) {
   auto args = std::make_shared<CheckArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "check", "Report every Gemm/MatMul/Conv weight: eligible for 2:4 or why not, fraction of 2:4 groups, sizes.");
+      "check",
+      "Report every Gemm/MatMul/Conv weight: eligible for 2:4 or why not, fraction of 2:4 groups, sizes.");
   cmd->add_option("model", args->model, "ONNX model to inspect")->required();
   cmd->add_option("--json", args->json, "also write the report as JSON to this file");
   cmd->callback([args] { run_check(*args); });

@@ -1,12 +1,11 @@
 // sparse24 build / run / bench: the inference engine from the command line.
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
-#include <omp.h>
-
 #include <regex>
 
 #include "engine/plan_file.h"
@@ -45,8 +44,9 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool planning, bool model_
       ->required(model_required);
   cmd->add_option("--threads", a.threads, "threads (0: every core)")->capture_default_str();
   if (!planning) return;
-  cmd->add_option("--sparsity", a.sparsity,
-                  "disable: dense only; enable: 2:4 where timed faster; force: 2:4 wherever the weight is 2:4")
+  cmd->add_option(
+         "--sparsity", a.sparsity,
+         "disable: dense only; enable: 2:4 where timed faster; force: 2:4 wherever the weight is 2:4")
       ->capture_default_str();
   cmd->add_option("--batch", a.batch, "batch size the layers are timed at (first symbolic input dim)")
       ->capture_default_str();
@@ -54,7 +54,9 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool planning, bool model_
       ->capture_default_str();
 }
 
-std::string fmt_ms(double ms) { return ms < 0 ? "-" : fmt::format("{:.3f}", ms); }
+std::string fmt_ms(double ms) {
+  return ms < 0 ? "-" : fmt::format("{:.3f}", ms);
+}
 
 void print_layers(const CompiledModel& m) {
   Table t({"layer", "op", "M x N x K", "2:4 weight", "best dense ms", "2:4 ms", "tactic"});
@@ -64,7 +66,8 @@ void print_layers(const CompiledModel& m) {
     t.add({p.node, p.source_op, fmt::format("{} x {} x {}", p.M, p.N, p.K), p.is_24 ? "yes" : "no",
            fmt_ms(p.dense_ms), fmt_ms(p.sparse_ms), std::string(tactic_name(p.tactic))});
   }
-  t.add_footer({fmt::format("{} linear layers", m.layers.size()), "", "", "", "", "", fmt::format("{} on 2:4", sparse)});
+  t.add_footer({fmt::format("{} linear layers", m.layers.size()), "", "", "", "", "",
+                fmt::format("{} on 2:4", sparse)});
   t.print();
 }
 
@@ -80,12 +83,13 @@ void run_build(const BuildArgs& a) {
   if (is_plan_file(a.model)) fail("'{}' is already a plan: build takes an ONNX model", a.model);
   CompiledModel m = compile(load_onnx(a.model), o);
   save_plan(m, a.output);
-  fmt::print("{} -> {} (ISA {}, sparsity {}, timed at batch {} seq {})\n", a.model, a.output, cpu::isa_name(m.isa),
-             sparsity_name(m.sparsity), m.batch, m.seq);
-  fmt::print("graph: {} nodes after folding {} constants and {} BatchNormalizations, {} layers lowered, "
-             "{} bias and {} activations fused\n",
-             m.graph.nodes.size(), m.report.folded_constants, m.report.folded_batchnorms, m.report.lowered,
-             m.report.fused_bias, m.report.fused_activations);
+  fmt::print("{} -> {} (ISA {}, sparsity {}, timed at batch {} seq {})\n", a.model, a.output,
+             cpu::isa_name(m.isa), sparsity_name(m.sparsity), m.batch, m.seq);
+  fmt::print(
+      "graph: {} nodes after folding {} constants and {} BatchNormalizations, {} layers lowered, "
+      "{} bias and {} activations fused\n",
+      m.graph.nodes.size(), m.report.folded_constants, m.report.folded_batchnorms, m.report.lowered,
+      m.report.fused_bias, m.report.fused_activations);
   print_layers(m);
 }
 
@@ -108,7 +112,8 @@ void run_run(const RunArgs& a) {
   }
   fs::path dir(a.out_dir);
   std::error_code ec;
-  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) fail("-o '{}' exists and is not a folder", a.out_dir);
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    fail("-o '{}' exists and is not a folder", a.out_dir);
   CompiledModel m = load_model(a.model, a.plan());
   Executor exec(std::move(m.graph));
   std::vector<Tensor> outs = exec.run(inputs);
@@ -141,8 +146,9 @@ Latency measure(const Executor& exec, const std::map<std::string, Tensor>& input
   std::vector<double> ms;
   auto start = std::chrono::steady_clock::now();
   // Without --iters: at least 10 runs and about 2 seconds.
-  for (int i = 0; iters > 0 ? i < iters
-                            : (i < 10 || std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) && i < 2000;
+  for (int i = 0;
+       iters > 0 ? i < iters
+                 : (i < 10 || std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) && i < 2000;
        ++i) {
     auto t0 = std::chrono::steady_clock::now();
     exec.run(inputs);
@@ -156,10 +162,12 @@ Latency measure(const Executor& exec, const std::map<std::string, Tensor>& input
 }
 
 // Median time per node over profiled runs (about 0.5 s, 5 to 50 runs): robust to the odd slow run.
-std::vector<double> profile(const Executor& exec, const std::map<std::string, Tensor>& inputs, double run_ms) {
+std::vector<double> profile(const Executor& exec, const std::map<std::string, Tensor>& inputs,
+                            double run_ms) {
   const int runs = int(std::clamp(500.0 / std::max(run_ms, 1e-3), 5.0, 50.0));
   std::vector<std::vector<double>> t(exec.graph().nodes.size());
-  for (int r = 0; r < runs; ++r) exec.run(inputs, [&](size_t i, auto, auto, double ms) { t[i].push_back(ms); });
+  for (int r = 0; r < runs; ++r)
+    exec.run(inputs, [&](size_t i, auto, auto, double ms) { t[i].push_back(ms); });
   std::vector<double> median(t.size());
   for (size_t i = 0; i < t.size(); ++i) {
     std::nth_element(t[i].begin(), t[i].begin() + runs / 2, t[i].end());
@@ -187,8 +195,9 @@ void run_bench(const BenchArgs& a) {
              o.threads ? o.threads : omp_get_num_procs(), cpu::isa_name(m.isa), sparsity_name(m.sparsity));
   Table lat({"model", "median ms", "p90 ms", "p99 ms", "throughput /s", "runs"});
   auto row = [&](const char* name, const Latency& l) {
-    lat.add({name, fmt::format("{:.3f}", l.median), fmt::format("{:.3f}", l.p90), fmt::format("{:.3f}", l.p99),
-             fmt::format("{:.1f}", double(o.batch) * 1000.0 / l.median), std::to_string(l.iters)});
+    lat.add({name, fmt::format("{:.3f}", l.median), fmt::format("{:.3f}", l.p90),
+             fmt::format("{:.3f}", l.p99), fmt::format("{:.1f}", double(o.batch) * 1000.0 / l.median),
+             std::to_string(l.iters)});
   };
   row("dense", dn);
   row("2:4 (planned)", sp);
@@ -203,7 +212,11 @@ void run_bench(const BenchArgs& a) {
     LinearLayer* l = linear_layer(n);
     std::string op = l ? static_cast<const LinearNode&>(*n.state).source_op : n.op;
     std::string tactic = l ? std::string(tactic_name(l->tactic())) : "-";
-    rows.push_back({{"node", n.name}, {"op", op}, {"tactic", tactic}, {"dense_ms", dn_prof[i]}, {"planned_ms", sp_prof[i]}});
+    rows.push_back({{"node", n.name},
+                    {"op", op},
+                    {"tactic", tactic},
+                    {"dense_ms", dn_prof[i]},
+                    {"planned_ms", sp_prof[i]}});
     if (l) {
       prof.add({n.name, op, tactic, fmt::format("{:.3f}", dn_prof[i]), fmt::format("{:.3f}", sp_prof[i])});
     } else {
@@ -212,12 +225,17 @@ void run_bench(const BenchArgs& a) {
     }
   }
   for (const auto& [op, t] : other)
-    prof.add({fmt::format("(all {})", op), op, "-", fmt::format("{:.3f}", t.first), fmt::format("{:.3f}", t.second)});
+    prof.add({fmt::format("(all {})", op), op, "-", fmt::format("{:.3f}", t.first),
+              fmt::format("{:.3f}", t.second)});
   prof.print();
 
   if (!a.json.empty()) {
     auto lj = [](const Latency& l) {
-      return nlohmann::json{{"median_ms", l.median}, {"p90_ms", l.p90}, {"p99_ms", l.p99}, {"mean_ms", l.mean}, {"runs", l.iters}};
+      return nlohmann::json{{"median_ms", l.median},
+                            {"p90_ms", l.p90},
+                            {"p99_ms", l.p99},
+                            {"mean_ms", l.mean},
+                            {"runs", l.iters}};
     };
     nlohmann::json j = {{"model", a.model},
                         {"batch", o.batch},
@@ -242,13 +260,15 @@ void run_bench(const BenchArgs& a) {
 void add_engine_commands(CLI::App& app) {
   auto b = std::make_shared<BuildArgs>();
   CLI::App* build = app.add_subcommand(
-      "build", "Optimize an ONNX model, time dense vs 2:4 for every layer on this machine, and save the plan.");
+      "build",
+      "Optimize an ONNX model, time dense vs 2:4 for every layer on this machine, and save the plan.");
   add_engine_options(build, *b, true);
   build->add_option("-o,--output", b->output, "where to write the plan (.plan)")->required();
   build->callback([b] { run_build(*b); });
 
   auto r = std::make_shared<RunArgs>();
-  CLI::App* run = app.add_subcommand("run", "Run a model on .npy inputs and write each output as DIR/<name>.npy.");
+  CLI::App* run =
+      app.add_subcommand("run", "Run a model on .npy inputs and write each output as DIR/<name>.npy.");
   add_engine_options(run, *r, true);
   run->add_option("--input", r->inputs, "NAME=FILE.npy, once per model input")->required();
   run->add_option("-o,--output", r->out_dir, "folder for the outputs (created if missing)")->required();
@@ -261,7 +281,8 @@ void add_engine_commands(CLI::App& app) {
       "(`bench gemm`: the kernels alone).");
   add_engine_options(bench, *s, true, false);
   bench->add_option("--json", s->json, "also write the results as JSON");
-  bench->add_option("--iters", s->iters, "timed runs (0: at least 10 and about 2 seconds)")->capture_default_str();
+  bench->add_option("--iters", s->iters, "timed runs (0: at least 10 and about 2 seconds)")
+      ->capture_default_str();
   bench->add_option("--warmup", s->warmup, "untimed runs first")->capture_default_str();
   bench->callback([s, bench] {
     if (!bench->get_subcommands().empty()) return;  // `bench gemm` ran instead

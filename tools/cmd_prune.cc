@@ -35,7 +35,8 @@ void run_prune(const PruneArgs& a) {
     table.add({s.node, s.op, s.weight, s.N ? fmt::format("{} x {}", s.N, s.K) : "?",
                r.pruned ? (r.note.empty() ? "pruned" : r.note) : "skipped: " + r.note,
                r.pruned ? fmt::format("{:.4f}", r.fraction_before) : "-",
-               r.pruned ? fmt::format("{:.4f}", r.l1_kept) : "-", r.pruned ? fmt::format("{:.4f}", r.l2_kept) : "-"});
+               r.pruned ? fmt::format("{:.4f}", r.l1_kept) : "-",
+               r.pruned ? fmt::format("{:.4f}", r.l2_kept) : "-"});
     layers.push_back({{"node", s.node},
                       {"op", s.op},
                       {"weight", s.weight},
@@ -47,13 +48,13 @@ void run_prune(const PruneArgs& a) {
                       {"l1_kept", r.l1_kept},
                       {"l2_kept", r.l2_kept}});
   }
-  table.add_footer({fmt::format("total: {} layers", records.size()), "", "", "", fmt::format("{} pruned", n_pruned),
-                    "", "", ""});
+  table.add_footer({fmt::format("total: {} layers", records.size()), "", "", "",
+                    fmt::format("{} pruned", n_pruned), "", "", ""});
   save_onnx(model, a.output);
   fmt::print("{} -> {} ({} method)\n", a.model, a.output, a.options.method);
   table.print();
-  fmt::print("pruned {} of {} weight parameters to 2:4 (half of them now zero)\n", human_count(double(pruned_params)),
-             human_count(double(total_params)));
+  fmt::print("pruned {} of {} weight parameters to 2:4 (half of them now zero)\n",
+             human_count(double(pruned_params)), human_count(double(total_params)));
   if (!a.json.empty())
     write_json(a.json, {{"model", a.model},
                         {"output", a.output},
@@ -74,7 +75,8 @@ void add_prune_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--include", args->options.include,
                   "only prune layers whose node or weight name matches this regex");
-  cmd->add_option("--exclude", args->options.exclude, "do not prune layers whose node or weight name matches");
+  cmd->add_option("--exclude", args->options.exclude,
+                  "do not prune layers whose node or weight name matches");
   cmd->add_option("--json", args->json, "also write the per-layer report as JSON to this file");
   cmd->callback([args] { run_prune(*args); });
 }

@@ -37,7 +37,8 @@ void check_output_path(const fs::path& in, const fs::path& out) {
   if (fs::weakly_canonical(in, ec) == fs::weakly_canonical(out, ec))
     fail("refusing to overwrite the input '{}': choose another output path", in.string());
   fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  if (!fs::is_directory(dir, ec)) fail("cannot write '{}': folder '{}' does not exist", out.string(), dir.string());
+  if (!fs::is_directory(dir, ec))
+    fail("cannot write '{}': folder '{}' does not exist", out.string(), dir.string());
   if (::access(dir.c_str(), W_OK) != 0)
     fail("cannot write '{}': folder '{}' is not writable", out.string(), dir.string());
 }

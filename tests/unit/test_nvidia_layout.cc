@@ -56,7 +56,8 @@ TEST_P(NvidiaVectors, LayoutThenInverseIsIdentity) {
   NvidiaTile tile = nvidia_tile(dtype);
   for (int rm : {1, 2, 3})
     for (int cm : {1, 2, 5}) {
-      Tensor w = test::random_24_tensor(dtype, tile.row_multiple * rm, tile.col_multiple * cm, uint32_t(rm * 10 + cm));
+      Tensor w = test::random_24_tensor(dtype, tile.row_multiple * rm, tile.col_multiple * cm,
+                                        uint32_t(rm * 10 + cm));
       Sparse24 p = compress_24(w);
       Sparse24 nv = to_nvidia_layout(p);
       EXPECT_EQ(nv.meta.size(), p.meta.size());

@@ -17,10 +17,10 @@ TEST(Nibble, ExactlySixLegalValues) {
 
 TEST(MagnitudeMask, KeepsTwoLargestTiesToLowerIndex) {
   Tensor w(DType::f32, {1, 16});
-  float v[16] = {1, -5, 3, 2,  /* keep 1,2 */
-                 4, 4, 4, 4,   /* ties: keep 0,1 */
-                 0, 0, 0, -1,  /* keep 0?,3: |0| ties among 0,1,2 -> lowest index 0 */
-                 -2, 2, -3, 3 /* 3 and 3 tie for first: keep 2,3 */};
+  float v[16] = {1,  -5, 3,  2,  /* keep 1,2 */
+                 4,  4,  4,  4,  /* ties: keep 0,1 */
+                 0,  0,  0,  -1, /* keep 0?,3: |0| ties among 0,1,2 -> lowest index 0 */
+                 -2, 2,  -3, 3 /* 3 and 3 tie for first: keep 2,3 */};
   std::memcpy(w.data<float>(), v, sizeof v);
   Mask24 m = magnitude_mask(w);
   EXPECT_EQ(m.nibble(0, 0), make_nibble(1, 2));

@@ -33,7 +33,8 @@ TEST(Reference, GeluIsTheErfForm) {
 struct Shape {
   int64_t M, N, K;
 };
-static const Shape kShapes[] = {{1, 1, 4}, {1, 7, 4}, {3, 1, 8}, {5, 3, 12}, {1, 33, 64}, {7, 17, 20}, {16, 64, 128}};
+static const Shape kShapes[] = {{1, 1, 4},   {1, 7, 4},   {3, 1, 8},    {5, 3, 12},
+                                {1, 33, 64}, {7, 17, 20}, {16, 64, 128}};
 
 class Reference24 : public ::testing::TestWithParam<DType> {};
 

@@ -30,7 +30,8 @@ inline Tensor random_24_tensor(DType dtype, int64_t rows, int64_t cols, uint32_t
 }
 
 inline bool same_bytes(const Tensor& a, const Tensor& b) {
-  return a.dtype() == b.dtype() && a.shape() == b.shape() && std::memcmp(a.bytes(), b.bytes(), a.nbytes()) == 0;
+  return a.dtype() == b.dtype() && a.shape() == b.shape() &&
+         std::memcmp(a.bytes(), b.bytes(), a.nbytes()) == 0;
 }
 
 }  // namespace sparse24::test
