@@ -88,13 +88,24 @@ int main(int argc, char** argv) {
       return 77;
     }
     o.log = [](const std::string& line) { std::printf("%s\n", line.c_str()), std::fflush(stdout); };
-    std::vector<cuda::GpuGemmBenchRow> rows = cuda::run_gpu_gemm_bench(o);
-    if (!json_path.empty()) {
+    // The JSON file is rewritten after every row: a run cut short by a time limit still leaves valid JSON.
+    std::vector<cuda::GpuGemmBenchRow> written;
+    auto write_json = [&] {
+      if (json_path.empty()) return;
       std::ofstream out(json_path);
-      out << cuda::gpu_gemm_bench_json(rows);
+      out << cuda::gpu_gemm_bench_json(written);
       if (!out) fail("cannot write '{}'", json_path);
-      std::printf("wrote %zu rows to %s\n", rows.size(), json_path.c_str());
-    }
+    };
+    o.on_row = [&](const cuda::GpuGemmBenchRow& row) {
+      written.push_back(row);
+      write_json();
+    };
+    write_json();
+    std::vector<cuda::GpuGemmBenchRow> rows = cuda::run_gpu_gemm_bench(o);
+    int failed = 0;
+    for (const auto& r : rows) failed += !r.error.empty();
+    if (!json_path.empty()) std::printf("wrote %zu rows to %s\n", rows.size(), json_path.c_str());
+    if (failed) std::printf("%d row(s) carry an error (see their \"error\" field)\n", failed);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_bench: %s\n", e.what());

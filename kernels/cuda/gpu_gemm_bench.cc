@@ -233,6 +233,7 @@ std::vector<GpuGemmBenchRow> run_gpu_gemm_bench(const GpuGemmBenchOptions& o) {
         }
         rows.push_back(cs);
         if (o.log) o.log(format_row(cs));
+        if (o.on_row) o.on_row(cs);
 
         GpuGemmBenchRow ours_row = base;
         ours_row.sparse_lib = "sparse24";
@@ -246,6 +247,7 @@ std::vector<GpuGemmBenchRow> run_gpu_gemm_bench(const GpuGemmBenchOptions& o) {
         }
         rows.push_back(ours_row);
         if (o.log) o.log(format_row(ours_row));
+        if (o.on_row) o.on_row(ours_row);
       }
     }
   }

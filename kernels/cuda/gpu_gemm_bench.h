@@ -12,6 +12,8 @@
 
 namespace sparse24::cuda {
 
+struct GpuGemmBenchRow;
+
 /// What to measure.
 struct GpuGemmBenchOptions {
   std::vector<std::pair<int64_t, int64_t>> shapes;  ///< weight shapes (N, K)
@@ -22,6 +24,7 @@ struct GpuGemmBenchOptions {
   double target_ms = 25.0;      ///< kernel time each measurement aims to accumulate
   int min_iters = 3, max_iters = 200;
   std::function<void(const std::string&)> log;  ///< one line per measured configuration (may be empty)
+  std::function<void(const GpuGemmBenchRow&)> on_row;  ///< each row as soon as it is measured (may be empty)
 };
 
 /// One sparse library against the dense baseline on one problem.

@@ -186,7 +186,7 @@ __global__ void __launch_bounds__(kThreads) sp24_gemm_small_m_kernel(const Sp24L
 // the A operand comes straight from global memory in fragment order (the two warps sharing it hit L1).
 
 constexpr int kLargeTileN = 128, kLargeTileM = 128, kStageSteps = 2;
-// 16 bytes of padding per row: the 8 rows a quad of lanes reads at once then start on different banks.
+// 16 bytes of padding per row: the 8 rows one ldmatrix phase reads (16 bytes each) then cover all 32 banks.
 constexpr int kSmemRowBytes = kStageSteps * kStepBytes + 16;
 
 __device__ __forceinline__ void cp_async_16(void* smem, const void* global, bool valid) {
@@ -198,6 +198,19 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// Loads one n8 tile's B registers for a k-step from shared memory in one instruction: the four 8x8 b16
+// matrices of ldmatrix.x4 are bytes 0-15, 16-31, 32-47, 48-63 of the 8 activation rows, and lane l names row
+// l % 8 of matrix l / 8. Each lane then holds bytes 16·i + 4·tid of row groupID in register i — the B
+// fragment of mma.sp m16n8k32 (16-bit) and m16n8k64 (i8) alike. volatile: it must stay after the barrier
+// that publishes the cp.async data.
+__device__ __forceinline__ void load_b_fragment(uint32_t (&b)[4], const uint8_t* tile_rows, int lane) {
+  const uint8_t* row = tile_rows + (lane % 8) * kSmemRowBytes + 16 * (lane / 8);
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(addr));
 }
 
 template <class Op>
@@ -245,10 +258,8 @@ __global__ void __launch_bounds__(kThreads) sp24_gemm_large_m_kernel(const Sp24L
       if (!tile_live || st * kStageSteps + u >= p.steps) break;
 #pragma unroll
       for (int j = 0; j < kNTiles; ++j) {
-        const uint8_t* row = buf + (warp_m * kNTiles * 8 + 8 * j + group) * kSmemRowBytes + u * kStepBytes + 4 * tid;
         uint32_t b[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) b[i] = *reinterpret_cast<const uint32_t*>(row + 16 * i);
+        load_b_fragment(b, buf + (warp_m * kNTiles * 8 + 8 * j) * kSmemRowBytes + u * kStepBytes, lane);
         mma_step<Op>(acc[j], w[u], b);
       }
     }
