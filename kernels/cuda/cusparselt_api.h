@@ -1,9 +1,9 @@
 #pragma once
-// The part of the cuSPARSELt 0.8 C API sparse24 calls, declared here so that the library is loaded at run time
-// (dlopen of libcusparseLt.so.0) and building needs no cuSPARSELt package. Written from NVIDIA's documented
-// API: every opaque handle is 512 bytes aligned to 16, enums carry their documented values, and each
-// function type matches the documented signature. tests/cuda/check_cusparselt_api.cc holds all of this to the
-// real cusparseLt.h with static_asserts whenever that header is found at configure time.
+// The part of the cuSPARSELt 0.8 C API sparse24 calls, declared here so that the library is loaded at run
+// time (dlopen of libcusparseLt.so.0) and building needs no cuSPARSELt package. Written from NVIDIA's
+// documented API: every opaque handle is 512 bytes aligned to 16, enums carry their documented values, and
+// each function type matches the documented signature. tests/cuda/check_cusparselt_api.cc holds all of this
+// to the real cusparseLt.h with static_asserts whenever that header is found at configure time.
 #include <cuda_runtime_api.h>
 #include <library_types.h>  // cudaDataType, libraryPropertyType (CUDA toolkit)
 
@@ -45,14 +45,14 @@ using GetErrorStringFn = const char* (*)(Status);
 using InitFn = Status (*)(Handle*);
 using DestroyFn = Status (*)(const Handle*);
 using GetVersionFn = Status (*)(const Handle*, int*);
-using DenseDescriptorInitFn = Status (*)(const Handle*, MatDescriptor*, int64_t rows, int64_t cols, int64_t ld,
-                                         uint32_t alignment, cudaDataType, Order);
+using DenseDescriptorInitFn = Status (*)(const Handle*, MatDescriptor*, int64_t rows, int64_t cols,
+                                         int64_t ld, uint32_t alignment, cudaDataType, Order);
 using StructuredDescriptorInitFn = Status (*)(const Handle*, MatDescriptor*, int64_t rows, int64_t cols,
                                               int64_t ld, uint32_t alignment, cudaDataType, Order, Sparsity);
 using MatDescriptorDestroyFn = Status (*)(const MatDescriptor*);
 using MatmulDescriptorInitFn = Status (*)(const Handle*, MatmulDescriptor*, Operation opA, Operation opB,
-                                          const MatDescriptor* a, const MatDescriptor* b, const MatDescriptor* c,
-                                          const MatDescriptor* d, ComputeType);
+                                          const MatDescriptor* a, const MatDescriptor* b,
+                                          const MatDescriptor* c, const MatDescriptor* d, ComputeType);
 using MatmulAlgSelectionInitFn = Status (*)(const Handle*, AlgSelection*, const MatmulDescriptor*, MatmulAlg);
 using MatmulAlgSelectionDestroyFn = Status (*)(const AlgSelection*);
 using MatmulAlgSetAttributeFn = Status (*)(const Handle*, AlgSelection*, AlgAttribute, const void* data,
@@ -64,12 +64,13 @@ using MatmulFn = Status (*)(const Handle*, const MatmulPlan*, const void* alpha,
                             const void* beta, const void* c, void* d, void* workspace, cudaStream_t* streams,
                             int32_t num_streams);
 using MatmulSearchFn = Status (*)(const Handle*, MatmulPlan*, const void* alpha, const void* a, const void* b,
-                                  const void* beta, const void* c, void* d, void* workspace, cudaStream_t* streams,
-                                  int32_t num_streams);
+                                  const void* beta, const void* c, void* d, void* workspace,
+                                  cudaStream_t* streams, int32_t num_streams);
 using CompressedSize2Fn = Status (*)(const Handle*, const MatDescriptor*, size_t* compressed_bytes,
                                      size_t* compress_buffer_bytes);
 using Compress2Fn = Status (*)(const Handle*, const MatDescriptor*, int is_sparse_a, Operation op,
-                               const void* dense, void* compressed, void* compress_buffer, cudaStream_t stream);
+                               const void* dense, void* compressed, void* compress_buffer,
+                               cudaStream_t stream);
 using PruneCheck2Fn = Status (*)(const Handle*, const MatDescriptor*, int is_sparse_a, Operation op,
                                  const void* dense, int* device_valid, cudaStream_t stream);
 

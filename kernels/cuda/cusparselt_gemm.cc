@@ -8,11 +8,16 @@ namespace {
 
 cudaDataType cuda_type(DType t) {
   switch (t) {
-    case DType::f16: return CUDA_R_16F;
-    case DType::bf16: return CUDA_R_16BF;
-    case DType::i8: return CUDA_R_8I;
-    case DType::i32: return CUDA_R_32I;
-    default: return CUDA_R_32F;
+    case DType::f16:
+      return CUDA_R_16F;
+    case DType::bf16:
+      return CUDA_R_16BF;
+    case DType::i8:
+      return CUDA_R_8I;
+    case DType::i32:
+      return CUDA_R_32I;
+    default:
+      return CUDA_R_32F;
   }
 }
 
@@ -69,7 +74,8 @@ CusparseltGemm::~CusparseltGemm() {
 }
 
 void CusparseltGemm::initialize(const Tensor& weight, DType output, cudaStream_t stream) {
-  if (weight.rank() != 2) fail("cuSPARSELt backend: the weight must be 2-D [N][K], got {}", shape_str(weight.shape()));
+  if (weight.rank() != 2)
+    fail("cuSPARSELt backend: the weight must be 2-D [N][K], got {}", shape_str(weight.shape()));
   if (std::string why = can_implement(weight.dtype(), output); !why.empty()) fail("{}", why);
   operand_ = weight.dtype();
   output_ = output;
@@ -90,7 +96,8 @@ void CusparseltGemm::initialize(const Tensor& weight, DType output, cudaStream_t
 
   // A weight that is not 2:4 would be silently pruned by compress: refuse it instead.
   DeviceBuffer valid(sizeof(int));
-  S24_CSLT_CHECK(api_->SpMMAPruneCheck2(&handle_, &a, 1, cslt::kOpNonTranspose, dense.get(), valid.as<int>(), stream));
+  S24_CSLT_CHECK(
+      api_->SpMMAPruneCheck2(&handle_, &a, 1, cslt::kOpNonTranspose, dense.get(), valid.as<int>(), stream));
   int is_invalid = 1;
   S24_CUDA_CHECK(cudaMemcpyAsync(&is_invalid, valid.get(), sizeof(int), cudaMemcpyDeviceToHost, stream));
   S24_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -116,13 +123,15 @@ void CusparseltGemm::prepare(int64_t m, const void* x, void* y, cudaStream_t str
   S24_CSLT_CHECK(api_->StructuredDescriptorInit(&handle_, &p->a, n_, k_, k_, kAlignment, cuda_type(operand_),
                                                 cslt::kOrderRow, cslt::kSparsity50Percent));
   p->a_ok = true;
-  S24_CSLT_CHECK(api_->DenseDescriptorInit(&handle_, &p->b, k_, m, k_, kAlignment, cuda_type(operand_), cslt::kOrderCol));
+  S24_CSLT_CHECK(api_->DenseDescriptorInit(&handle_, &p->b, k_, m, k_, kAlignment, cuda_type(operand_),
+                                           cslt::kOrderCol));
   p->b_ok = true;
-  S24_CSLT_CHECK(api_->DenseDescriptorInit(&handle_, &p->c, n_, m, n_, kAlignment, cuda_type(output_), cslt::kOrderCol));
+  S24_CSLT_CHECK(
+      api_->DenseDescriptorInit(&handle_, &p->c, n_, m, n_, kAlignment, cuda_type(output_), cslt::kOrderCol));
   p->c_ok = true;
   const cslt::ComputeType compute = operand_ == DType::i8 ? cslt::kCompute32I : cslt::kCompute32F;
-  S24_CSLT_CHECK(api_->MatmulDescriptorInit(&handle_, &p->matmul, cslt::kOpNonTranspose, cslt::kOpNonTranspose, &p->a,
-                                            &p->b, &p->c, &p->c, compute));
+  S24_CSLT_CHECK(api_->MatmulDescriptorInit(&handle_, &p->matmul, cslt::kOpNonTranspose,
+                                            cslt::kOpNonTranspose, &p->a, &p->b, &p->c, &p->c, compute));
   S24_CSLT_CHECK(api_->MatmulAlgSelectionInit(&handle_, &p->alg, &p->matmul, cslt::kMatmulAlgDefault));
   p->alg_ok = true;
   S24_CSLT_CHECK(api_->MatmulPlanInit(&handle_, &p->plan, &p->matmul, &p->alg));

@@ -60,7 +60,8 @@ Loaded load() {
             resolve(lib, "cusparseLtMatmulPlanInit", a.MatmulPlanInit, e) &&
             resolve(lib, "cusparseLtMatmulPlanDestroy", a.MatmulPlanDestroy, e) &&
             resolve(lib, "cusparseLtMatmulGetWorkspace", a.MatmulGetWorkspace, e) &&
-            resolve(lib, "cusparseLtMatmul", a.Matmul, e) && resolve(lib, "cusparseLtMatmulSearch", a.MatmulSearch, e) &&
+            resolve(lib, "cusparseLtMatmul", a.Matmul, e) &&
+            resolve(lib, "cusparseLtMatmulSearch", a.MatmulSearch, e) &&
             resolve(lib, "cusparseLtSpMMACompressedSize2", a.SpMMACompressedSize2, e) &&
             resolve(lib, "cusparseLtSpMMACompress2", a.SpMMACompress2, e) &&
             resolve(lib, "cusparseLtSpMMAPruneCheck2", a.SpMMAPruneCheck2, e);

@@ -15,17 +15,24 @@ void check_cublas(cublasStatus_t status, const char* call) {
 
 cudaDataType cuda_type(DType t) {
   switch (t) {
-    case DType::f16: return CUDA_R_16F;
-    case DType::bf16: return CUDA_R_16BF;
-    case DType::i8: return CUDA_R_8I;
-    case DType::i32: return CUDA_R_32I;
-    default: return CUDA_R_32F;
+    case DType::f16:
+      return CUDA_R_16F;
+    case DType::bf16:
+      return CUDA_R_16BF;
+    case DType::i8:
+      return CUDA_R_8I;
+    case DType::i32:
+      return CUDA_R_32I;
+    default:
+      return CUDA_R_32F;
   }
 }
 
 }  // namespace
 
-CublasDenseGemm::CublasDenseGemm() { S24_CUBLAS_CHECK(cublasCreate(&handle_)); }
+CublasDenseGemm::CublasDenseGemm() {
+  S24_CUBLAS_CHECK(cublasCreate(&handle_));
+}
 
 CublasDenseGemm::~CublasDenseGemm() {
   if (handle_) cublasDestroy(handle_);
@@ -47,9 +54,9 @@ void CublasDenseGemm::run(int64_t m, int64_t n, int64_t k, DType operand, DType 
   // X[m][k] row-major is column-major k x m (op N) — cuBLAS's "TN" case, the one its i8 path wants.
   if (operand == DType::i8) {
     const int32_t alpha = 1, beta = 0;
-    S24_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, w, CUDA_R_8I,
-                                  int(k), x, CUDA_R_8I, int(k), &beta, y, CUDA_R_32I, int(n), CUBLAS_COMPUTE_32I,
-                                  CUBLAS_GEMM_DEFAULT));
+    S24_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, w,
+                                  CUDA_R_8I, int(k), x, CUDA_R_8I, int(k), &beta, y, CUDA_R_32I, int(n),
+                                  CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT));
   } else {
     const float alpha = 1.0f, beta = 0.0f;
     S24_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, w,

@@ -23,8 +23,8 @@ class CublasDenseGemm {
   /// Empty when cuBLAS runs this operand/output pair (f16->f16|f32, bf16->bf16|f32, i8->i32); else why not.
   static std::string can_implement(DType operand, DType output);
   /// Launches on `stream` (device pointers, contiguous rows). Throws Error naming the failed cuBLAS call.
-  void run(int64_t m, int64_t n, int64_t k, DType operand, DType output, const void* x, const void* w, void* y,
-           cudaStream_t stream) const;
+  void run(int64_t m, int64_t n, int64_t k, DType operand, DType output, const void* x, const void* w,
+           void* y, cudaStream_t stream) const;
 
  private:
   cublasContext* handle_ = nullptr;

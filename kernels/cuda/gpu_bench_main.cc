@@ -34,7 +34,8 @@ std::vector<std::string> split(const std::string& s) {
 int64_t parse_int(const std::string& s, const char* what) {
   char* end = nullptr;
   long long v = std::strtoll(s.c_str(), &end, 10);
-  if (end == s.c_str() || *end != '\0' || v <= 0) sparse24::fail("{}: '{}' is not a positive integer", what, s);
+  if (end == s.c_str() || *end != '\0' || v <= 0)
+    sparse24::fail("{}: '{}' is not a positive integer", what, s);
   return v;
 }
 
@@ -70,7 +71,8 @@ int main(int argc, char** argv) {
         for (const std::string& s : split(value())) {
           size_t x = s.find('x');
           if (x == std::string::npos) fail("--shapes: '{}' is not NxK", s);
-          o.shapes.emplace_back(parse_int(s.substr(0, x), "--shapes N"), parse_int(s.substr(x + 1), "--shapes K"));
+          o.shapes.emplace_back(parse_int(s.substr(0, x), "--shapes N"),
+                                parse_int(s.substr(x + 1), "--shapes K"));
         }
       } else if (a == "--target-ms") {
         o.target_ms = double(parse_int(value(), "--target-ms"));

@@ -18,15 +18,19 @@
 namespace sparse24::cuda {
 
 std::vector<std::pair<int64_t, int64_t>> gpu_bench_model_shapes() {
-  return {{384, 384},     {1536, 384},   {384, 1536},  {768, 768},   {3072, 768},   {768, 3072},
-          {4096, 4096},   {11008, 4096}, {4096, 11008}, {8192, 8192}, {14336, 4096}};
+  return {{384, 384},   {1536, 384},   {384, 1536},   {768, 768},   {3072, 768},  {768, 3072},
+          {4096, 4096}, {11008, 4096}, {4096, 11008}, {8192, 8192}, {14336, 4096}};
 }
 
-std::vector<int64_t> gpu_bench_model_ms() { return {1, 16, 64, 128, 1024, 4096, 16384}; }
+std::vector<int64_t> gpu_bench_model_ms() {
+  return {1, 16, 64, 128, 1024, 4096, 16384};
+}
 
 namespace {
 
-DType output_of(DType operand) { return operand == DType::i8 ? DType::i32 : operand; }
+DType output_of(DType operand) {
+  return operand == DType::i8 ? DType::i32 : operand;
+}
 
 // CUDA events wrapped so that an exception cannot leak them.
 struct EventPair {
@@ -89,8 +93,8 @@ Timing time_calls(Launch&& launch, cudaStream_t stream, const GpuGemmBenchOption
   return t;
 }
 
-// A random 2:4 weight [n][k]: every group keeps a random pair of positions with small nonzero integers (so the
-// three libraries' products are comparable exactly in i8 and closely in f16/bf16).
+// A random 2:4 weight [n][k]: every group keeps a random pair of positions with small nonzero integers (so
+// the three libraries' products are comparable exactly in i8 and closely in f16/bf16).
 Tensor random_24_weight(int64_t n, int64_t k, DType dtype, std::mt19937& rng) {
   Tensor w(dtype, {n, k});
   static constexpr int kPairs[6][2] = {{0, 1}, {0, 2}, {1, 2}, {0, 3}, {1, 3}, {2, 3}};
@@ -113,7 +117,8 @@ void fill_device_random(DeviceBuffer& buf, DType dtype, std::mt19937& rng, cudaS
   dev_block.upload(block.bytes(), block_bytes, stream);
   for (size_t off = 0; off < buf.size(); off += block_bytes)
     S24_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(buf.get()) + off, dev_block.get(),
-                                   std::min(block_bytes, buf.size() - off), cudaMemcpyDeviceToDevice, stream));
+                                   std::min(block_bytes, buf.size() - off), cudaMemcpyDeviceToDevice,
+                                   stream));
   S24_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
@@ -140,12 +145,13 @@ std::string format_row(const GpuGemmBenchRow& r) {
     std::snprintf(line, sizeof line, "%-5s m=%-6lld n=%-6lld k=%-6lld %-10s FAILED: %s", r.dtype.c_str(),
                   (long long)r.m, (long long)r.n, (long long)r.k, r.sparse_lib.c_str(), r.error.c_str());
   else
-    std::snprintf(line, sizeof line,
-                  "%-5s m=%-6lld n=%-6lld k=%-6lld cublas %9.4f ms | %-10s %-8s %9.4f ms  x%5.2f  host %6.1f us "
-                  "(cublas %6.1f us)  diff %.1e",
-                  r.dtype.c_str(), (long long)r.m, (long long)r.n, (long long)r.k, r.dense_ms, r.sparse_lib.c_str(),
-                  r.sparse_kernel.c_str(), r.sparse_ms, r.ratio, r.host_overhead_us, r.dense_host_overhead_us,
-                  r.max_rel_diff_vs_dense);
+    std::snprintf(
+        line, sizeof line,
+        "%-5s m=%-6lld n=%-6lld k=%-6lld cublas %9.4f ms | %-10s %-8s %9.4f ms  x%5.2f  host %6.1f us "
+        "(cublas %6.1f us)  diff %.1e",
+        r.dtype.c_str(), (long long)r.m, (long long)r.n, (long long)r.k, r.dense_ms, r.sparse_lib.c_str(),
+        r.sparse_kernel.c_str(), r.sparse_ms, r.ratio, r.host_overhead_us, r.dense_host_overhead_us,
+        r.max_rel_diff_vs_dense);
   return line;
 }
 
@@ -205,7 +211,8 @@ std::vector<GpuGemmBenchRow> run_gpu_gemm_bench(const GpuGemmBenchOptions& o) {
         GpuGemmBenchRow base;
         base.m = m, base.n = n, base.k = k, base.dtype = std::string(dtype_name(dtype));
         Timing dense = time_calls(
-            [&] { cublas.run(m, n, k, dtype, out, x.get(), w_dense.get(), y_dense.get(), stream); }, stream, o, flush);
+            [&] { cublas.run(m, n, k, dtype, out, x.get(), w_dense.get(), y_dense.get(), stream); }, stream,
+            o, flush);
         base.dense_ms = dense.kernel_ms;
         base.dense_host_overhead_us = dense.host_us;
         const int64_t check_rows = std::min<int64_t>(m, 16);
@@ -226,7 +233,8 @@ std::vector<GpuGemmBenchRow> run_gpu_gemm_bench(const GpuGemmBenchOptions& o) {
         } else {
           try {
             cslt->prepare(m, x.get(), y_sparse.get(), stream);  // plan + algorithm search, outside the timing
-            cs = finish(cs, time_calls([&] { cslt->run(m, x.get(), y_sparse.get(), stream); }, stream, o, flush));
+            cs = finish(cs,
+                        time_calls([&] { cslt->run(m, x.get(), y_sparse.get(), stream); }, stream, o, flush));
           } catch (const Error& e) {
             cs.error = e.what();
           }
@@ -273,14 +281,15 @@ std::string gpu_gemm_bench_json(const std::vector<GpuGemmBenchRow>& rows) {
   os << "[\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     const GpuGemmBenchRow& r = rows[i];
-    os << "  {\"m\": " << r.m << ", \"n\": " << r.n << ", \"k\": " << r.k << ", \"dtype\": " << quoted(r.dtype)
-       << ", \"dense_ms\": " << number(r.dense_ms) << ", \"dense_lib\": " << quoted(r.dense_lib)
+    os << "  {\"m\": " << r.m << ", \"n\": " << r.n << ", \"k\": " << r.k
+       << ", \"dtype\": " << quoted(r.dtype) << ", \"dense_ms\": " << number(r.dense_ms)
+       << ", \"dense_lib\": " << quoted(r.dense_lib)
        << ", \"dense_host_overhead_us\": " << number(r.dense_host_overhead_us)
        << ", \"sparse_ms\": " << number(r.sparse_ms) << ", \"sparse_lib\": " << quoted(r.sparse_lib)
        << ", \"sparse_kernel\": " << quoted(r.sparse_kernel) << ", \"ratio\": " << number(r.ratio)
        << ", \"host_overhead_us\": " << number(r.host_overhead_us)
-       << ", \"max_rel_diff_vs_dense\": " << number(r.max_rel_diff_vs_dense) << ", \"error\": " << quoted(r.error)
-       << "}" << (i + 1 < rows.size() ? "," : "") << "\n";
+       << ", \"max_rel_diff_vs_dense\": " << number(r.max_rel_diff_vs_dense)
+       << ", \"error\": " << quoted(r.error) << "}" << (i + 1 < rows.size() ? "," : "") << "\n";
   }
   os << "]\n";
   return os.str();

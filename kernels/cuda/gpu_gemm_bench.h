@@ -19,23 +19,23 @@ struct GpuGemmBenchOptions {
   std::vector<std::pair<int64_t, int64_t>> shapes;  ///< weight shapes (N, K)
   std::vector<int64_t> ms;                          ///< activation rows M
   std::vector<DType> dtypes;                        ///< f16, bf16, i8 (outputs: f16, bf16, i32)
-  bool cusparselt = true;       ///< false: leave cuSPARSELt out (rows are still written for sparse24)
-  bool cold_l2 = true;          ///< flush L2 before every timed call, as when other layers ran in between
-  double target_ms = 25.0;      ///< kernel time each measurement aims to accumulate
+  bool cusparselt = true;   ///< false: leave cuSPARSELt out (rows are still written for sparse24)
+  bool cold_l2 = true;      ///< flush L2 before every timed call, as when other layers ran in between
+  double target_ms = 25.0;  ///< kernel time each measurement aims to accumulate
   int min_iters = 3, max_iters = 200;
-  std::function<void(const std::string&)> log;  ///< one line per measured configuration (may be empty)
+  std::function<void(const std::string&)> log;         ///< one line per measured configuration (may be empty)
   std::function<void(const GpuGemmBenchRow&)> on_row;  ///< each row as soon as it is measured (may be empty)
 };
 
 /// One sparse library against the dense baseline on one problem.
 struct GpuGemmBenchRow {
   int64_t m = 0, n = 0, k = 0;
-  std::string dtype;                 ///< operand type
+  std::string dtype;  ///< operand type
   std::string dense_lib = "cublas";
-  double dense_ms = 0;               ///< kernel time per call (CUDA events)
-  double dense_host_overhead_us = 0; ///< wall time per call spent on the host to enqueue it
-  std::string sparse_lib;            ///< "cusparselt" or "sparse24"
-  std::string sparse_kernel;         ///< sparse24: "small_m" or "large_m"; cuSPARSELt: "searched"
+  double dense_ms = 0;                ///< kernel time per call (CUDA events)
+  double dense_host_overhead_us = 0;  ///< wall time per call spent on the host to enqueue it
+  std::string sparse_lib;             ///< "cusparselt" or "sparse24"
+  std::string sparse_kernel;          ///< sparse24: "small_m" or "large_m"; cuSPARSELt: "searched"
   double sparse_ms = 0;
   double host_overhead_us = 0;       ///< the sparse library's host time per call
   double ratio = 0;                  ///< dense_ms / sparse_ms (> 1: the 2:4 product is faster)

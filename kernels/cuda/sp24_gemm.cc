@@ -13,8 +13,8 @@ std::string Sp24Gemm::can_implement(const Sparse24& w, const Sp24GemmConfig& con
   // cp.async moves activations in 16-byte chunks: every row must hold a whole number of them.
   const int64_t k_multiple = w.dtype == DType::i8 ? 16 : 8;
   if (w.cols % k_multiple != 0)
-    return "K = " + std::to_string(w.cols) + " must be a multiple of " + std::to_string(k_multiple) + " for " +
-           std::string(dtype_name(w.dtype));
+    return "K = " + std::to_string(w.cols) + " must be a multiple of " + std::to_string(k_multiple) +
+           " for " + std::string(dtype_name(w.dtype));
   if (w.dtype == DType::i8) {
     if (config.output != DType::i32) return "i8 weights produce i32 outputs";
     if (config.has_bias || config.activation != reference::Activation::none)
@@ -32,7 +32,9 @@ void Sp24Gemm::initialize(const Sparse24& weight, const Sp24GemmConfig& config, 
   if (config.has_bias && !bias) fail("Sp24Gemm: config.has_bias is set but no bias was given");
   Sp24PackedWeight packed = pack_sp24_weight(weight);
 
-  operand_ = weight.dtype == DType::i8 ? Sp24Operand::i8 : weight.dtype == DType::bf16 ? Sp24Operand::bf16 : Sp24Operand::f16;
+  operand_ = weight.dtype == DType::i8     ? Sp24Operand::i8
+             : weight.dtype == DType::bf16 ? Sp24Operand::bf16
+                                           : Sp24Operand::f16;
   values_ = DeviceBuffer(packed.values.size());
   meta_ = DeviceBuffer(packed.meta.size());
   values_.upload(packed.values.data(), packed.values.size(), stream);
@@ -56,15 +58,29 @@ void Sp24Gemm::initialize(const Sparse24& weight, const Sp24GemmConfig& config, 
   params_.meta_words_per_step = packed.meta_words_per_step();
   params_.row_tiles = packed.n_padded / kSp24RowTile;
   switch (config.output) {
-    case DType::f16: params_.output = Sp24Output::f16; break;
-    case DType::bf16: params_.output = Sp24Output::bf16; break;
-    case DType::i32: params_.output = Sp24Output::i32; break;
-    default: params_.output = Sp24Output::f32; break;
+    case DType::f16:
+      params_.output = Sp24Output::f16;
+      break;
+    case DType::bf16:
+      params_.output = Sp24Output::bf16;
+      break;
+    case DType::i32:
+      params_.output = Sp24Output::i32;
+      break;
+    default:
+      params_.output = Sp24Output::f32;
+      break;
   }
   switch (config.activation) {
-    case reference::Activation::none: params_.activation = Sp24Activation::none; break;
-    case reference::Activation::relu: params_.activation = Sp24Activation::relu; break;
-    case reference::Activation::gelu: params_.activation = Sp24Activation::gelu; break;
+    case reference::Activation::none:
+      params_.activation = Sp24Activation::none;
+      break;
+    case reference::Activation::relu:
+      params_.activation = Sp24Activation::relu;
+      break;
+    case reference::Activation::gelu:
+      params_.activation = Sp24Activation::gelu;
+      break;
   }
 }
 

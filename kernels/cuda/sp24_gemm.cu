@@ -15,7 +15,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kStepBytes = int(kSp24StepBytes);
-constexpr int kNTiles = 8;         // n8 tiles (8 activation rows each) per warp: 64 activation rows
+constexpr int kNTiles = 8;  // n8 tiles (8 activation rows each) per warp: 64 activation rows
 
 // ---- instruction level: one mma.sp per operand type -------------------------------------------------------
 // `sel` is the sparsity selector: for 16-bit operands one 32-bit metadata register serves two 16-row halves,
@@ -30,7 +30,8 @@ struct OpF16 {
     asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, %13;\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e), "n"(Sel));
+        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e),
+          "n"(Sel));
   }
 };
 
@@ -42,7 +43,8 @@ struct OpBF16 {
     asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, %13;\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e), "n"(Sel));
+        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e),
+          "n"(Sel));
   }
 };
 
@@ -54,16 +56,18 @@ struct OpI8 {
     asm("mma.sp::ordered_metadata.sync.aligned.m16n8k64.row.col.s32.s8.s8.s32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, %13;\n"
         : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e), "n"(Sel));
+        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e),
+          "n"(Sel));
   }
 };
 
-// ---- warp level: a 32-row weight tile against one k-step of up to 64 activation rows -----------------------
+// ---- warp level: a 32-row weight tile against one k-step of up to 64 activation rows
+// -----------------------
 
 // The A operand and metadata of one 32-row tile for one k-step.
 struct WeightStep {
-  uint4 a[2];      // the two 16-row halves
-  uint32_t e[2];   // metadata for each half (16-bit operands use e[0] for both, with selectors 0 and 1)
+  uint4 a[2];     // the two 16-row halves
+  uint32_t e[2];  // metadata for each half (16-bit operands use e[0] for both, with selectors 0 and 1)
 };
 
 template <class Op>
@@ -71,7 +75,8 @@ __device__ __forceinline__ WeightStep load_weight_step(const Sp24LaunchParams& p
                                                        int lane) {
   const auto* values = static_cast<const uint8_t*>(p.values);
   WeightStep w;
-  // Weights are read once per launch: the non-coherent path, 128 bits per lane, 512 contiguous bytes per warp.
+  // Weights are read once per launch: the non-coherent path, 128 bits per lane, 512 contiguous bytes per
+  // warp.
   w.a[0] = __ldg(reinterpret_cast<const uint4*>(values + sp24_fragment_offset(tile, step, p.steps, 0, lane)));
   w.a[1] = __ldg(reinterpret_cast<const uint4*>(values + sp24_fragment_offset(tile, step, p.steps, 1, lane)));
   w.e[0] = __ldg(p.meta + sp24_meta_word_index(tile, step, p.meta_words_per_step, 0, lane, Op::kInt8));
@@ -90,7 +95,8 @@ __device__ __forceinline__ void mma_step(typename Op::Acc (&acc)[2][4], const We
     Op::template mma<1>(acc[1], w.a[1], b, w.e[0]);
 }
 
-// ---- epilogue ------------------------------------------------------------------------------------------------
+// ---- epilogue
+// ------------------------------------------------------------------------------------------------
 
 template <class Acc>
 __device__ __forceinline__ void store_output(const Sp24LaunchParams& p, int64_t m, int64_t n, Acc sum) {
@@ -105,17 +111,23 @@ __device__ __forceinline__ void store_output(const Sp24LaunchParams& p, int64_t 
     else if (p.activation == Sp24Activation::gelu)
       v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     switch (p.output) {
-      case Sp24Output::f16: static_cast<__half*>(p.y)[at] = __float2half_rn(v); break;
-      case Sp24Output::bf16: static_cast<__nv_bfloat16*>(p.y)[at] = __float2bfloat16_rn(v); break;
-      default: static_cast<float*>(p.y)[at] = v; break;
+      case Sp24Output::f16:
+        static_cast<__half*>(p.y)[at] = __float2half_rn(v);
+        break;
+      case Sp24Output::bf16:
+        static_cast<__nv_bfloat16*>(p.y)[at] = __float2bfloat16_rn(v);
+        break;
+      default:
+        static_cast<float*>(p.y)[at] = v;
+        break;
     }
   }
 }
 
-// ---- small-M kernel: memory-bound, the compressed weight streamed once per 64 activation rows ---------------
-// Block = one 32-row weight tile x 64 activation rows. The 8 warps split the k-steps (each takes runs of
-// kUnroll consecutive steps, loading them all before computing, so enough bytes are in flight), then add
-// their partial sums in shared memory; the epilogue writes Y rows contiguously along n.
+// ---- small-M kernel: memory-bound, the compressed weight streamed once per 64 activation rows
+// --------------- Block = one 32-row weight tile x 64 activation rows. The 8 warps split the k-steps (each
+// takes runs of kUnroll consecutive steps, loading them all before computing, so enough bytes are in flight),
+// then add their partial sums in shared memory; the epilogue writes Y rows contiguously along n.
 
 constexpr int kUnroll = 4;
 
@@ -155,7 +167,9 @@ __global__ void __launch_bounds__(kThreads) sp24_gemm_small_m_kernel(const Sp24L
           const int64_t off = kb + 16 * i;
           // Rows past M and the K tail inside the last k-step read as zero (the weight there is zero too,
           // but X might hold NaN/Inf or not be mapped at all).
-          b[i] = (m < p.m && off < k_bytes) ? __ldg(reinterpret_cast<const uint32_t*>(x + m * x_row_bytes + off)) : 0u;
+          b[i] = (m < p.m && off < k_bytes)
+                     ? __ldg(reinterpret_cast<const uint32_t*>(x + m * x_row_bytes + off))
+                     : 0u;
         }
         mma_step<Op>(acc[j], w[u], b);
       }
@@ -180,10 +194,11 @@ __global__ void __launch_bounds__(kThreads) sp24_gemm_small_m_kernel(const Sp24L
   }
 }
 
-// ---- large-M kernel: 128 weight rows x 128 activation rows per block ----------------------------------------
-// Warps 4 (along n, 32 weight rows each) x 2 (along m, 64 activation rows each). The activation tile goes
-// through shared memory, two k-steps per stage, double-buffered with cp.async (zero-filled past M and K);
-// the A operand comes straight from global memory in fragment order (the two warps sharing it hit L1).
+// ---- large-M kernel: 128 weight rows x 128 activation rows per block
+// ---------------------------------------- Warps 4 (along n, 32 weight rows each) x 2 (along m, 64 activation
+// rows each). The activation tile goes through shared memory, two k-steps per stage, double-buffered with
+// cp.async (zero-filled past M and K); the A operand comes straight from global memory in fragment order (the
+// two warps sharing it hit L1).
 
 constexpr int kLargeTileN = 128, kLargeTileM = 128, kStageSteps = 2;
 // 16 bytes of padding per row: the 8 rows one ldmatrix phase reads (16 bytes each) then cover all 32 banks.
@@ -194,10 +209,13 @@ __device__ __forceinline__ void cp_async_16(void* smem, const void* global, bool
   const int src_bytes = valid ? 16 : 0;  // 0: the 16 bytes are zero-filled, nothing is read
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global), "r"(src_bytes));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// "memory": shared-memory reads must not move above the wait.
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 // Loads one n8 tile's B registers for a k-step from shared memory in one instruction: the four 8x8 b16
@@ -210,7 +228,8 @@ __device__ __forceinline__ void load_b_fragment(uint32_t (&b)[4], const uint8_t*
   const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
-               : "r"(addr));
+               : "r"(addr)
+               : "memory");
 }
 
 template <class Op>
@@ -244,7 +263,8 @@ __global__ void __launch_bounds__(kThreads) sp24_gemm_large_m_kernel(const Sp24L
     WeightStep w[kStageSteps];
 #pragma unroll
     for (int u = 0; u < kStageSteps; ++u)
-      if (tile_live && st * kStageSteps + u < p.steps) w[u] = load_weight_step<Op>(p, tile, st * kStageSteps + u, lane);
+      if (tile_live && st * kStageSteps + u < p.steps)
+        w[u] = load_weight_step<Op>(p, tile, st * kStageSteps + u, lane);
     if (st + 1 < stages) {
       load_stage(st + 1, int((st + 1) % 2));
       cp_async_wait<1>();
@@ -281,7 +301,8 @@ __global__ void __launch_bounds__(kThreads) sp24_gemm_large_m_kernel(const Sp24L
 
 template <class Op>
 void launch(Sp24Kernel kernel, const Sp24LaunchParams& p, cudaStream_t stream) {
-  if (kernel == Sp24Kernel::automatic) kernel = p.m <= kSp24SmallMMax ? Sp24Kernel::small_m : Sp24Kernel::large_m;
+  if (kernel == Sp24Kernel::automatic)
+    kernel = p.m <= kSp24SmallMMax ? Sp24Kernel::small_m : Sp24Kernel::large_m;
   if (kernel == Sp24Kernel::small_m) {
     dim3 grid(unsigned(p.row_tiles), unsigned((p.m + kNTiles * 8 - 1) / (kNTiles * 8)));
     sp24_gemm_small_m_kernel<Op><<<grid, kThreads, 0, stream>>>(p);
@@ -298,9 +319,15 @@ cudaError_t launch_sp24_gemm(Sp24Operand operand, Sp24Kernel kernel, const Sp24L
                              cudaStream_t stream) {
   if (params.m <= 0) return cudaSuccess;
   switch (operand) {
-    case Sp24Operand::f16: launch<OpF16>(kernel, params, stream); break;
-    case Sp24Operand::bf16: launch<OpBF16>(kernel, params, stream); break;
-    case Sp24Operand::i8: launch<OpI8>(kernel, params, stream); break;
+    case Sp24Operand::f16:
+      launch<OpF16>(kernel, params, stream);
+      break;
+    case Sp24Operand::bf16:
+      launch<OpBF16>(kernel, params, stream);
+      break;
+    case Sp24Operand::i8:
+      launch<OpI8>(kernel, params, stream);
+      break;
   }
   return cudaGetLastError();
 }

@@ -17,9 +17,9 @@ namespace sparse24::cuda {
 
 /// What the operator computes besides the product.
 struct Sp24GemmConfig {
-  DType output = DType::f32;                               ///< f32 or the weight's dtype (f16/bf16); i32 for i8
+  DType output = DType::f32;  ///< f32 or the weight's dtype (f16/bf16); i32 for i8
   reference::Activation activation = reference::Activation::none;  ///< f16/bf16 only
-  bool has_bias = false;                                   ///< f32 bias[N], f16/bf16 only
+  bool has_bias = false;                                           ///< f32 bias[N], f16/bf16 only
 };
 
 /// One call's operands; device pointers. X[m][k] (row stride ldx elements), Y[m][n] (row stride ldy).
@@ -42,14 +42,17 @@ class Sp24Gemm {
 
   /// Packs the weight (sp24_pack.h) and uploads it and the bias (host f32[N], or null) on `stream`, then
   /// waits for the copies. Throws Error when can_implement refuses or a CUDA call fails.
-  void initialize(const Sparse24& weight, const Sp24GemmConfig& config, const float* bias, cudaStream_t stream);
+  void initialize(const Sparse24& weight, const Sp24GemmConfig& config, const float* bias,
+                  cudaStream_t stream);
 
   /// Launches the product on `stream`: no allocation, no synchronisation. Throws Error on bad arguments
   /// (alignment, strides) or a failed launch.
   void run(const Sp24GemmArguments& args, cudaStream_t stream) const;
 
   /// The kernel run() uses for `m` activation rows with Sp24Kernel::automatic.
-  static Sp24Kernel kernel_for(int64_t m) { return m <= kSp24SmallMMax ? Sp24Kernel::small_m : Sp24Kernel::large_m; }
+  static Sp24Kernel kernel_for(int64_t m) {
+    return m <= kSp24SmallMMax ? Sp24Kernel::small_m : Sp24Kernel::large_m;
+  }
 
   int64_t n() const { return params_.n; }
   int64_t k() const { return params_.k; }

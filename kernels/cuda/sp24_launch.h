@@ -27,11 +27,11 @@ inline constexpr int64_t kSp24SmallMMax = 128;
 
 /// Everything one launch needs. Sizes are in elements unless named *_bytes.
 struct Sp24LaunchParams {
-  const void* values = nullptr;   ///< fragment-ordered weight values (sp24_pack.h), 16-byte aligned
-  const uint32_t* meta = nullptr; ///< NVIDIA-layout metadata as 32-bit words
-  const float* bias = nullptr;    ///< [n] or null (never for i8)
-  const void* x = nullptr;        ///< activations X[m][k], row stride ldx
-  void* y = nullptr;              ///< output Y[m][n], row stride ldy
+  const void* values = nullptr;    ///< fragment-ordered weight values (sp24_pack.h), 16-byte aligned
+  const uint32_t* meta = nullptr;  ///< NVIDIA-layout metadata as 32-bit words
+  const float* bias = nullptr;     ///< [n] or null (never for i8)
+  const void* x = nullptr;         ///< activations X[m][k], row stride ldx
+  void* y = nullptr;               ///< output Y[m][n], row stride ldy
   int64_t m = 0, n = 0, k = 0, ldx = 0, ldy = 0;
   int64_t steps = 0;                ///< k-steps of the padded weight
   int64_t meta_words_per_step = 0;  ///< see Sp24PackedWeight::meta_words_per_step

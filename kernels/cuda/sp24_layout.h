@@ -20,8 +20,8 @@ inline constexpr int64_t kSp24LaneBytes = 16;
 
 /// Byte offset, in the fragment-ordered values, of the 16 bytes `lane` loads for 32-row tile `row_tile`,
 /// k-step `step` (of `steps`) and 16-row half `half`. Shared by the packer, its test and the kernels.
-S24_HOST_DEVICE constexpr int64_t sp24_fragment_offset(int64_t row_tile, int64_t step, int64_t steps, int half,
-                                                       int lane) {
+S24_HOST_DEVICE constexpr int64_t sp24_fragment_offset(int64_t row_tile, int64_t step, int64_t steps,
+                                                       int half, int lane) {
   return (((row_tile * steps + step) * 2 + half) * 32 + lane) * kSp24LaneBytes;
 }
 

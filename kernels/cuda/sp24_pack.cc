@@ -10,9 +10,12 @@ namespace sparse24::cuda {
 int64_t sp24_step_elements(DType dtype) {
   switch (dtype) {
     case DType::f16:
-    case DType::bf16: return 32;
-    case DType::i8: return 64;
-    default: fail("the mma.sp kernels take f16, bf16 or i8 weights, not {}", dtype_name(dtype));
+    case DType::bf16:
+      return 32;
+    case DType::i8:
+      return 64;
+    default:
+      fail("the mma.sp kernels take f16, bf16 or i8 weights, not {}", dtype_name(dtype));
   }
 }
 
@@ -30,8 +33,8 @@ Sparse24 pad_portable(const Sparse24& w, int64_t n_padded, int64_t k_padded) {
   p.values.assign(size_t(n_padded * k_padded / 2) * elem, std::byte{0});
   p.meta.assign(size_t(n_padded * k_padded / 8), 0x44);
   for (int64_t r = 0; r < w.rows; ++r) {
-    std::memcpy(p.values.data() + size_t(r * k_padded / 2) * elem, w.values.data() + size_t(r * w.cols / 2) * elem,
-                size_t(w.cols / 2) * elem);
+    std::memcpy(p.values.data() + size_t(r * k_padded / 2) * elem,
+                w.values.data() + size_t(r * w.cols / 2) * elem, size_t(w.cols / 2) * elem);
     for (int64_t g = 0; g < w.groups_per_row(); ++g) {
       size_t i = size_t(r * (k_padded / 4) + g);
       uint8_t& byte = p.meta[i / 2];
@@ -86,7 +89,8 @@ Sp24PackedWeight pack_sp24_weight(const Sparse24& w) {
 Sparse24 unpack_sp24_weight(const Sp24PackedWeight& packed) {
   const int64_t row_bytes = packed.k_padded / 2 * int64_t(dtype_size(packed.dtype));
   if (packed.values.size() != size_t(packed.n_padded * row_bytes))
-    fail("unpack_sp24_weight: {} value bytes, expected {}", packed.values.size(), packed.n_padded * row_bytes);
+    fail("unpack_sp24_weight: {} value bytes, expected {}", packed.values.size(),
+         packed.n_padded * row_bytes);
   Sparse24 nv;
   nv.dtype = packed.dtype;
   nv.rows = packed.n_padded;

@@ -25,10 +25,10 @@ int64_t sp24_step_elements(DType dtype);
 /// A 2:4 weight packed for the mma.sp kernels: padded, values in fragment order, metadata in NVIDIA's layout.
 struct Sp24PackedWeight {
   DType dtype = DType::f16;
-  int64_t n = 0, k = 0;                 ///< the weight's logical shape W[n][k]
-  int64_t n_padded = 0, k_padded = 0;   ///< padded to kSp24RowTile rows and whole k-steps
-  std::vector<uint8_t> values;          ///< n_padded * k_padded / 2 elements, fragment order
-  std::vector<uint8_t> meta;            ///< n_padded * k_padded / 8 bytes, Layout24::nvidia_sm80
+  int64_t n = 0, k = 0;                ///< the weight's logical shape W[n][k]
+  int64_t n_padded = 0, k_padded = 0;  ///< padded to kSp24RowTile rows and whole k-steps
+  std::vector<uint8_t> values;         ///< n_padded * k_padded / 2 elements, fragment order
+  std::vector<uint8_t> meta;           ///< n_padded * k_padded / 8 bytes, Layout24::nvidia_sm80
 
   int64_t steps() const { return k_padded / sp24_step_elements(dtype); }
   /// 32-bit metadata words the kernel reads per k-step (all rows): n_padded for 16-bit, 2·n_padded for i8.

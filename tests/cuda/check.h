@@ -14,20 +14,22 @@ inline int& failures() {
 inline constexpr int kSkipped = 77;
 /// 0 when every CHECK held, 1 otherwise (and a summary line).
 inline int test_exit_code(const char* suite) {
-  if (failures()) std::printf("%s: %d check(s) FAILED\n", suite, failures());
-  else std::printf("%s: all checks passed\n", suite);
+  if (failures())
+    std::printf("%s: %d check(s) FAILED\n", suite, failures());
+  else
+    std::printf("%s: all checks passed\n", suite);
   return failures() ? 1 : 0;
 }
 
 }  // namespace sparse24::test
 
 /// Records a failure (with file:line, the condition and a message built with printf arguments) unless cond.
-#define CHECK(cond, ...)                                                 \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
-      ++::sparse24::test::failures();                                    \
+#define CHECK(cond, ...)                                                   \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      ++::sparse24::test::failures();                                      \
       std::printf("%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                          \
-      std::printf("\n");                                                 \
-    }                                                                    \
+      std::printf(__VA_ARGS__);                                            \
+      std::printf("\n");                                                   \
+    }                                                                      \
   } while (0)

@@ -29,8 +29,8 @@ constexpr bool same_abi() {
       else if constexpr (std::is_void_v<std::remove_cv_t<PA>> || std::is_void_v<std::remove_cv_t<PB>>)
         return false;
       else
-        return std::is_const_v<PA> == std::is_const_v<PB> && sizeof(PA) == sizeof(PB) && alignof(PA) == alignof(PB) &&
-               std::is_pointer_v<PA> == std::is_pointer_v<PB>;
+        return std::is_const_v<PA> == std::is_const_v<PB> && sizeof(PA) == sizeof(PB) &&
+               alignof(PA) == alignof(PB) && std::is_pointer_v<PA> == std::is_pointer_v<PB>;
     }
   } else {
     return sizeof(A) == sizeof(B) && std::is_floating_point_v<A> == std::is_floating_point_v<B> &&
@@ -42,7 +42,8 @@ template <typename Ours, typename Theirs>
 struct SameSignature : std::false_type {};
 template <typename R1, typename... A1, typename R2, typename... A2>
 struct SameSignature<R1 (*)(A1...), R2 (*)(A2...)>
-    : std::bool_constant<sizeof...(A1) == sizeof...(A2) && same_abi<R1, R2>() && (same_abi<A1, A2>() && ...)> {};
+    : std::bool_constant<sizeof...(A1) == sizeof...(A2) && same_abi<R1, R2>() &&
+                         (same_abi<A1, A2>() && ...)> {};
 
 #define S24_SAME_SIGNATURE(ours, theirs) \
   static_assert(SameSignature<cslt::ours, decltype(&theirs)>::value, #ours " does not match " #theirs)
@@ -79,8 +80,9 @@ S24_SAME_OBJECT(AlgSelection, cusparseLtMatmulAlgSelection_t);
 S24_SAME_OBJECT(MatmulPlan, cusparseLtMatmulPlan_t);
 
 // Enum values and sizes.
-#define S24_SAME_ENUM(ours, theirs)                                                                      \
-  static_assert(int(cslt::ours) == int(theirs) && sizeof(cslt::ours) == sizeof(theirs), #ours " != " #theirs)
+#define S24_SAME_ENUM(ours, theirs)                                                                 \
+  static_assert(int(cslt::ours) == int(theirs) && sizeof(cslt::ours) == sizeof(theirs), #ours " !=" \
+                                                                                              " " #theirs)
 S24_SAME_ENUM(kSuccess, CUSPARSE_STATUS_SUCCESS);
 S24_SAME_ENUM(kOrderCol, CUSPARSE_ORDER_COL);
 S24_SAME_ENUM(kOrderRow, CUSPARSE_ORDER_ROW);
@@ -99,8 +101,8 @@ static_assert(CUSPARSELT_VERSION >= cslt::kMinVersion, "the header found is olde
 }  // namespace
 
 int main() {
-  std::printf("cusparselt_api.h matches cusparseLt.h %d.%d.%d (checked at compile time)\n", CUSPARSELT_VER_MAJOR,
-              CUSPARSELT_VER_MINOR, CUSPARSELT_VER_PATCH);
+  std::printf("cusparselt_api.h matches cusparseLt.h %d.%d.%d (checked at compile time)\n",
+              CUSPARSELT_VER_MAJOR, CUSPARSELT_VER_MINOR, CUSPARSELT_VER_PATCH);
 #ifdef SPARSE24_CUSPARSELT_DEFAULT_LIB
   // Loading needs no GPU: the library resolves, and reports a version the header agrees with.
   std::string why;
@@ -109,7 +111,8 @@ int main() {
   if (api) {
     std::printf("loaded cuSPARSELt version %d\n", api->version);
     CHECK(api->version >= cslt::kMinVersion, "version %d", api->version);
-    CHECK(api->version / 100 == CUSPARSELT_VERSION / 100, "library %d vs header %d", api->version, CUSPARSELT_VERSION);
+    CHECK(api->version / 100 == CUSPARSELT_VERSION / 100, "library %d vs header %d", api->version,
+          CUSPARSELT_VERSION);
   }
 #else
   std::printf("no cuSPARSELt library found at configure time: load check skipped\n");

@@ -1,8 +1,9 @@
 // GPU tests of the CUDA backend against the one reference (reference/gemm.h), on integer-valued data so that
 // every f32/i32 sum is exact and results must match bit for bit: sparse24's mma.sp kernels (both kernels,
-// every operand type, f32 and narrow outputs, bias + ReLU, partial tiles in N, M and K), the cuBLAS baseline and
-// the cuSPARSELt backend. Without a CUDA device the program prints "no CUDA device: skipped" and exits 77
-// (ctest: skipped). cuSPARSELt missing is a skip of its cases, or a failure when SPARSE24_REQUIRE_CUSPARSELT=1.
+// every operand type, f32 and narrow outputs, bias + ReLU, partial tiles in N, M and K), the cuBLAS baseline
+// and the cuSPARSELt backend. Without a CUDA device the program prints "no CUDA device: skipped" and exits 77
+// (ctest: skipped). cuSPARSELt missing is a skip of its cases, or a failure when
+// SPARSE24_REQUIRE_CUSPARSELT=1.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -27,7 +28,9 @@ struct Problem {
   int64_t m, n, k;
 };
 
-std::string name(DType d) { return std::string(dtype_name(d)); }
+std::string name(DType d) {
+  return std::string(dtype_name(d));
+}
 
 // A dense 2:4 weight [n][k] of small nonzero integers in random kept positions.
 Tensor random_24_dense(int64_t n, int64_t k, DType dtype, int max_abs, std::mt19937& rng) {
@@ -67,7 +70,9 @@ std::vector<double> reference_product(const Tensor& x, const Sparse24& w, const 
   std::vector<float> yf(size_t(m * n));
   reference::gemm_24_f32(m, xf.data<float>(), k, w, bias ? bias->data() : nullptr, act, yf.data(), n);
   for (size_t i = 0; i < y.size(); ++i)
-    y[i] = out == DType::f16 ? f16_to_f32(f32_to_f16(yf[i])) : out == DType::bf16 ? bf16_to_f32(f32_to_bf16(yf[i])) : yf[i];
+    y[i] = out == DType::f16    ? f16_to_f32(f32_to_f16(yf[i]))
+           : out == DType::bf16 ? bf16_to_f32(f32_to_bf16(yf[i]))
+                                : yf[i];
   return y;
 }
 
@@ -75,13 +80,15 @@ std::vector<double> download(const DeviceBuffer& y, int64_t count, DType out) {
   Tensor h(out, {count});
   S24_CUDA_CHECK(cudaMemcpy(h.bytes(), y.get(), h.nbytes(), cudaMemcpyDeviceToHost));
   std::vector<double> v(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) v[size_t(i)] = out == DType::i32 ? double(h.data<int32_t>()[i]) : double(h.get(i));
+  for (int64_t i = 0; i < count; ++i)
+    v[size_t(i)] = out == DType::i32 ? double(h.data<int32_t>()[i]) : double(h.get(i));
   return v;
 }
 
 // Exact comparison (or within `tolerance` relative, for GELU whose erf differs in the last bits); refuses an
 // all-zero expectation, which would let a kernel that writes nothing pass.
-void compare(const std::vector<double>& got, const std::vector<double>& want, double tolerance, const std::string& what) {
+void compare(const std::vector<double>& got, const std::vector<double>& want, double tolerance,
+             const std::string& what) {
   int64_t bad = 0, nonzero = 0, first_bad = -1;
   for (size_t i = 0; i < want.size(); ++i) {
     nonzero += want[i] != 0;
@@ -92,16 +99,18 @@ void compare(const std::vector<double>& got, const std::vector<double>& want, do
     }
   }
   CHECK(nonzero > 0, "%s: the expected result is all zero", what.c_str());
-  CHECK(bad == 0, "%s: %lld of %zu outputs wrong (first at %lld: got %g, want %g)", what.c_str(), (long long)bad,
-        want.size(), (long long)first_bad, first_bad >= 0 ? got[size_t(first_bad)] : 0.0,
+  CHECK(bad == 0, "%s: %lld of %zu outputs wrong (first at %lld: got %g, want %g)", what.c_str(),
+        (long long)bad, want.size(), (long long)first_bad, first_bad >= 0 ? got[size_t(first_bad)] : 0.0,
         first_bad >= 0 ? want[size_t(first_bad)] : 0.0);
 }
 
 void test_sp24(DType dtype, const Problem& pr, Sp24Kernel kernel, DType out, bool bias_relu, bool gelu,
                std::mt19937& rng) {
-  const std::string what = "sp24 " + name(dtype) + "->" + name(out) + " " + std::string(kernel == Sp24Kernel::small_m ? "small_m" : "large_m") +
-                           " m=" + std::to_string(pr.m) + " n=" + std::to_string(pr.n) + " k=" + std::to_string(pr.k) +
-                           (bias_relu ? " +bias+relu" : "") + (gelu ? " +gelu" : "");
+  const std::string what = "sp24 " + name(dtype) + "->" + name(out) + " " +
+                           std::string(kernel == Sp24Kernel::small_m ? "small_m" : "large_m") +
+                           " m=" + std::to_string(pr.m) + " n=" + std::to_string(pr.n) +
+                           " k=" + std::to_string(pr.k) + (bias_relu ? " +bias+relu" : "") +
+                           (gelu ? " +gelu" : "");
   Tensor wd = random_24_dense(pr.n, pr.k, dtype, 3, rng);
   Sparse24 w = compress_24(wd, "test weight");
   Tensor x = random_tensor({pr.m, pr.k}, dtype, 3, rng);
@@ -112,7 +121,9 @@ void test_sp24(DType dtype, const Problem& pr, Sp24Kernel kernel, DType out, boo
   Sp24GemmConfig config;
   config.output = out;
   config.has_bias = bias_relu;
-  config.activation = bias_relu ? reference::Activation::relu : gelu ? reference::Activation::gelu : reference::Activation::none;
+  config.activation = bias_relu ? reference::Activation::relu
+                      : gelu    ? reference::Activation::gelu
+                                : reference::Activation::none;
   CHECK(Sp24Gemm::can_implement(w, config).empty(), "%s: can_implement refused: %s", what.c_str(),
         Sp24Gemm::can_implement(w, config).c_str());
   Sp24Gemm op;
@@ -126,8 +137,9 @@ void test_sp24(DType dtype, const Problem& pr, Sp24Kernel kernel, DType out, boo
   args.m = pr.m, args.x = dx.get(), args.ldx = pr.k, args.y = dy.get(), args.ldy = pr.n, args.kernel = kernel;
   op.run(args, nullptr);
   S24_CUDA_CHECK(cudaDeviceSynchronize());
-  compare(download(dy, pr.m * pr.n, out), reference_product(x, w, bias_relu ? &bias : nullptr, config.activation, out),
-          gelu ? 1e-5 : 0.0, what);
+  compare(download(dy, pr.m * pr.n, out),
+          reference_product(x, w, bias_relu ? &bias : nullptr, config.activation, out), gelu ? 1e-5 : 0.0,
+          what);
 }
 
 void test_cublas(DType dtype, const Problem& pr, CublasDenseGemm& cublas, std::mt19937& rng) {
@@ -159,8 +171,8 @@ void test_cusparselt(DType dtype, const Problem& pr, std::mt19937& rng) {
   S24_CUDA_CHECK(cudaDeviceSynchronize());
   compare(download(dy, pr.m * pr.n, out),
           reference_product(x, compress_24(wd, "w"), nullptr, reference::Activation::none, out), 0.0,
-          "cusparselt " + name(dtype) + " m=" + std::to_string(pr.m) + " n=" + std::to_string(pr.n) + " k=" +
-              std::to_string(pr.k));
+          "cusparselt " + name(dtype) + " m=" + std::to_string(pr.m) + " n=" + std::to_string(pr.n) +
+              " k=" + std::to_string(pr.k));
 }
 
 void test_refusals() {
@@ -197,8 +209,10 @@ int main() {
 
     // K multiples of 8 (16-bit) or 16 (i8) that leave a partial k-step; N partial row tiles; M partial n8 /
     // 64-row / 128-row tiles, including M = 1 and M just above the small-M limit.
-    const std::vector<Problem> problems16 = {{1, 32, 32}, {7, 40, 40}, {64, 96, 128}, {33, 100, 200}, {130, 72, 264}, {300, 160, 96}};
-    const std::vector<Problem> problems8 = {{1, 32, 64}, {7, 40, 80}, {64, 96, 128}, {33, 100, 208}, {130, 72, 272}, {300, 160, 96}};
+    const std::vector<Problem> problems16 = {{1, 32, 32},    {7, 40, 40},    {64, 96, 128},
+                                             {33, 100, 200}, {130, 72, 264}, {300, 160, 96}};
+    const std::vector<Problem> problems8 = {{1, 32, 64},    {7, 40, 80},    {64, 96, 128},
+                                            {33, 100, 208}, {130, 72, 272}, {300, 160, 96}};
     for (DType dtype : {DType::f16, DType::bf16, DType::i8}) {
       const auto& problems = dtype == DType::i8 ? problems8 : problems16;
       const DType narrow = dtype == DType::i8 ? DType::i32 : dtype;
@@ -211,7 +225,8 @@ int main() {
             test_sp24(dtype, pr, kernel, wide, true, false, rng);
           }
         }
-      if (dtype != DType::i8) test_sp24(dtype, {50, 64, 128}, Sp24Kernel::automatic, DType::f32, false, true, rng);
+      if (dtype != DType::i8)
+        test_sp24(dtype, {50, 64, 128}, Sp24Kernel::automatic, DType::f32, false, true, rng);
       // A problem large enough for many blocks in both grid dimensions.
       test_sp24(dtype, {520, 1056, 512}, Sp24Kernel::automatic, wide, false, false, rng);
       test_sp24(dtype, {100, 1056, 512}, Sp24Kernel::automatic, wide, false, false, rng);
@@ -223,11 +238,13 @@ int main() {
     std::string cslt_why = CusparseltGemm::availability();
     const char* require = std::getenv("SPARSE24_REQUIRE_CUSPARSELT");
     if (!cslt_why.empty()) {
-      CHECK(!(require && std::string(require) == "1"), "cuSPARSELt required but unavailable: %s", cslt_why.c_str());
+      CHECK(!(require && std::string(require) == "1"), "cuSPARSELt required but unavailable: %s",
+            cslt_why.c_str());
       std::printf("cuSPARSELt cases skipped: %s\n", cslt_why.c_str());
     } else {
       for (DType dtype : {DType::f16, DType::bf16, DType::i8})
-        for (const Problem& pr : std::vector<Problem>{{16, 64, 128}, {32, 128, 256}}) test_cusparselt(dtype, pr, rng);
+        for (const Problem& pr : std::vector<Problem>{{16, 64, 128}, {32, 128, 256}})
+          test_cusparselt(dtype, pr, rng);
     }
   } catch (const std::exception& e) {
     CHECK(false, "exception: %s", e.what());

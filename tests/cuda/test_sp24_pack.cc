@@ -32,7 +32,8 @@ Sparse24 random_weight(int64_t n, int64_t k, DType dtype, std::mt19937& rng) {
 // The value of element (row, col) of a compressed row-major [rows][cols/2] buffer, widened to float.
 float value_at(const uint8_t* bytes, DType dtype, int64_t index) {
   switch (dtype) {
-    case DType::i8: return float(reinterpret_cast<const int8_t*>(bytes)[index]);
+    case DType::i8:
+      return float(reinterpret_cast<const int8_t*>(bytes)[index]);
     case DType::bf16: {
       uint16_t b;
       std::memcpy(&b, bytes + 2 * index, 2);
@@ -67,7 +68,8 @@ std::vector<double> emulate_mma_sp(const Sp24PackedWeight& p, int64_t M, const s
           for (int reg = 0; reg < 4; ++reg) {
             Sp24FragmentSource src = sp24_fragment_source(lane, reg);
             for (int v = 0; v < vals_per_reg; ++v)
-              a[size_t(src.row * (k_per_step / 2) + src.byte / elem + v)] = value_at(regs + reg * 4, p.dtype, v);
+              a[size_t(src.row * (k_per_step / 2) + src.byte / elem + v)] =
+                  value_at(regs + reg * 4, p.dtype, v);
           }
         }
         // The metadata nibble of (row r of the half, group q of the k-step), from the lane that supplies it.
@@ -76,11 +78,13 @@ std::vector<double> emulate_mma_sp(const Sp24PackedWeight& p, int64_t M, const s
           if (int8) {  // all four lanes of quad r%8: t = r/8 + 2·(q/8), 8 groups per word
             lane = 4 * (r % 8) + r / 8 + 2 * (q / 8);
             bit = 4 * (q % 8);
-          } else {  // lanes t = 0,1 for half 0 and t = 2,3 for half 1 (sparsity selector); rows r, r+8 share a word
+          } else {  // lanes t = 0,1 for half 0 and t = 2,3 for half 1 (sparsity selector); rows r, r+8 share
+                    // a word
             lane = 4 * (r % 8) + q / 4 + 2 * half;
             bit = 16 * (r / 8) + 4 * (q % 4);
           }
-          uint32_t word = meta_words[sp24_meta_word_index(tile, step, p.meta_words_per_step(), half, lane, int8)];
+          uint32_t word =
+              meta_words[sp24_meta_word_index(tile, step, p.meta_words_per_step(), half, lane, int8)];
           return int(word >> bit) & 0xf;
         };
         for (int r = 0; r < 16; ++r) {
@@ -92,7 +96,8 @@ std::vector<double> emulate_mma_sp(const Sp24PackedWeight& p, int64_t M, const s
               const int nib = nibble(r, q);
               for (int j = 0; j < 2; ++j) {
                 const int64_t kk = step * k_per_step + 4 * q + ((nib >> (2 * j)) & 3);
-                if (kk < p.k) sum += double(a[size_t(r * (k_per_step / 2) + 2 * q + j)]) * X[size_t(m * p.k + kk)];
+                if (kk < p.k)
+                  sum += double(a[size_t(r * (k_per_step / 2) + 2 * q + j)]) * X[size_t(m * p.k + kk)];
               }
             }
             Y[size_t(m * p.n + n)] += sum;
@@ -108,7 +113,8 @@ void test_round_trip_and_padding(DType dtype, int64_t n, int64_t k, std::mt19937
   const int64_t step = sp24_step_elements(dtype);
   CHECK(p.n_padded % 32 == 0 && p.n_padded >= n && p.n_padded - n < 32, "%s %lldx%lld: n_padded %lld",
         std::string(dtype_name(dtype)).c_str(), (long long)n, (long long)k, (long long)p.n_padded);
-  CHECK(p.k_padded % step == 0 && p.k_padded >= k && p.k_padded - k < step, "k_padded %lld", (long long)p.k_padded);
+  CHECK(p.k_padded % step == 0 && p.k_padded >= k && p.k_padded - k < step, "k_padded %lld",
+        (long long)p.k_padded);
   CHECK(p.values.size() == size_t(p.n_padded * p.k_padded / 2) * dtype_size(dtype), "values bytes %zu",
         p.values.size());
   CHECK(p.meta.size() == size_t(p.n_padded * p.k_padded / 8), "meta bytes %zu", p.meta.size());
@@ -127,7 +133,8 @@ void test_round_trip_and_padding(DType dtype, int64_t n, int64_t k, std::mt19937
     packed_nonzero += value_at(p.values.data(), dtype, i) != 0.0f;
   for (int64_t i = 0; i < n * k / 2; ++i)
     weight_nonzero += value_at(reinterpret_cast<const uint8_t*>(w.values.data()), dtype, i) != 0.0f;
-  CHECK(packed_nonzero == weight_nonzero, "padding holds %lld nonzeros", (long long)(packed_nonzero - weight_nonzero));
+  CHECK(packed_nonzero == weight_nonzero, "padding holds %lld nonzeros",
+        (long long)(packed_nonzero - weight_nonzero));
 }
 
 void test_emulated_product(DType dtype, int64_t n, int64_t k, int64_t M, std::mt19937& rng) {
@@ -156,7 +163,8 @@ void test_emulated_product(DType dtype, int64_t n, int64_t k, int64_t M, std::mt
   }
   CHECK(nonzero > 0, "the reference product is all zero: the test would prove nothing");
   CHECK(bad == 0, "%s n=%lld k=%lld M=%lld: %lld of %zu outputs differ from the reference",
-        std::string(dtype_name(dtype)).c_str(), (long long)n, (long long)k, (long long)M, (long long)bad, got.size());
+        std::string(dtype_name(dtype)).c_str(), (long long)n, (long long)k, (long long)M, (long long)bad,
+        got.size());
 }
 
 }  // namespace
@@ -165,7 +173,8 @@ int main() {
   std::mt19937 rng(6);
   for (DType dtype : {DType::f16, DType::bf16, DType::i8}) {
     // Whole tiles, partial row tiles, partial k-steps, both at once, and a single group.
-    for (auto [n, k] : {std::pair<int64_t, int64_t>{64, 128}, {40, 128}, {32, 72}, {50, 100}, {1, 4}, {97, 260}})
+    for (auto [n, k] :
+         {std::pair<int64_t, int64_t>{64, 128}, {40, 128}, {32, 72}, {50, 100}, {1, 4}, {97, 260}})
       test_round_trip_and_padding(dtype, n, k, rng);
     for (auto [n, k] : {std::pair<int64_t, int64_t>{64, 128}, {40, 72}, {33, 200}})
       test_emulated_product(dtype, n, k, 5, rng);
