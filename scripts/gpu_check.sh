@@ -63,17 +63,20 @@ stamp "build done"
 
 stamp "tests"
 test_status=0
-# The GPU test on its own first, so that its full output (device, skipped parts) is kept.
-set +e
-"$BUILD/tests/cuda/test_cuda_gemm" 2>&1 | tee "$OUT/test_cuda_gemm.txt"
-gemm_status=${PIPESTATUS[0]}
-set -e
-case "$gemm_status" in 0 | 77) ;; *) test_status=1 ;; esac  # 77: skipped, no CUDA device
-if nvidia-smi -L >/dev/null 2>&1 && grep -q "no CUDA device: skipped" "$OUT/test_cuda_gemm.txt"; then
-  echo "nvidia-smi sees a GPU but the CUDA runtime does not: the GPU tests did not run"
-  test_status=1
-fi
-(cd "$BUILD" && ctest --output-on-failure --timeout 300 -E '^cuda_gemm$') 2>&1 | tee "$OUT/ctest.log" || test_status=1
+# The GPU tests on their own first, so that their full output (device, diagnostics, skipped parts) is kept:
+# the mma.sp layout probe (which names any lane/register the model misplaces), then the GEMM tests.
+for t in test_mma_sp_layout test_cuda_gemm; do
+  set +e
+  "$BUILD/tests/cuda/$t" 2>&1 | tee "$OUT/$t.txt"
+  status=${PIPESTATUS[0]}
+  set -e
+  case "$status" in 0 | 77) ;; *) test_status=1 ;; esac  # 77: skipped, no CUDA device
+  if nvidia-smi -L >/dev/null 2>&1 && grep -q "no CUDA device: skipped" "$OUT/$t.txt"; then
+    echo "nvidia-smi sees a GPU but the CUDA runtime does not: $t did not run"
+    test_status=1
+  fi
+done
+(cd "$BUILD" && ctest --output-on-failure --timeout 300 -E '^(cuda_gemm|cuda_mma_sp_layout)$') 2>&1 | tee "$OUT/ctest.log" || test_status=1
 grep -q "tests passed, 0 tests failed" "$OUT/ctest.log" || test_status=1
 
 if [ "${GPU_CHECK_FULL:-0}" = 1 ]; then

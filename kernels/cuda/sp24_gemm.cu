@@ -7,6 +7,7 @@
 
 #include <type_traits>
 
+#include "kernels/cuda/mma_sp.cuh"
 #include "kernels/cuda/sp24_launch.h"
 
 namespace sparse24::cuda {
@@ -17,52 +18,7 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kStepBytes = int(kSp24StepBytes);
 constexpr int kNTiles = 8;  // n8 tiles (8 activation rows each) per warp: 64 activation rows
 
-// ---- instruction level: one mma.sp per operand type -------------------------------------------------------
-// `sel` is the sparsity selector: for 16-bit operands one 32-bit metadata register serves two 16-row halves,
-// threads 0-1 of each quad supplying rows 0-15 (selector 0) and threads 2-3 rows 16-31 (selector 1) — the
-// NVIDIA layout puts the words there. For i8 all four threads supply one half's metadata (selector 0 only).
-
-struct OpF16 {
-  using Acc = float;
-  static constexpr bool kInt8 = false;
-  template <int Sel>
-  __device__ static void mma(float (&c)[4], const uint4& a, const uint32_t (&b)[4], uint32_t e) {
-    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, %13;\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e),
-          "n"(Sel));
-  }
-};
-
-struct OpBF16 {
-  using Acc = float;
-  static constexpr bool kInt8 = false;
-  template <int Sel>
-  __device__ static void mma(float (&c)[4], const uint4& a, const uint32_t (&b)[4], uint32_t e) {
-    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, %13;\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e),
-          "n"(Sel));
-  }
-};
-
-struct OpI8 {
-  using Acc = int;
-  static constexpr bool kInt8 = true;
-  template <int Sel>
-  __device__ static void mma(int (&c)[4], const uint4& a, const uint32_t (&b)[4], uint32_t e) {
-    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k64.row.col.s32.s8.s8.s32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, %13;\n"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]), "r"(e),
-          "n"(Sel));
-  }
-};
-
 // ---- warp level: a 32-row weight tile against one k-step of up to 64 activation rows
-// -----------------------
 
 // The A operand and metadata of one 32-row tile for one k-step.
 struct WeightStep {
@@ -96,7 +52,6 @@ __device__ __forceinline__ void mma_step(typename Op::Acc (&acc)[2][4], const We
 }
 
 // ---- epilogue
-// ------------------------------------------------------------------------------------------------
 
 template <class Acc>
 __device__ __forceinline__ void store_output(const Sp24LaunchParams& p, int64_t m, int64_t n, Acc sum) {
@@ -125,9 +80,9 @@ __device__ __forceinline__ void store_output(const Sp24LaunchParams& p, int64_t 
 }
 
 // ---- small-M kernel: memory-bound, the compressed weight streamed once per 64 activation rows
-// --------------- Block = one 32-row weight tile x 64 activation rows. The 8 warps split the k-steps (each
-// takes runs of kUnroll consecutive steps, loading them all before computing, so enough bytes are in flight),
-// then add their partial sums in shared memory; the epilogue writes Y rows contiguously along n.
+// Block = one 32-row weight tile x 64 activation rows. The 8 warps split the k-steps (each takes runs of
+// kUnroll consecutive steps, loading them all before computing, so enough bytes are in flight), then add
+// their partial sums in shared memory; the epilogue writes Y rows contiguously along n.
 
 constexpr int kUnroll = 4;
 
@@ -195,10 +150,9 @@ __global__ void __launch_bounds__(kThreads) sp24_gemm_small_m_kernel(const Sp24L
 }
 
 // ---- large-M kernel: 128 weight rows x 128 activation rows per block
-// ---------------------------------------- Warps 4 (along n, 32 weight rows each) x 2 (along m, 64 activation
-// rows each). The activation tile goes through shared memory, two k-steps per stage, double-buffered with
-// cp.async (zero-filled past M and K); the A operand comes straight from global memory in fragment order (the
-// two warps sharing it hit L1).
+// Warps 4 (along n, 32 weight rows each) x 2 (along m, 64 activation rows each). The activation tile goes
+// through shared memory, two k-steps per stage, double-buffered with cp.async (zero-filled past M and K); the
+// A operand comes straight from global memory in fragment order (the two warps sharing it hit L1).
 
 constexpr int kLargeTileN = 128, kLargeTileM = 128, kStageSteps = 2;
 // 16 bytes of padding per row: the 8 rows one ldmatrix phase reads (16 bytes each) then cover all 32 banks.

@@ -35,4 +35,31 @@ S24_HOST_DEVICE constexpr int64_t sp24_meta_word_index(int64_t row_tile, int64_t
   return step * words_per_step + (int8 ? row_tile * 64 + half * 32 : row_tile * 32) + lane;
 }
 
+/// Which compressed weight bytes register `reg` (0..3) of `lane` holds within one 16-row half and one
+/// k-step: the row inside the half and the byte inside the row's 32 compressed bytes of that k-step. This
+/// is the A-fragment layout of mma.sp m16n8k32 (16-bit) and m16n8k64 (8-bit), which coincide in bytes:
+/// registers 0/2 hold row groupID, 1/3 row groupID+8; registers 0/1 bytes 4·tid..+3, registers 2/3 bytes
+/// 16+4·tid..+3 (groupID = lane/4, tid = lane%4).
+struct Sp24FragmentSource {
+  int row;   ///< 0..15 inside the half
+  int byte;  ///< 0..31 inside the row's compressed bytes of this k-step (4 consecutive bytes)
+};
+S24_HOST_DEVICE constexpr Sp24FragmentSource sp24_fragment_source(int lane, int reg) {
+  return {lane / 4 + 8 * (reg & 1), 16 * (reg >> 1) + 4 * (lane % 4)};
+}
+
+/// Where mma.sp reads the metadata nibble of row `r` (0..15 of a 16-row half) and group `q` (0..7 for 16-bit
+/// operands, 0..15 for i8) of one k-step: the lane whose metadata register holds it and the bit offset.
+/// 16-bit: lanes t = 0,1 (selector 0) or t = 2,3 (selector 1) of quad r%8, rows r and r+8 in the low and high
+/// 16 bits, t%2 picking K 0-15 or 16-31; i8 (selector 0): all four lanes of quad r%8, t = r/8 + 2·(q/8), 8
+/// groups a word.
+struct Sp24MetaSlot {
+  int lane;
+  int bit;
+};
+S24_HOST_DEVICE constexpr Sp24MetaSlot sp24_meta_slot(bool int8, int selector, int r, int q) {
+  if (int8) return {4 * (r % 8) + r / 8 + 2 * (q / 8), 4 * (q % 8)};
+  return {4 * (r % 8) + q / 4 + 2 * selector, 16 * (r / 8) + 4 * (q % 4)};
+}
+
 }  // namespace sparse24::cuda

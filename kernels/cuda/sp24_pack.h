@@ -35,19 +35,6 @@ struct Sp24PackedWeight {
   int64_t meta_words_per_step() const { return dtype == DType::i8 ? 2 * n_padded : n_padded; }
 };
 
-/// Which compressed weight bytes register `reg` (0..3) of `lane` holds within one 16-row half and one
-/// k-step: the row inside the half and the byte inside the row's 32 compressed bytes of that k-step. This
-/// is the A-fragment layout of mma.sp m16n8k32 (16-bit) and m16n8k64 (8-bit), which coincide in bytes:
-/// registers 0/2 hold row groupID, 1/3 row groupID+8; registers 0/1 bytes 4·tid..+3, registers 2/3 bytes
-/// 16+4·tid..+3 (groupID = lane/4, tid = lane%4).
-struct Sp24FragmentSource {
-  int row;   ///< 0..15 inside the half
-  int byte;  ///< 0..31 inside the row's compressed bytes of this k-step (4 consecutive bytes)
-};
-constexpr Sp24FragmentSource sp24_fragment_source(int lane, int reg) {
-  return {lane / 4 + 8 * (reg & 1), 16 * (reg >> 1) + 4 * (lane % 4)};
-}
-
 /// Pads a portable-layout f16/bf16/i8 weight with zero rows and zero K groups, converts its metadata to
 /// NVIDIA's layout and reorders its values into fragment order. Throws Error for other dtypes or layouts.
 Sp24PackedWeight pack_sp24_weight(const Sparse24& portable);

@@ -80,9 +80,10 @@ S24_SAME_OBJECT(AlgSelection, cusparseLtMatmulAlgSelection_t);
 S24_SAME_OBJECT(MatmulPlan, cusparseLtMatmulPlan_t);
 
 // Enum values and sizes.
-#define S24_SAME_ENUM(ours, theirs)                                                                 \
-  static_assert(int(cslt::ours) == int(theirs) && sizeof(cslt::ours) == sizeof(theirs), #ours " !=" \
-                                                                                              " " #theirs)
+#define S24_SAME_ENUM(ours, theirs)                                                           \
+  static_assert(int(cslt::ours) == int(theirs) && sizeof(cslt::ours) == sizeof(theirs), #ours \
+                " !="                                                                         \
+                " " #theirs)
 S24_SAME_ENUM(kSuccess, CUSPARSE_STATUS_SUCCESS);
 S24_SAME_ENUM(kOrderCol, CUSPARSE_ORDER_COL);
 S24_SAME_ENUM(kOrderRow, CUSPARSE_ORDER_ROW);

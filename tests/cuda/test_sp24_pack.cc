@@ -74,18 +74,10 @@ std::vector<double> emulate_mma_sp(const Sp24PackedWeight& p, int64_t M, const s
         }
         // The metadata nibble of (row r of the half, group q of the k-step), from the lane that supplies it.
         auto nibble = [&](int r, int q) -> int {
-          int lane, bit;
-          if (int8) {  // all four lanes of quad r%8: t = r/8 + 2·(q/8), 8 groups per word
-            lane = 4 * (r % 8) + r / 8 + 2 * (q / 8);
-            bit = 4 * (q % 8);
-          } else {  // lanes t = 0,1 for half 0 and t = 2,3 for half 1 (sparsity selector); rows r, r+8 share
-                    // a word
-            lane = 4 * (r % 8) + q / 4 + 2 * half;
-            bit = 16 * (r / 8) + 4 * (q % 4);
-          }
-          uint32_t word =
-              meta_words[sp24_meta_word_index(tile, step, p.meta_words_per_step(), half, lane, int8)];
-          return int(word >> bit) & 0xf;
+          const Sp24MetaSlot slot = sp24_meta_slot(int8, half, r, q);
+          const uint32_t word =
+              meta_words[sp24_meta_word_index(tile, step, p.meta_words_per_step(), half, slot.lane, int8)];
+          return int(word >> slot.bit) & 0xf;
         };
         for (int r = 0; r < 16; ++r) {
           const int64_t n = tile * kSp24RowTile + half * 16 + r;
