@@ -23,6 +23,10 @@ class CusparseltGemm {
   /// Empty when this operand/output pair is supported (f16->f16, bf16->bf16, i8->i32); otherwise why not.
   static std::string can_implement(DType operand, DType output);
 
+  /// Row multiple cuSPARSELt wants of the dense operand (16 for f16/bf16, 32 for i8 — what PyTorch pads its
+  /// activations to): run() with M rounded up to it, on buffers that hold the padded rows.
+  static int64_t row_multiple(DType operand) { return operand == DType::i8 ? 32 : 16; }
+
   /// Loads the library and creates a handle. Throws Error when cuSPARSELt is unavailable or fails to start.
   CusparseltGemm();
   ~CusparseltGemm();

@@ -177,7 +177,8 @@ std::vector<GpuGemmBenchRow> run_gpu_gemm_bench(const GpuGemmBenchOptions& o) {
   std::mt19937 rng(24);
   std::vector<GpuGemmBenchRow> rows;
   if (o.shapes.empty() || o.ms.empty()) return rows;
-  const int64_t max_m = *std::max_element(o.ms.begin(), o.ms.end());
+  // Room for M rounded up to cuSPARSELt's row multiple (at most 32).
+  const int64_t max_m = (*std::max_element(o.ms.begin(), o.ms.end()) + 31) / 32 * 32;
   int64_t max_n = 0, max_k = 0;
   for (auto [n, k] : o.shapes) max_n = std::max(max_n, n), max_k = std::max(max_k, k);
 
@@ -231,10 +232,14 @@ std::vector<GpuGemmBenchRow> run_gpu_gemm_bench(const GpuGemmBenchOptions& o) {
         if (!cslt) {
           cs.error = cslt_error;
         } else {
+          // Like PyTorch, pad the activation rows to what cuSPARSELt accepts (the buffers hold them).
+          const int64_t rm = CusparseltGemm::row_multiple(dtype), m_cslt = (m + rm - 1) / rm * rm;
+          if (m_cslt != m) cs.sparse_kernel = "searched, M padded to " + std::to_string(m_cslt);
           try {
-            cslt->prepare(m, x.get(), y_sparse.get(), stream);  // plan + algorithm search, outside the timing
-            cs = finish(cs,
-                        time_calls([&] { cslt->run(m, x.get(), y_sparse.get(), stream); }, stream, o, flush));
+            cslt->prepare(m_cslt, x.get(), y_sparse.get(),
+                          stream);  // plan + algorithm search, outside timing
+            cs = finish(cs, time_calls([&] { cslt->run(m_cslt, x.get(), y_sparse.get(), stream); }, stream, o,
+                                       flush));
           } catch (const Error& e) {
             cs.error = e.what();
           }

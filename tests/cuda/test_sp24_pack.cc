@@ -57,7 +57,11 @@ std::vector<double> emulate_mma_sp(const Sp24PackedWeight& p, int64_t M, const s
   const int64_t k_per_step = sp24_step_elements(p.dtype);
   const int64_t vals_per_reg = 4 / elem;  // compressed values in one 32-bit register
   std::vector<double> Y(size_t(M * p.n), 0.0);
-  auto meta_words = reinterpret_cast<const uint32_t*>(p.meta.data());
+  auto meta_word = [&](int64_t index) {  // little-endian 32-bit word, read without type punning
+    uint32_t w;
+    std::memcpy(&w, p.meta.data() + index * 4, 4);
+    return w;
+  };
   for (int64_t tile = 0; tile < p.n_padded / kSp24RowTile; ++tile)
     for (int64_t step = 0; step < p.steps(); ++step)
       for (int half = 0; half < 2; ++half) {
@@ -76,7 +80,7 @@ std::vector<double> emulate_mma_sp(const Sp24PackedWeight& p, int64_t M, const s
         auto nibble = [&](int r, int q) -> int {
           const Sp24MetaSlot slot = sp24_meta_slot(int8, half, r, q);
           const uint32_t word =
-              meta_words[sp24_meta_word_index(tile, step, p.meta_words_per_step(), half, slot.lane, int8)];
+              meta_word(sp24_meta_word_index(tile, step, p.meta_words_per_step(), half, slot.lane, int8));
           return int(word >> slot.bit) & 0xf;
         };
         for (int r = 0; r < 16; ++r) {
