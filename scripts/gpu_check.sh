@@ -37,14 +37,19 @@ if [ -z "${SPARSE24_CUSPARSELT_ROOT:-}" ]; then
   for py in python3 python .venv/bin/python; do
     command -v "$py" >/dev/null 2>&1 || continue
     root=$("$py" -c "import nvidia.cusparselt as m, os; print(os.path.dirname(m.__file__) if getattr(m, '__file__', None) else list(m.__path__)[0])" 2>/dev/null) || continue
-    if [ -f "$root/include/cusparseLt.h" ]; then SPARSE24_CUSPARSELT_ROOT="$root"; break; fi
+    if [ -f "$root/lib/libcusparseLt.so.0" ]; then SPARSE24_CUSPARSELT_ROOT="$root"; break; fi
   done
 fi
-if [ -n "${SPARSE24_CUSPARSELT_ROOT:-}" ] && [ -f "$SPARSE24_CUSPARSELT_ROOT/include/cusparseLt.h" ]; then
+if [ -n "${SPARSE24_CUSPARSELT_ROOT:-}" ] && [ -f "$SPARSE24_CUSPARSELT_ROOT/lib/libcusparseLt.so.0" ]; then
   export SPARSE24_CUSPARSELT_ROOT
   export LD_LIBRARY_PATH="$SPARSE24_CUSPARSELT_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export SPARSE24_REQUIRE_CUSPARSELT=1  # the tests fail, rather than skip, if it then does not load
-  ver=$(awk '/define CUSPARSELT_VER_(MAJOR|MINOR|PATCH)/ {printf "%s%s", sep, $3; sep="."}' "$SPARSE24_CUSPARSELT_ROOT/include/cusparseLt.h")
+  header="$SPARSE24_CUSPARSELT_ROOT/include/cusparseLt.h"
+  if [ -f "$header" ]; then
+    ver=$(awk '/define CUSPARSELT_VER_(MAJOR|MINOR|PATCH)/ {printf "%s%s", sep, $3; sep="."}' "$header")
+  else
+    ver="(no header there: the declaration check is not built)"
+  fi
   echo "cuSPARSELt $ver at $SPARSE24_CUSPARSELT_ROOT" | tee -a "$OUT/versions.txt"
 else
   echo "cuSPARSELt: not found (no nvidia-cusparselt in any Python here, SPARSE24_CUSPARSELT_ROOT unset): its tests and benchmark rows are skipped" | tee -a "$OUT/versions.txt"
