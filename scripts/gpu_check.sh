@@ -59,7 +59,9 @@ fi
 arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .' || true)
 case "$arch" in ''|*[!0-9]*) arch="80;90" ;; esac
 stamp "configure (Release, SPARSE24_GPU_ONLY=ON, CUDA architectures $arch)"
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPARSE24_GPU_ONLY=ON "-DCMAKE_CUDA_ARCHITECTURES=$arch" \
+generator=(-G Ninja)
+command -v ninja >/dev/null 2>&1 || { generator=(); echo "ninja not found: CMake's default generator"; }
+cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DSPARSE24_GPU_ONLY=ON "-DCMAKE_CUDA_ARCHITECTURES=$arch" \
   ${SPARSE24_CUSPARSELT_ROOT:+-DSPARSE24_CUSPARSELT_ROOT=$SPARSE24_CUSPARSELT_ROOT}
 stamp "build"
 cmake --build "$BUILD" -j "${GPU_CHECK_JOBS:-$(nproc)}"
