@@ -186,15 +186,33 @@ __device__ __forceinline__ void load_b_fragment(uint32_t (&b)[4], const uint8_t*
                : "memory");
 }
 
+// Which output tile a block computes. Blocks run roughly in index order, so consecutive blocks walk down a
+// panel of kPanelMTiles activation tiles before moving to the next weight tile: the blocks resident at one
+// time then share a few megabytes of weights and activations in L2, instead of every row of blocks re-reading
+// the whole weight from memory (a 14336x4096 weight does not fit in L2).
+constexpr int64_t kPanelMTiles = 16;
+struct BlockTile {
+  int64_t n_tile, m_tile;
+};
+__device__ __forceinline__ BlockTile swizzled_block_tile(int64_t block, int64_t n_tiles, int64_t m_tiles) {
+  const int64_t panel = block / (kPanelMTiles * n_tiles), in_panel = block % (kPanelMTiles * n_tiles);
+  const int64_t panel_m0 = panel * kPanelMTiles;
+  const int64_t panel_height = m_tiles - panel_m0 < kPanelMTiles ? m_tiles - panel_m0 : kPanelMTiles;
+  return {in_panel / panel_height, panel_m0 + in_panel % panel_height};
+}
+
 template <class Op>
 __global__ void __launch_bounds__(kThreads) sp24_gemm_large_m_kernel(const Sp24LaunchParams p) {
   using Acc = typename Op::Acc;
   __shared__ alignas(16) uint8_t xs[2][kLargeTileM * kSmemRowBytes];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, group = lane / 4, tid = lane % 4;
   const int warp_n = warp % 4, warp_m = warp / 4;
-  const int64_t tile = int64_t(blockIdx.x) * (kLargeTileN / 32) + warp_n;
+  const BlockTile bt =
+      swizzled_block_tile(blockIdx.x, (p.row_tiles + kLargeTileN / 32 - 1) / (kLargeTileN / 32),
+                          (p.m + kLargeTileM - 1) / kLargeTileM);
+  const int64_t tile = bt.n_tile * (kLargeTileN / 32) + warp_n;
   const bool tile_live = tile < p.row_tiles;  // warp-uniform: N past the padded weight
-  const int64_t m0 = int64_t(blockIdx.y) * kLargeTileM;
+  const int64_t m0 = bt.m_tile * kLargeTileM;
   const int elem_bytes = Op::kInt8 ? 1 : 2;
   const int64_t x_row_bytes = p.ldx * elem_bytes, k_bytes = p.k * elem_bytes;
   const auto* x = static_cast<const uint8_t*>(p.x);
@@ -261,9 +279,9 @@ void launch(Sp24Kernel kernel, const Sp24LaunchParams& p, cudaStream_t stream) {
     dim3 grid(unsigned(p.row_tiles), unsigned((p.m + kNTiles * 8 - 1) / (kNTiles * 8)));
     sp24_gemm_small_m_kernel<Op><<<grid, kThreads, 0, stream>>>(p);
   } else {
-    dim3 grid(unsigned((p.row_tiles + kLargeTileN / 32 - 1) / (kLargeTileN / 32)),
-              unsigned((p.m + kLargeTileM - 1) / kLargeTileM));
-    sp24_gemm_large_m_kernel<Op><<<grid, kThreads, 0, stream>>>(p);
+    const int64_t n_tiles = (p.row_tiles + kLargeTileN / 32 - 1) / (kLargeTileN / 32);
+    const int64_t m_tiles = (p.m + kLargeTileM - 1) / kLargeTileM;
+    sp24_gemm_large_m_kernel<Op><<<unsigned(n_tiles * m_tiles), kThreads, 0, stream>>>(p);
   }
 }
 
