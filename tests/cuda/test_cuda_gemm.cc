@@ -142,6 +142,75 @@ void test_sp24(DType dtype, const Problem& pr, Sp24Kernel kernel, DType out, boo
           what);
 }
 
+// Row strides wider than the rows (padding filled with NaN, or 127 for i8, which must never be read into a
+// result), and run() captured into a CUDA graph: capture fails if run() synchronises, allocates or touches
+// another stream, so a passing capture shows run() is a bare launch. The output's padding must stay
+// untouched.
+void test_sp24_strided_in_graph(DType dtype, const Problem& pr, Sp24Kernel kernel, std::mt19937& rng) {
+  const DType out = dtype == DType::i8 ? DType::i32 : DType::f32;
+  const int64_t ldx = pr.k + 16, ldy = pr.n + 5;  // ldx keeps rows 16-byte aligned for both element sizes
+  const std::string what = "sp24 " + name(dtype) + " strided, in a CUDA graph, " +
+                           std::string(kernel == Sp24Kernel::small_m ? "small_m" : "large_m") +
+                           " m=" + std::to_string(pr.m) + " n=" + std::to_string(pr.n) +
+                           " k=" + std::to_string(pr.k);
+  Sparse24 w = compress_24(random_24_dense(pr.n, pr.k, dtype, 3, rng), "test weight");
+  Tensor x = random_tensor({pr.m, pr.k}, dtype, 3, rng);
+  Tensor x_strided(dtype, {pr.m, ldx});
+  for (int64_t m = 0; m < pr.m; ++m)
+    for (int64_t k = 0; k < ldx; ++k)
+      x_strided.set(m * ldx + k, k < pr.k ? x.get(m * pr.k + k) : dtype == DType::i8 ? 127.0f : NAN);
+
+  Sp24GemmConfig config;
+  config.output = out;
+  Sp24Gemm op;
+  op.initialize(w, config, nullptr, nullptr);
+  DeviceBuffer dx(x_strided.nbytes()), dy(size_t(pr.m * ldy) * dtype_size(out));
+  dx.upload(x_strided.bytes(), x_strided.nbytes(), nullptr);
+  S24_CUDA_CHECK(cudaMemset(dy.get(), 0x7f, dy.size()));
+  S24_CUDA_CHECK(cudaDeviceSynchronize());
+
+  cudaStream_t stream;
+  S24_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  Sp24GemmArguments args;
+  args.m = pr.m, args.x = dx.get(), args.ldx = ldx, args.y = dy.get(), args.ldy = ldy, args.kernel = kernel;
+  S24_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  try {
+    op.run(args, stream);
+  } catch (...) {
+    cudaStreamEndCapture(stream, &graph);
+    throw;
+  }
+  S24_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  S24_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  S24_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  S24_CUDA_CHECK(cudaStreamSynchronize(stream));
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+
+  const std::vector<double> all = download(dy, pr.m * ldy, out);
+  std::vector<double> got(size_t(pr.m * pr.n));
+  int64_t padding_written = 0;
+  // What the 0x7f bytes of the memset read as.
+  const uint32_t poison_bits = 0x7f7f7f7fu;
+  float poison_f32;
+  std::memcpy(&poison_f32, &poison_bits, 4);
+  const double poison = out == DType::i32 ? double(int32_t(poison_bits)) : double(poison_f32);
+  for (int64_t m = 0; m < pr.m; ++m)
+    for (int64_t n = 0; n < ldy; ++n) {
+      const double v = all[size_t(m * ldy + n)];
+      if (n < pr.n)
+        got[size_t(m * pr.n + n)] = v;
+      else
+        padding_written += v != poison;
+    }
+  CHECK(padding_written == 0, "%s: %lld values written into the output's row padding", what.c_str(),
+        (long long)padding_written);
+  compare(got, reference_product(x, w, nullptr, reference::Activation::none, out), 0.0, what);
+}
+
 void test_cublas(DType dtype, const Problem& pr, CublasDenseGemm& cublas, std::mt19937& rng) {
   const DType out = dtype == DType::i8 ? DType::i32 : DType::f32;
   Tensor wd = random_24_dense(pr.n, pr.k, dtype, 3, rng);
@@ -227,6 +296,9 @@ int main() {
         }
       if (dtype != DType::i8)
         test_sp24(dtype, {50, 64, 128}, Sp24Kernel::automatic, DType::f32, false, true, rng);
+      for (Sp24Kernel kernel : {Sp24Kernel::small_m, Sp24Kernel::large_m})
+        test_sp24_strided_in_graph(dtype, dtype == DType::i8 ? Problem{70, 72, 144} : Problem{70, 72, 136},
+                                   kernel, rng);
       // A problem large enough for many blocks in both grid dimensions.
       test_sp24(dtype, {520, 1056, 512}, Sp24Kernel::automatic, wide, false, false, rng);
       test_sp24(dtype, {100, 1056, 512}, Sp24Kernel::automatic, wide, false, false, rng);
