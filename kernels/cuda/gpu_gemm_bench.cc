@@ -140,18 +140,19 @@ double max_rel_diff(const void* a, const void* b, int64_t rows, int64_t n, DType
 }
 
 std::string format_row(const GpuGemmBenchRow& r) {
-  char line[256];
+  char line[320];
   if (!r.error.empty())
     std::snprintf(line, sizeof line, "%-5s m=%-6lld n=%-6lld k=%-6lld %-10s FAILED: %s", r.dtype.c_str(),
                   (long long)r.m, (long long)r.n, (long long)r.k, r.sparse_lib.c_str(), r.error.c_str());
   else
-    std::snprintf(
-        line, sizeof line,
-        "%-5s m=%-6lld n=%-6lld k=%-6lld cublas %9.4f ms | %-10s %-8s %9.4f ms  x%5.2f  host %6.1f us "
-        "(cublas %6.1f us)  diff %.1e",
-        r.dtype.c_str(), (long long)r.m, (long long)r.n, (long long)r.k, r.dense_ms, r.sparse_lib.c_str(),
-        r.sparse_kernel.c_str(), r.sparse_ms, r.ratio, r.host_overhead_us, r.dense_host_overhead_us,
-        r.max_rel_diff_vs_dense);
+    std::snprintf(line, sizeof line,
+                  "%-5s m=%-6lld n=%-6lld k=%-6lld cublas %9.4f ms | %-10s %-8s %9.4f ms  x%5.2f  %6.1f TF/s "
+                  "%7.1f GB/s  "
+                  "host %6.1f us (cublas %6.1f us)  diff %.1e",
+                  r.dtype.c_str(), (long long)r.m, (long long)r.n, (long long)r.k, r.dense_ms,
+                  r.sparse_lib.c_str(), r.sparse_kernel.c_str(), r.sparse_ms, r.ratio, r.sparse_tflops,
+                  r.sparse_weight_gbps, r.host_overhead_us, r.dense_host_overhead_us,
+                  r.max_rel_diff_vs_dense);
   return line;
 }
 
@@ -196,6 +197,8 @@ std::vector<GpuGemmBenchRow> run_gpu_gemm_bench(const GpuGemmBenchOptions& o) {
       Sp24GemmConfig config;
       config.output = out;
       ours.initialize(compress_24(w, "bench weight"), config, nullptr, stream);  // waits for the uploads
+      // The 2:4 weight's bytes as both libraries store it: half the values plus 2 bits per kept value.
+      const size_t weight_bytes = size_t(n * k / 2) * dtype_size(dtype) + size_t(n * k / 8);
       std::unique_ptr<CusparseltGemm> cslt;
       std::string cslt_error = cslt_why;
       if (cslt_error.empty()) {
@@ -215,6 +218,8 @@ std::vector<GpuGemmBenchRow> run_gpu_gemm_bench(const GpuGemmBenchOptions& o) {
             [&] { cublas.run(m, n, k, dtype, out, x.get(), w_dense.get(), y_dense.get(), stream); }, stream,
             o, flush);
         base.dense_ms = dense.kernel_ms;
+        const double flops = 2.0 * double(m) * double(n) * double(k);
+        base.dense_tflops = dense.kernel_ms > 0 ? flops / (dense.kernel_ms * 1e9) : 0;
         base.dense_host_overhead_us = dense.host_us;
         const int64_t check_rows = std::min<int64_t>(m, 16);
 
@@ -222,6 +227,8 @@ std::vector<GpuGemmBenchRow> run_gpu_gemm_bench(const GpuGemmBenchOptions& o) {
           r.sparse_ms = t.kernel_ms;
           r.host_overhead_us = t.host_us;
           r.ratio = t.kernel_ms > 0 ? base.dense_ms / t.kernel_ms : 0;
+          r.sparse_tflops = t.kernel_ms > 0 ? flops / (t.kernel_ms * 1e9) : 0;
+          r.sparse_weight_gbps = t.kernel_ms > 0 ? double(weight_bytes) / (t.kernel_ms * 1e6) : 0;
           r.max_rel_diff_vs_dense = max_rel_diff(y_dense.get(), y_sparse.get(), check_rows, n, out, stream);
           return r;
         };
@@ -293,6 +300,9 @@ std::string gpu_gemm_bench_json(const std::vector<GpuGemmBenchRow>& rows) {
        << ", \"sparse_ms\": " << number(r.sparse_ms) << ", \"sparse_lib\": " << quoted(r.sparse_lib)
        << ", \"sparse_kernel\": " << quoted(r.sparse_kernel) << ", \"ratio\": " << number(r.ratio)
        << ", \"host_overhead_us\": " << number(r.host_overhead_us)
+       << ", \"dense_tflops\": " << number(r.dense_tflops)
+       << ", \"sparse_tflops\": " << number(r.sparse_tflops)
+       << ", \"sparse_weight_gbps\": " << number(r.sparse_weight_gbps)
        << ", \"max_rel_diff_vs_dense\": " << number(r.max_rel_diff_vs_dense)
        << ", \"error\": " << quoted(r.error) << "}" << (i + 1 < rows.size() ? "," : "") << "\n";
   }

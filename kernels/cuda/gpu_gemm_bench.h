@@ -37,8 +37,12 @@ struct GpuGemmBenchRow {
   std::string sparse_lib;             ///< "cusparselt" or "sparse24"
   std::string sparse_kernel;          ///< sparse24: "small_m" or "large_m"; cuSPARSELt: "searched"
   double sparse_ms = 0;
-  double host_overhead_us = 0;       ///< the sparse library's host time per call
-  double ratio = 0;                  ///< dense_ms / sparse_ms (> 1: the 2:4 product is faster)
+  double host_overhead_us = 0;  ///< the sparse library's host time per call
+  double ratio = 0;             ///< dense_ms / sparse_ms (> 1: the 2:4 product is faster)
+  double dense_tflops = 0;      ///< effective: 2·M·N·K / dense time
+  double sparse_tflops = 0;     ///< effective: 2·M·N·K / sparse time (the 2:4 product does half the math)
+  double sparse_weight_gbps = 0;     ///< compressed weight bytes (values + metadata) / sparse time: the
+                                     ///< bound that matters at small M, against the GPU's memory bandwidth
   double max_rel_diff_vs_dense = 0;  ///< on the first rows of Y: max |sparse - dense| / max(1, max |dense|)
   std::string error;                 ///< non-empty when this library failed here (times are then 0)
 };
