@@ -32,6 +32,10 @@ std::string name(DType d) {
   return std::string(dtype_name(d));
 }
 
+std::string kernel_name(Sp24Kernel k) {
+  return k == Sp24Kernel::small_m ? "small_m" : k == Sp24Kernel::large_m ? "large_m" : "automatic";
+}
+
 // A dense 2:4 weight [n][k] of small nonzero integers in random kept positions.
 Tensor random_24_dense(int64_t n, int64_t k, DType dtype, int max_abs, std::mt19937& rng) {
   Tensor w(dtype, {n, k});
@@ -106,8 +110,7 @@ void compare(const std::vector<double>& got, const std::vector<double>& want, do
 
 void test_sp24(DType dtype, const Problem& pr, Sp24Kernel kernel, DType out, bool bias_relu, bool gelu,
                std::mt19937& rng) {
-  const std::string what = "sp24 " + name(dtype) + "->" + name(out) + " " +
-                           std::string(kernel == Sp24Kernel::small_m ? "small_m" : "large_m") +
+  const std::string what = "sp24 " + name(dtype) + "->" + name(out) + " " + kernel_name(kernel) +
                            " m=" + std::to_string(pr.m) + " n=" + std::to_string(pr.n) +
                            " k=" + std::to_string(pr.k) + (bias_relu ? " +bias+relu" : "") +
                            (gelu ? " +gelu" : "");
@@ -149,8 +152,7 @@ void test_sp24(DType dtype, const Problem& pr, Sp24Kernel kernel, DType out, boo
 void test_sp24_strided_in_graph(DType dtype, const Problem& pr, Sp24Kernel kernel, std::mt19937& rng) {
   const DType out = dtype == DType::i8 ? DType::i32 : DType::f32;
   const int64_t ldx = pr.k + 16, ldy = pr.n + 5;  // ldx keeps rows 16-byte aligned for both element sizes
-  const std::string what = "sp24 " + name(dtype) + " strided, in a CUDA graph, " +
-                           std::string(kernel == Sp24Kernel::small_m ? "small_m" : "large_m") +
+  const std::string what = "sp24 " + name(dtype) + " strided, in a CUDA graph, " + kernel_name(kernel) +
                            " m=" + std::to_string(pr.m) + " n=" + std::to_string(pr.n) +
                            " k=" + std::to_string(pr.k);
   Sparse24 w = compress_24(random_24_dense(pr.n, pr.k, dtype, 3, rng), "test weight");
