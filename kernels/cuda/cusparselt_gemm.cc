@@ -66,6 +66,13 @@ CusparseltGemm::CusparseltGemm() {
   api_ = cslt::load_api(&why);
   if (!api_) fail("{}", why);
   S24_CSLT_CHECK(api_->Init(&handle_));
+  // The loader checked the library's own version (no device needed); the handle's is the one that runs.
+  int version = 0;
+  if (api_->GetVersion(&handle_, &version) != cslt::kSuccess || version < cslt::kMinVersion) {
+    api_->Destroy(&handle_);
+    fail("cuSPARSELt handle reports version {}; sparse24 needs 0.8.0 ({}) or later", version,
+         cslt::kMinVersion);
+  }
 }
 
 CusparseltGemm::~CusparseltGemm() {
