@@ -189,7 +189,8 @@ std::vector<GpuGemmBenchRow> run_gpu_gemm_bench(const GpuGemmBenchOptions& o) {
     DeviceBuffer y_dense(size_t(max_m * max_n) * dtype_size(out)), y_sparse(y_dense.size());
     fill_device_random(x, dtype, rng, stream);
 
-    for (auto [n, k] : o.shapes) {
+    for (const auto& shape : o.shapes) {
+      const int64_t n = shape.first, k = shape.second;  // plain variables: lambdas below capture them
       Tensor w = random_24_weight(n, k, dtype, rng);
       DeviceBuffer w_dense(w.nbytes());
       w_dense.upload(w.bytes(), w.nbytes(), stream);

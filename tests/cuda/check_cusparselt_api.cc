@@ -45,7 +45,8 @@ struct SameSignature<R1 (*)(A1...), R2 (*)(A2...)>
     : std::bool_constant<sizeof...(A1) == sizeof...(A2) && same_abi<R1, R2>() &&
                          (same_abi<A1, A2>() && ...)> {};
 
-#define S24_SAME_SIGNATURE(ours, theirs) \
+// `ours` is pasted after `cslt::`: a name, which parentheses would break.
+#define S24_SAME_SIGNATURE(ours, theirs) /* NOLINT(bugprone-macro-parentheses) */ \
   static_assert(SameSignature<cslt::ours, decltype(&theirs)>::value, #ours " does not match " #theirs)
 
 S24_SAME_SIGNATURE(GetPropertyFn, cusparseLtGetProperty);
