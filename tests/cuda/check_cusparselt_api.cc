@@ -46,7 +46,7 @@ struct SameSignature<R1 (*)(A1...), R2 (*)(A2...)>
                          (same_abi<A1, A2>() && ...)> {};
 
 // `ours` is pasted after `cslt::`: a name, which parentheses would break.
-#define S24_SAME_SIGNATURE(ours, theirs) /* NOLINT(bugprone-macro-parentheses) */ \
+#define S24_SAME_SIGNATURE(ours, theirs) /* NOLINTNEXTLINE(bugprone-macro-parentheses) */ \
   static_assert(SameSignature<cslt::ours, decltype(&theirs)>::value, #ours " does not match " #theirs)
 
 S24_SAME_SIGNATURE(GetPropertyFn, cusparseLtGetProperty);
