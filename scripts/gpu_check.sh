@@ -8,7 +8,8 @@
 #   OUT=/tmp/out scripts/gpu_check.sh            # quick benchmark subset (about 2 minutes on an H100)
 #   GPU_CHECK_FULL=1 OUT=... scripts/gpu_check.sh  # all 11 shapes x 7 M x 3 dtypes (several minutes more)
 # Other knobs: GPU_CHECK_BUILD (build dir), GPU_CHECK_JOBS (parallel jobs), GPU_CHECK_BENCH_SECONDS (time
-# limit of the benchmark, default 210), GPU_CHECK_BUILD_ONLY=1 (stop after the build).
+# limit of the benchmark, default 210), GPU_CHECK_BUILD_ONLY=1 (stop after the build), GPU_CHECK_SKIP_BENCH=1
+# (build and tests only, e.g. to rerun after a fix).
 #
 # cuSPARSELt is found in the Python environment (the nvidia-cusparselt wheel, as PyTorch installs it), or
 # at $SPARSE24_CUSPARSELT_ROOT; see docs/gpu.md.
@@ -86,6 +87,10 @@ done
 (cd "$BUILD" && ctest --output-on-failure --timeout 300 -E '^(cuda_gemm|cuda_mma_sp_layout)$') 2>&1 | tee "$OUT/ctest.log" || test_status=1
 grep -q "tests passed, 0 tests failed" "$OUT/ctest.log" || test_status=1
 
+if [ "${GPU_CHECK_SKIP_BENCH:-0}" = 1 ]; then
+  stamp "done (GPU_CHECK_SKIP_BENCH=1): tests $([ $test_status = 0 ] && echo passed || echo FAILED)"
+  exit $test_status
+fi
 if [ "${GPU_CHECK_FULL:-0}" = 1 ]; then
   bench_args=()
   bench_what="full sweep"
