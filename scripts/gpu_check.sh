@@ -5,7 +5,7 @@
 # ctest.log, versions.txt. Exit status: 0 when the build and every test passed (benchmark rows that failed are
 # reported in the JSON, not in the status).
 #
-#   OUT=/tmp/out scripts/gpu_check.sh            # quick benchmark subset (about 2 minutes on an H100)
+#   OUT=/tmp/out scripts/gpu_check.sh              # quick benchmark subset (estimated < 5 min in all)
 #   GPU_CHECK_FULL=1 OUT=... scripts/gpu_check.sh  # all 11 shapes x 7 M x 3 dtypes (several minutes more)
 # Other knobs: GPU_CHECK_BUILD (build dir), GPU_CHECK_JOBS (parallel jobs), GPU_CHECK_BENCH_SECONDS (time
 # limit of the benchmark, default 210), GPU_CHECK_BUILD_ONLY=1 (stop after the build), GPU_CHECK_SKIP_BENCH=1
