@@ -1,8 +1,5 @@
 #include "format/tensor.h"
 
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-
 #include <cmath>
 
 #include "util/error.h"
@@ -15,8 +12,11 @@ int64_t shape_numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
+// Plain concatenation (no {fmt}) so that format/ also builds in the CUDA-only configuration.
 std::string shape_str(const std::vector<int64_t>& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
