@@ -41,6 +41,25 @@ Dims3 dims3(const WindowGeometry& g) {
   return r;
 }
 
+// dst[c][r] = src[r][c] (+ bias[c]) for a [rows][cols] block, in square tiles so that both sides stay in
+// cache lines; tiles split across threads when the block is large.
+void transpose_tiled(const float* src, int64_t rows, int64_t cols, int64_t ld_src, float* dst, int64_t ld_dst,
+                     const float* bias) {
+  constexpr int64_t kTile = 32;
+  const int64_t row_tiles = (rows + kTile - 1) / kTile, col_tiles = (cols + kTile - 1) / kTile;
+#pragma omp parallel for collapse(2) if (rows * cols >= kParallelMinElements)
+  for (int64_t rt = 0; rt < row_tiles; ++rt)
+    for (int64_t ct = 0; ct < col_tiles; ++ct) {
+      const int64_t r0 = rt * kTile, r1 = std::min(rows, r0 + kTile);
+      const int64_t c0 = ct * kTile, c1 = std::min(cols, c0 + kTile);
+      for (int64_t c = c0; c < c1; ++c) {
+        const float b = bias ? bias[c] : 0.0f;
+        float* d = dst + c * ld_dst;
+        for (int64_t r = r0; r < r1; ++r) d[r] = src[r * ld_src + c] + b;
+      }
+    }
+}
+
 }  // namespace
 
 std::vector<int64_t> ConvShape::output_shape() const {
@@ -98,20 +117,28 @@ void im2col_rows(const ConvShape& shape, const float* x_nhwc, int64_t group, int
     const int64_t o2 = pos % d.out[2], o1 = (pos / d.out[2]) % d.out[1], o0 = pos / (d.out[2] * d.out[1]);
     const float* img = x_nhwc + image * in_pixels * channels + group * icg;
     float* dst = patches + r * K;
+    // With one group and no dilation along the last dim, a whole kernel row (k[2] positions x all channels)
+    // is one contiguous run of the channels-last input whenever it lies inside.
+    const int64_t b2 = o2 * d.s[2] - d.pb[2];
+    const bool row_copy = icg == channels && d.d[2] == 1 && b2 >= 0 && b2 + d.k[2] <= d.in[2];
     for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
       const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
       const bool in0 = i0 >= 0 && i0 < d.in[0];
       for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
         const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
         const bool in1 = in0 && i1 >= 0 && i1 < d.in[1];
+        const float* line = img + (i0 * d.in[1] + i1) * d.in[2] * channels;
+        if (in1 && row_copy) {
+          std::memcpy(dst, line + b2 * channels, size_t(d.k[2] * icg) * sizeof(float));
+          dst += d.k[2] * icg;
+          continue;
+        }
         for (int64_t k2 = 0; k2 < d.k[2]; ++k2, dst += icg) {
-          const int64_t i2 = o2 * d.s[2] - d.pb[2] + k2 * d.d[2];
-          if (in1 && i2 >= 0 && i2 < d.in[2]) {
-            const float* src = img + ((i0 * d.in[1] + i1) * d.in[2] + i2) * channels;
-            for (int64_t c = 0; c < icg; ++c) dst[c] = src[c];
-          } else {
-            for (int64_t c = 0; c < icg; ++c) dst[c] = 0.0f;
-          }
+          const int64_t i2 = b2 + k2 * d.d[2];
+          if (in1 && i2 >= 0 && i2 < d.in[2])
+            std::memcpy(dst, line + i2 * channels, size_t(icg) * sizeof(float));
+          else
+            std::memset(dst, 0, size_t(icg) * sizeof(float));
         }
       }
     }
@@ -127,13 +154,9 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
 
   // Channels-last copy of the input: each patch then reads IC/g contiguous floats per kernel position.
   std::vector<float> x_nhwc(size_t(shape.batch * in_pixels * channels));
-#pragma omp parallel for collapse(2) if (x_nhwc.size() >= size_t(kParallelMinElements))
   for (int64_t n = 0; n < shape.batch; ++n)
-    for (int64_t c = 0; c < channels; ++c) {
-      const float* src = x + (n * channels + c) * in_pixels;
-      float* dst = x_nhwc.data() + n * in_pixels * channels + c;
-      for (int64_t p = 0; p < in_pixels; ++p) dst[p * channels] = src[p];
-    }
+    transpose_tiled(x + n * channels * in_pixels, channels, in_pixels, in_pixels,
+                    x_nhwc.data() + n * in_pixels * channels, channels, nullptr);
 
   const WindowGeometry& w = shape.window;
   bool pointwise = true;
@@ -156,19 +179,57 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
         gemm(g, rows, ocg, K, patches.data(), K, tile_out.data() + g * ocg, oc);
       }
     }
-    // Scatter the [rows][OC] tile to NC(spatial), adding the bias.
-#pragma omp parallel for if (rows * oc >= kParallelMinElements)
-    for (int64_t o = 0; o < oc; ++o) {
-      const float b = bias ? bias[o] : 0.0f;
-      int64_t image = row0 / out_pixels, pos = row0 % out_pixels;
-      for (int64_t r = 0; r < rows; ++r) {
-        y[(image * oc + o) * out_pixels + pos] = tile_out[size_t(r * oc + o)] + b;
-        if (++pos == out_pixels) {
-          pos = 0;
-          ++image;
+    // Scatter the [rows][OC] tile to NC(spatial), adding the bias, one image's run of rows at a time.
+    for (int64_t r = 0; r < rows;) {
+      const int64_t image = (row0 + r) / out_pixels, pos = (row0 + r) % out_pixels;
+      const int64_t run = std::min(rows - r, out_pixels - pos);
+      transpose_tiled(tile_out.data() + r * oc, run, oc, oc, y + image * oc * out_pixels + pos, out_pixels,
+                      bias);
+      r += run;
+    }
+  }
+}
+
+void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* w, const float* bias,
+                           float* y) {
+  const Dims3 d = dims3(shape.window);
+  const int64_t oc_total = shape.out_channels, per_channel = oc_total / shape.groups;
+  const int64_t in_pixels = shape.in_pixels(), out_pixels = shape.out_pixels(), kvol = shape.kernel_volume();
+  const int64_t planes = shape.batch * oc_total;
+#pragma omp parallel for if (planes * out_pixels * kvol >= kParallelMinElements)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const int64_t n = plane / oc_total, oc = plane % oc_total, ic = oc / per_channel;
+    const float* xs = x + (n * shape.in_channels + ic) * in_pixels;
+    const float* ws = w + oc * kvol;
+    float* ys = y + plane * out_pixels;
+    const float b = bias ? bias[oc] : 0.0f;
+    for (int64_t o = 0; o < out_pixels; ++o) ys[o] = b;
+    // Tap by tap over each output row: the outputs whose input column is inside form one range, and with
+    // stride 1 the update is a contiguous axpy.
+    for (int64_t o0 = 0; o0 < d.out[0]; ++o0)
+      for (int64_t o1 = 0; o1 < d.out[1]; ++o1) {
+        float* yrow = ys + (o0 * d.out[1] + o1) * d.out[2];
+        for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
+          const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
+          if (i0 < 0 || i0 >= d.in[0]) continue;
+          for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
+            const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
+            if (i1 < 0 || i1 >= d.in[1]) continue;
+            const float* xline = xs + (i0 * d.in[1] + i1) * d.in[2];
+            for (int64_t k2 = 0; k2 < d.k[2]; ++k2) {
+              const float wv = ws[(k0 * d.k[1] + k1) * d.k[2] + k2];
+              const int64_t shift = k2 * d.d[2] - d.pb[2];  // input column = o2 · stride + shift
+              int64_t lo = 0, hi = d.out[2];
+              while (lo < hi && lo * d.s[2] + shift < 0) ++lo;
+              while (hi > lo && (hi - 1) * d.s[2] + shift >= d.in[2]) --hi;
+              if (d.s[2] == 1)
+                for (int64_t o2 = lo; o2 < hi; ++o2) yrow[o2] += wv * xline[o2 + shift];
+              else
+                for (int64_t o2 = lo; o2 < hi; ++o2) yrow[o2] += wv * xline[o2 * d.s[2] + shift];
+            }
+          }
         }
       }
-    }
   }
 }
 

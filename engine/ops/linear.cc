@@ -94,6 +94,11 @@ void run_conv(const Node& node, std::span<const Tensor* const> in, std::span<Ten
            shape.out_channels);
   }
   out[0] = Tensor(DType::f32, shape.output_shape());
+  if (shape.in_channels == shape.groups) {
+    conv_depthwise_direct(shape, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
+                          out[0].data<float>());
+    return;
+  }
   const Tensor canonical = conv_weight_canonical(w);
   conv_as_gemm(shape, x.data<float>(), blas_conv_gemm(canonical.data<float>()),
                bias ? bias->data<float>() : nullptr, out[0].data<float>());

@@ -293,28 +293,36 @@ TEST(OpsConv, CanonicalWeightMatchesGraphWeights) {
 // conv_as_gemm with a plain-loop GEMM (no BLAS) reproduces the direct convolution exactly: this pins the
 // contract the planner's 2:4 GEMM relies on (canonical weight rows per group, Y = P · Wcᵀ).
 TEST(OpsConv, ConvAsGemmWithPlainGemmMatchesDirectLoop) {
-  ConvCase c{{2, 4, 5, 6}, {6, 2, 3, 2}, {2, 1}, {1, 2}, {1, 0, 2, 1}, 2};
-  Node node = conv_node(c);
-  Tensor x = int_valued(DType::f32, c.x_shape, 11), w = int_valued(DType::f32, c.w_shape, 12);
-  Tensor bias = int_valued(DType::f32, {6}, 13);
-  ConvShape s = ops::conv_shape(node, c.x_shape, c.w_shape);
-  Tensor wc = ops::conv_weight_canonical(w);
-  int calls = 0;
-  ops::ConvGemm plain = [&](int64_t group, int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx,
-                            float* Y, int64_t ldy) {
-    ++calls;
-    const float* W = wc.data<float>() + group * N * K;
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) {
-        float acc = 0;
-        for (int64_t k = 0; k < K; ++k) acc += X[m * ldx + k] * W[n * K + k];
-        Y[m * ldy + n] = acc;
-      }
+  const std::vector<ConvCase> cases = {
+      {{2, 4, 5, 6}, {6, 2, 3, 2}, {2, 1}, {1, 2}, {1, 0, 2, 1}, 2},  // groups, strides, dilations, pads
+      {{1, 3, 6, 5}, {6, 1, 3, 3}, {1, 2}, {1, 1}, {1, 1, 1, 1}, 3},  // depthwise with multiplier 2
+      {{1, 8, 4, 4}, {4, 8, 1, 1}, {1, 1}, {1, 1}, {}},               // pointwise: no im2col
   };
-  Tensor y(DType::f32, s.output_shape());
-  ops::conv_as_gemm(s, x.data<float>(), plain, bias.data<float>(), y.data<float>());
-  EXPECT_EQ(calls, 2);  // one tile, two groups
-  EXPECT_EQ(as_f32(y), as_f32(naive_conv(s, x, w, &bias)));
+  uint32_t seed = 11;
+  for (const ConvCase& c : cases) {
+    Node node = conv_node(c);
+    Tensor x = int_valued(DType::f32, c.x_shape, seed++), w = int_valued(DType::f32, c.w_shape, seed++);
+    Tensor bias = int_valued(DType::f32, {c.w_shape[0]}, seed++);
+    ConvShape s = ops::conv_shape(node, c.x_shape, c.w_shape);
+    Tensor wc = ops::conv_weight_canonical(w);
+    int calls = 0;
+    ops::ConvGemm plain = [&](int64_t group, int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx,
+                              float* Y, int64_t ldy) {
+      ++calls;
+      const float* W = wc.data<float>() + group * N * K;
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          float acc = 0;
+          for (int64_t k = 0; k < K; ++k) acc += X[m * ldx + k] * W[n * K + k];
+          Y[m * ldy + n] = acc;
+        }
+    };
+    Tensor y(DType::f32, s.output_shape());
+    ops::conv_as_gemm(s, x.data<float>(), plain, bias.data<float>(), y.data<float>());
+    EXPECT_EQ(calls, s.groups);  // one tile, one GEMM per group
+    EXPECT_EQ(as_f32(y), as_f32(naive_conv(s, x, w, &bias)))
+        << shape_str(c.x_shape) << " " << shape_str(c.w_shape);
+  }
 }
 
 TEST(OpsConv, ConvOpMatchesDirectLoopAcrossGeometries) {
@@ -322,6 +330,7 @@ TEST(OpsConv, ConvOpMatchesDirectLoopAcrossGeometries) {
       {{1, 3, 7, 7}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},       // 3x3 pad 1
       {{2, 4, 9, 8}, {6, 2, 3, 3}, {2, 2}, {1, 1}, {0, 1, 1, 0}, 2},    // groups, stride, asymmetric pads
       {{1, 4, 10, 10}, {4, 1, 3, 3}, {1, 1}, {2, 3}, {2, 2, 2, 2}, 4},  // depthwise, dilations
+      {{2, 3, 9, 7}, {6, 1, 3, 2}, {2, 2}, {1, 1}, {1, 0, 1, 1}, 3},    // depthwise, multiplier 2, strides
       {{2, 8, 5, 5}, {6, 8, 1, 1}, {1, 1}, {1, 1}, {}},                 // pointwise (no im2col)
       {{1, 4, 6, 6}, {8, 2, 1, 1}, {1, 1}, {1, 1}, {}, 2},              // grouped pointwise
       {{1, 2, 7, 5}, {3, 2, 3, 2}, {2, 2}, {1, 1}, {}, 1, "SAME_UPPER"},
