@@ -171,6 +171,11 @@ TEST(OpsBroadcast, IntegerArithmeticIsExact) {
   EXPECT_EQ(as_i64(run(make_node("Mul"), {&a, &b})[0]), (std::vector<int64_t>{big + 1, -14, -14, 27}));
   // Integer division truncates toward zero, as C and onnxruntime do.
   EXPECT_EQ(as_i64(run(make_node("Div"), {&a, &b})[0]), (std::vector<int64_t>{big + 1, -3, -3, 3}));
+  // Overflow wraps (two's complement, as numpy) instead of being undefined behaviour.
+  Tensor max = i64_tensor({INT64_MAX}), one = i64_tensor({1});
+  EXPECT_EQ(as_i64(run(make_node("Add"), {&max, &one})[0]), std::vector<int64_t>{INT64_MIN});
+  Tensor base = i64_tensor({10, 2}), exponent = i64_tensor({30, 10});
+  EXPECT_EQ(as_i64(run(make_node("Pow"), {&base, &exponent})[0]), (std::vector<int64_t>{INT64_MAX, 1024}));
   Tensor zero = i64_tensor({0});
   expect_error_names_node(make_node("Div"), {&a, &zero}, "division by zero");
 }
