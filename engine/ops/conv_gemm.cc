@@ -14,10 +14,37 @@ namespace sparse24::engine::ops {
 
 namespace {
 
-// OpenBLAS starts as many threads as cores by default, on top of the OpenMP team: match the two once.
-void set_blas_threads_once() {
+// One pool of threads, not two: OpenBLAS runs single-threaded and the engine splits large products across
+// its OpenMP team (blas_sgemm). Two pools on few cores spin against each other (measured on MiniLM with
+// 2 cores: 80% of the time in libgomp's spin-wait while OpenBLAS threads yielded).
+void set_blas_single_threaded_once() {
   static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(omp_get_max_threads()); });
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+// One BLAS call on the calling thread; sgemv for a single row or column.
+void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const auto bi = [](int64_t v) { return blasint(v); };
+  if (M == 1) {  // C row = op(B)ᵀ · a
+    const int64_t inc_a = trans_a ? lda : 1;
+    if (trans_b)  // B stored [N][K]
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(N), bi(K), alpha, B, bi(ldb), A, bi(inc_a), beta, C, 1);
+    else  // B stored [K][N]
+      cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(N), alpha, B, bi(ldb), A, bi(inc_a), beta, C, 1);
+    return;
+  }
+  if (N == 1) {  // C column = op(A) · b
+    const int64_t inc_b = trans_b ? 1 : ldb;
+    if (trans_a)  // A stored [K][M]
+      cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(M), alpha, A, bi(lda), B, bi(inc_b), beta, C, bi(ldc));
+    else  // A stored [M][K]
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(M), bi(K), alpha, A, bi(lda), B, bi(inc_b), beta, C,
+                  bi(ldc));
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, bi(M),
+              bi(N), bi(K), alpha, A, bi(lda), B, bi(ldb), beta, C, bi(ldc));
 }
 
 // Spatial sizes padded to three dims (leading dims of size 1, kernel 1, no padding).
@@ -248,27 +275,30 @@ void blas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
       for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[m * ldc + n];
     return;
   }
-  set_blas_threads_once();
-  const auto bi = [](int64_t v) { return blasint(v); };
-  if (M == 1) {  // C row = op(B)ᵀ · a
-    const int64_t inc_a = trans_a ? lda : 1;
-    if (trans_b)  // B stored [N][K]
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(N), bi(K), alpha, B, bi(ldb), A, bi(inc_a), beta, C, 1);
-    else  // B stored [K][N]
-      cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(N), alpha, B, bi(ldb), A, bi(inc_a), beta, C, 1);
+  set_blas_single_threaded_once();
+  // Below ~4 MFLOP a team costs more than it saves; inside a parallel region (batched MatMul) the caller
+  // already splits the work.
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads == 1 || 2.0 * double(M) * double(N) * double(K) < 4e6) {
+    sgemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  if (N == 1) {  // C column = op(A) · b
-    const int64_t inc_b = trans_b ? 1 : ldb;
-    if (trans_a)  // A stored [K][M]
-      cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(M), alpha, A, bi(lda), B, bi(inc_b), beta, C, bi(ldc));
-    else  // A stored [M][K]
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(M), bi(K), alpha, A, bi(lda), B, bi(inc_b), beta, C,
-                  bi(ldc));
-    return;
+  // Split the longer of M and N into one contiguous, 16-aligned piece per thread; each output element is
+  // still computed by one call over the whole K.
+  const bool split_m = M >= N;
+  const int64_t extent = split_m ? M : N;
+  const int64_t piece = std::max<int64_t>(16, ((extent + threads - 1) / threads + 15) / 16 * 16);
+  const int64_t pieces = (extent + piece - 1) / piece;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  for (int64_t p = 0; p < pieces; ++p) {
+    const int64_t begin = p * piece, len = std::min(piece, extent - begin);
+    if (split_m)
+      sgemm_serial(trans_a, trans_b, len, N, K, alpha, A + (trans_a ? begin : begin * lda), lda, B, ldb, beta,
+                   C + begin * ldc, ldc);
+    else
+      sgemm_serial(trans_a, trans_b, M, len, K, alpha, A, lda, B + (trans_b ? begin * ldb : begin), ldb, beta,
+                   C + begin, ldc);
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, bi(M),
-              bi(N), bi(K), alpha, A, bi(lda), B, bi(ldb), beta, C, bi(ldc));
 }
 
 }  // namespace sparse24::engine::ops

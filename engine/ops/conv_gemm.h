@@ -59,7 +59,8 @@ void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* 
 ConvGemm blas_conv_gemm(const float* canonical_weight);
 
 /// Row-major C[M][N] = alpha · op(A) · op(B) + beta · C through OpenBLAS, with sgemv when M or N is 1 (where
-/// OpenBLAS sgemm is several times slower). op(A) is [M][K], op(B) is [K][N].
+/// OpenBLAS sgemm is several times slower). op(A) is [M][K], op(B) is [K][N]. OpenBLAS runs single-threaded;
+/// a large product is split across the OpenMP team (serial when called inside a parallel region).
 void blas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 

@@ -71,6 +71,9 @@ void run_mat_mul(const Node& node, std::span<const Tensor* const> in, std::span<
   }
   BroadcastPlan<2> plan = plan_broadcast<2>(batch, {&a_batch, &b_batch});
   const int64_t inner = plan.inner();
+  // Many small products (attention heads): one per thread; a few large ones split inside blas_sgemm.
+  const bool per_thread = batches >= 2 * omp_get_max_threads() && 2 * M * N * K < (int64_t(1) << 24);
+#pragma omp parallel for if (per_thread)
   for (int64_t i = 0; i < batches; ++i) {
     auto off = plan.row_offsets(i / inner);
     const int64_t j = i % inner;
