@@ -244,7 +244,8 @@ INSTANTIATE_TEST_SUITE_P(Onnx, NodeConformance, ::testing::ValuesIn(all_tests())
                          [](const ::testing::TestParamInfo<NodeTest>& info) { return info.param.name; });
 
 TEST(ConformanceSetup, NodeTestsFound) {
-  EXPECT_GT(all_tests().size(), 100u) << "too few node tests in scope under " << node_test_root();
+  EXPECT_GT(all_tests().size(), std::getenv("SPARSE24_ONNX_NODE_TESTS") ? 0u : 100u)
+      << "too few node tests in scope under " << node_test_root();
 }
 
 // A skip entry that is no longer in scope (renamed, or its op left the registry) is a stale excuse.

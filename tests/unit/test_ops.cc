@@ -368,6 +368,77 @@ TEST(OpsConv, ShapeMismatchNamesTheNode) {
   expect_error_names_node(conv_node(c), {&x1, &w}, "larger than the padded input");
 }
 
+// ---- pooling ----
+
+struct PoolCase {
+  std::vector<int64_t> kernel, strides, dilations, pads;  // 2-D; pads as {top, left, bottom, right}
+  bool ceil_mode = false, count_include_pad = false;
+};
+
+// Max or average pooling of one [H][W] plane straight from the definition.
+std::vector<float> naive_pool(const PoolCase& c, const float* x, int64_t H, int64_t W, bool max, int64_t& OH,
+                              int64_t& OW) {
+  int64_t out[2];
+  const int64_t in[2] = {H, W};
+  for (int i = 0; i < 2; ++i) {
+    const int64_t extent = (c.kernel[size_t(i)] - 1) * c.dilations[size_t(i)] + 1;
+    const int64_t span = in[i] + c.pads[size_t(i)] + c.pads[size_t(i) + 2] - extent;
+    const int64_t s = c.strides[size_t(i)];
+    out[i] = (c.ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    if (c.ceil_mode && (out[i] - 1) * s >= in[i] + c.pads[size_t(i)]) --out[i];
+  }
+  OH = out[0];
+  OW = out[1];
+  std::vector<float> y;
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      float best = -INFINITY, sum = 0;
+      int64_t inside = 0, padded = 0;
+      for (int64_t kh = 0; kh < c.kernel[0]; ++kh)
+        for (int64_t kw = 0; kw < c.kernel[1]; ++kw) {
+          const int64_t h = oh * c.strides[0] - c.pads[0] + kh * c.dilations[0];
+          const int64_t w = ow * c.strides[1] - c.pads[1] + kw * c.dilations[1];
+          if (h < H + c.pads[2] && w < W + c.pads[3]) ++padded;
+          if (h < 0 || h >= H || w < 0 || w >= W) continue;
+          ++inside;
+          best = std::max(best, x[h * W + w]);
+          sum += x[h * W + w];
+        }
+      y.push_back(max ? best : sum / float(c.count_include_pad ? padded : inside));
+    }
+  return y;
+}
+
+TEST(OpsPool, MaxAndAverageMatchDirectLoops) {
+  const std::vector<PoolCase> cases = {
+      {{3, 3}, {2, 2}, {2, 2}, {1, 1, 1, 1}, true, false},
+      {{3, 2}, {2, 1}, {2, 1}, {1, 0, 2, 1}, true, true},
+      {{2, 3}, {3, 2}, {1, 1}, {0, 1, 1, 0}, false, false},
+      {{2, 2}, {2, 2}, {1, 1}, {1, 1, 1, 1}, true, true},
+  };
+  const int64_t H = 9, W = 8;
+  Tensor x = int_valued(DType::f32, {2, 3, H, W}, 71);
+  for (const PoolCase& c : cases)
+    for (const char* op : {"MaxPool", "AveragePool"}) {
+      Node node = make_node(op, 19);
+      node.attrs.set("kernel_shape", c.kernel);
+      node.attrs.set("strides", c.strides);
+      node.attrs.set("dilations", c.dilations);
+      node.attrs.set("pads", c.pads);
+      node.attrs.set("ceil_mode", int64_t(c.ceil_mode));
+      node.attrs.set("count_include_pad", int64_t(c.count_include_pad));
+      Tensor y = run(node, {&x})[0];
+      int64_t OH = 0, OW = 0;
+      for (int64_t plane = 0; plane < 6; ++plane) {
+        std::vector<float> want = naive_pool(c, x.data<float>() + plane * H * W, H, W, op[0] == 'M', OH, OW);
+        ASSERT_EQ(y.shape(), (std::vector<int64_t>{2, 3, OH, OW})) << op;
+        for (int64_t i = 0; i < OH * OW; ++i)
+          ASSERT_FLOAT_EQ(y.get(plane * OH * OW + i), want[size_t(i)])
+              << op << " plane " << plane << " at " << i;
+      }
+    }
+}
+
 // ---- MatMul and Gemm ----
 
 Tensor naive_matmul_2d(const float* a, const float* b, int64_t M, int64_t K, int64_t N) {
