@@ -652,6 +652,38 @@ TEST(OpsGelu, ExactAndTanhForms) {
   expect_error_names_node(bad, {&x}, "approximate");
 }
 
+// Empty tensors flow through every op with the right output shape (and nothing is read out of bounds: this
+// runs under AddressSanitizer).
+TEST(OpsEdge, ZeroSizedTensors) {
+  Tensor e(DType::f32, {0, 4}), row(DType::f32, {4}), w(DType::f32, {4, 5});
+  EXPECT_EQ(run(make_node("Add"), {&e, &row})[0].shape(), (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(run(make_node("Softmax", 13), {&e})[0].shape(), (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(run(make_node("Erf"), {&e})[0].shape(), (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(run(make_node("LayerNormalization"), {&e, &row})[0].shape(), (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(run(make_node("MatMul"), {&e, &w})[0].shape(), (std::vector<int64_t>{0, 5}));
+  EXPECT_EQ(run(make_node("Transpose"), {&e})[0].shape(), (std::vector<int64_t>{4, 0}));
+  Node concat = make_node("Concat");
+  concat.attrs.set("axis", int64_t(0));
+  Tensor two(DType::f32, {2, 4});
+  EXPECT_EQ(run(concat, {&e, &two, &e})[0].shape(), (std::vector<int64_t>{2, 4}));
+  Tensor no_index(DType::i64, {0});
+  EXPECT_EQ(run(make_node("Gather"), {&two, &no_index})[0].shape(), (std::vector<int64_t>{0, 4}));
+  Node reduce = make_node("ReduceMean", 13);
+  reduce.attrs.set("axes", std::vector<int64_t>{1});
+  EXPECT_EQ(run(reduce, {&e})[0].shape(), (std::vector<int64_t>{0, 1}));
+  Tensor k_empty(DType::f32, {3, 0}), w_empty(DType::f32, {0, 2});
+  Tensor zeros = run(make_node("MatMul"), {&k_empty, &w_empty})[0];  // K = 0: all zeros
+  EXPECT_EQ(as_f32(zeros), std::vector<float>(6, 0.0f));
+  ConvCase c{{0, 2, 5, 5}, {3, 2, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}};
+  Tensor x(DType::f32, c.x_shape), cw = int_valued(DType::f32, c.w_shape, 81);
+  EXPECT_EQ(run(conv_node(c), {&x, &cw})[0].shape(), (std::vector<int64_t>{0, 3, 5, 5}));
+  Node pool = make_node("MaxPool");
+  pool.attrs.set("kernel_shape", std::vector<int64_t>{2, 2});
+  EXPECT_EQ(run(pool, {&x})[0].shape(), (std::vector<int64_t>{0, 2, 4, 4}));
+  Tensor starts = i64_tensor({3}), ends = i64_tensor({1});
+  EXPECT_EQ(run(make_node("Slice", 13), {&two, &starts, &ends})[0].shape(), (std::vector<int64_t>{0, 4}));
+}
+
 TEST(OpsErrors, WrongDtypeNamesTheNode) {
   Tensor i(DType::i32, {2});
   expect_error_names_node(make_node("Sqrt"), {&i}, "expected one of f32");
