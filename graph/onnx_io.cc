@@ -182,6 +182,7 @@ Tensor read_tensor(const TensorProto& t) {
   std::vector<int64_t> shape(t.dims().begin(), t.dims().end());
   Tensor out(*dt, shape);
   const int64_t n = out.numel();
+  if (n == 0) return out;  // no storage: memcpy from or to a null pointer is undefined even for 0 bytes
   if (t.has_raw_data()) {
     if (t.raw_data().size() != out.nbytes()) fail("tensor '{}': raw data size does not match its shape", t.name());
     std::memcpy(out.bytes(), t.raw_data().data(), out.nbytes());

@@ -109,7 +109,7 @@ ConvShape conv_shape(const Node& node, const std::vector<int64_t>& x_shape,
   s.in_channels = x_shape[1];
   s.out_channels = w_shape[0];
   s.groups = node.attrs.get_int("group", 1);
-  if (s.groups < 1 || s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0 ||
+  if (s.groups < 1 || s.in_channels == 0 || s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0 ||
       w_shape[1] * s.groups != s.in_channels)
     fail("node '{}' ({}): group={} does not fit X {} and W {} (need C = W[1] * group, OC divisible by group)",
          node.name, node.op, s.groups, shape_str(x_shape), shape_str(w_shape));

@@ -34,7 +34,7 @@ void run_gemm(const Node& node, std::span<const Tensor* const> in, std::span<Ten
       fail("node '{}' (Gemm): C {} does not broadcast to [{}, {}]", node.name, shape_str(c->shape()), M, N);
     // Y starts as C broadcast to [M][N]; BLAS then adds alpha · A · B onto beta · Y.
     Tensor cb = broadcast_to(*c, mn);
-    std::memcpy(y, cb.data<float>(), cb.nbytes());
+    if (cb.nbytes()) std::memcpy(y, cb.data<float>(), cb.nbytes());
     gemm_beta = beta;
   }
   blas_sgemm(ta, tb, M, N, K, alpha, a.data<float>(), a.dim(1), b.data<float>(), b.dim(1), gemm_beta, y, N);

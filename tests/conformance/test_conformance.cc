@@ -133,6 +133,17 @@ Tensor read_pb(const fs::path& path, const Value& value) {
   onnx::TensorProto proto;
   std::ifstream in(path, std::ios::binary);
   if (!in || !proto.ParseFromIstream(&in)) fail("'{}': cannot parse as an onnx TensorProto", path.string());
+  // Optional- and sequence-typed test data (not TensorProtos) can parse as a tensor with absurd dims: refuse
+  // any tensor with more elements than its data could hold (at least one byte or one entry per element).
+  int64_t elements = 1;
+  for (int64_t d : proto.dims()) {
+    if (d < 0 || (d > 0 && elements > (int64_t(1) << 40) / d)) fail("'{}': implausible dims", path.string());
+    elements *= d;
+  }
+  const int64_t held = int64_t(proto.raw_data().size()) + proto.float_data_size() + proto.int32_data_size() +
+                       proto.int64_data_size() + proto.double_data_size() + proto.uint64_data_size() +
+                       proto.string_data_size();
+  if (elements > held) fail("'{}': {} elements but data for at most {}", path.string(), elements, held);
   if (proto.data_type() == onnx::TensorProto::UINT16 && value.declared_dtype == DType::bf16)
     proto.set_data_type(onnx::TensorProto::BFLOAT16);
   return read_tensor(proto);
