@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "util/error.h"
@@ -66,6 +67,15 @@ Dims3 dims3(const WindowGeometry& g) {
     r.out[size_t(i)] = real ? g.out[j] : 1;
   }
   return r;
+}
+
+// A 1x1 kernel with stride 1 and no padding: the input itself is the patch (or column) matrix.
+bool is_pointwise(const WindowGeometry& w) {
+  bool pointwise = true;
+  for (int i = 0; i < w.rank(); ++i)
+    pointwise &= w.kernel[size_t(i)] == 1 && w.strides[size_t(i)] == 1 && w.pads_begin[size_t(i)] == 0 &&
+                 w.pads_end[size_t(i)] == 0;
+  return pointwise;
 }
 
 // dst[c][r] = src[r][c] (+ bias[c]) for a [rows][cols] block, in square tiles so that both sides stay in
@@ -180,40 +190,118 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
   if (M == 0 || oc == 0) return;
 
   // Channels-last copy of the input: each patch then reads IC/g contiguous floats per kernel position.
-  std::vector<float> x_nhwc(size_t(shape.batch * in_pixels * channels));
+  // Scratch buffers are left uninitialised (every element is written before it is read): zero-filling
+  // megabytes per call showed up at ~9% of a small CNN.
+  std::unique_ptr<float[]> x_nhwc(new float[size_t(shape.batch * in_pixels * channels)]);
   for (int64_t n = 0; n < shape.batch; ++n)
     transpose_tiled(x + n * channels * in_pixels, channels, in_pixels, in_pixels,
-                    x_nhwc.data() + n * in_pixels * channels, channels, nullptr);
+                    x_nhwc.get() + n * in_pixels * channels, channels, nullptr);
 
-  const WindowGeometry& w = shape.window;
-  bool pointwise = true;
-  for (int i = 0; i < w.rank(); ++i)
-    pointwise &= w.kernel[size_t(i)] == 1 && w.strides[size_t(i)] == 1 && w.pads_begin[size_t(i)] == 0 &&
-                 w.pads_end[size_t(i)] == 0;
+  const bool pointwise = is_pointwise(shape.window);
   // Tiles of at most ~16 MB of patches keep memory bounded for large images while giving the GEMM long M.
   const int64_t tile =
       pointwise ? M : std::clamp<int64_t>((int64_t(1) << 22) / std::max<int64_t>(K, 1), 256, M);
-  std::vector<float> patches(pointwise ? 0 : size_t(tile * K));
-  std::vector<float> tile_out(size_t(tile * oc));
+  std::unique_ptr<float[]> patches(new float[pointwise ? 0 : size_t(tile * K)]);
+  std::unique_ptr<float[]> tile_out(new float[size_t(tile * oc)]);
   for (int64_t row0 = 0; row0 < M; row0 += tile) {
     const int64_t rows = std::min(tile, M - row0);
     for (int64_t g = 0; g < shape.groups; ++g) {
       if (pointwise) {
-        gemm(g, rows, ocg, K, x_nhwc.data() + row0 * channels + g * icg, channels, tile_out.data() + g * ocg,
+        gemm(g, rows, ocg, K, x_nhwc.get() + row0 * channels + g * icg, channels, tile_out.get() + g * ocg,
              oc);
       } else {
-        im2col_rows(shape, x_nhwc.data(), g, row0, rows, patches.data());
-        gemm(g, rows, ocg, K, patches.data(), K, tile_out.data() + g * ocg, oc);
+        im2col_rows(shape, x_nhwc.get(), g, row0, rows, patches.get());
+        gemm(g, rows, ocg, K, patches.get(), K, tile_out.get() + g * ocg, oc);
       }
     }
     // Scatter the [rows][OC] tile to NC(spatial), adding the bias, one image's run of rows at a time.
     for (int64_t r = 0; r < rows;) {
       const int64_t image = (row0 + r) / out_pixels, pos = (row0 + r) % out_pixels;
       const int64_t run = std::min(rows - r, out_pixels - pos);
-      transpose_tiled(tile_out.data() + r * oc, run, oc, oc, y + image * oc * out_pixels + pos, out_pixels,
+      transpose_tiled(tile_out.get() + r * oc, run, oc, oc, y + image * oc * out_pixels + pos, out_pixels,
                       bias);
       r += run;
     }
+  }
+}
+
+namespace {
+
+// Rows (input channel, kernel position) x columns (output pixels [p0, p0 + cols)) of the NCHW-order column
+// matrix of one group: col[r][c] = x[ic][input position of tap r for output pixel p0 + c], 0 on padding.
+void im2col_nchw(const Dims3& d, const float* xg, int64_t icg, int64_t p0, int64_t cols, float* col) {
+  const int64_t kvol = d.k[0] * d.k[1] * d.k[2], in_plane = d.in[0] * d.in[1] * d.in[2];
+#pragma omp parallel for if (icg * kvol * cols >= kParallelMinElements)
+  for (int64_t r = 0; r < icg * kvol; ++r) {
+    const int64_t ic = r / kvol, kp = r % kvol;
+    const int64_t k2 = kp % d.k[2], k1 = (kp / d.k[2]) % d.k[1], k0 = kp / (d.k[2] * d.k[1]);
+    const float* plane = xg + ic * in_plane;
+    float* dst = col + r * cols;
+    // Walk the output pixels one output row (fixed o0, o1) at a time; along a row the input column is
+    // o2 · stride + shift, inside the input for o2 in [lo, hi).
+    const int64_t shift = k2 * d.d[2] - d.pb[2];
+    int64_t lo = 0, hi = d.out[2];
+    while (lo < hi && lo * d.s[2] + shift < 0) ++lo;
+    while (hi > lo && (hi - 1) * d.s[2] + shift >= d.in[2]) --hi;
+    for (int64_t c = 0; c < cols;) {
+      const int64_t p = p0 + c, o2 = p % d.out[2], o1 = (p / d.out[2]) % d.out[1],
+                    o0 = p / (d.out[2] * d.out[1]);
+      const int64_t run = std::min(cols - c, d.out[2] - o2);
+      const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0], i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
+      float* out = dst + c;
+      if (i0 < 0 || i0 >= d.in[0] || i1 < 0 || i1 >= d.in[1]) {
+        std::memset(out, 0, size_t(run) * sizeof(float));
+      } else {
+        const float* line = plane + (i0 * d.in[1] + i1) * d.in[2];
+        const int64_t a = std::clamp(lo, o2, o2 + run), b = std::clamp(hi, a, o2 + run);  // inside: [a, b)
+        std::memset(out, 0, size_t(a - o2) * sizeof(float));
+        if (d.s[2] == 1)
+          std::memcpy(out + (a - o2), line + a + shift, size_t(b - a) * sizeof(float));
+        else
+          for (int64_t q = a; q < b; ++q) out[q - o2] = line[q * d.s[2] + shift];
+        std::memset(out + (b - o2), 0, size_t(o2 + run - b) * sizeof(float));
+      }
+      c += run;
+    }
+  }
+}
+
+}  // namespace
+
+void conv_dense_nchw(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y) {
+  const Dims3 d = dims3(shape.window);
+  const int64_t groups = shape.groups, icg = shape.in_channels / groups, ocg = shape.out_channels / groups;
+  const int64_t K = icg * shape.kernel_volume(), in_pixels = shape.in_pixels(),
+                out_pixels = shape.out_pixels();
+  if (shape.batch == 0 || out_pixels == 0 || shape.out_channels == 0) return;
+  const bool pointwise = is_pointwise(shape.window);
+  // Column tiles of at most ~16 MB keep memory bounded for large images while giving the GEMM long rows.
+  const int64_t tile =
+      pointwise ? out_pixels
+                : std::clamp<int64_t>((int64_t(1) << 22) / std::max<int64_t>(K, 1), 256, out_pixels);
+  std::unique_ptr<float[]> col(new float[pointwise ? 0 : size_t(K * tile)]);  // fully written before use
+  for (int64_t n = 0; n < shape.batch; ++n)
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* xg = x + (n * shape.in_channels + g * icg) * in_pixels;
+      const float* wg = w + g * ocg * K;
+      float* yg = y + (n * shape.out_channels + g * ocg) * out_pixels;
+      for (int64_t p0 = 0; p0 < out_pixels; p0 += tile) {
+        const int64_t cols = std::min(tile, out_pixels - p0);
+        if (pointwise) {  // the input planes are the column matrix
+          blas_sgemm(false, false, ocg, cols, K, 1.0f, wg, K, xg + p0, in_pixels, 0.0f, yg + p0, out_pixels);
+        } else {
+          im2col_nchw(d, xg, icg, p0, cols, col.get());
+          blas_sgemm(false, false, ocg, cols, K, 1.0f, wg, K, col.get(), cols, 0.0f, yg + p0, out_pixels);
+        }
+      }
+    }
+  if (!bias) return;
+  const int64_t planes = shape.batch * shape.out_channels;
+#pragma omp parallel for if (planes * out_pixels >= kParallelMinElements)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const float b = bias[plane % shape.out_channels];
+    float* yp = y + plane * out_pixels;
+    for (int64_t i = 0; i < out_pixels; ++i) yp[i] += b;
   }
 }
 
