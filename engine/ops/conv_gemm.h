@@ -48,13 +48,6 @@ void im2col_rows(const ConvShape& shape, const float* x_nhwc, int64_t group, int
 /// patch tiles (a 1x1, stride-1, unpadded conv skips im2col and hands the channels-last input straight in).
 void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, const float* bias, float* y);
 
-/// The dense convolution in NCHW order: per image and group Y[OC/g][pixels] = W[OC/g][IC/g · prod(k)] ·
-/// col[IC/g · prod(k)][pixels] through blas_sgemm, with W the ONNX weight as it is (no reordering) and col
-/// the im2col matrix in (input channel, kernel position) order; a 1x1, stride-1, unpadded conv uses the input
-/// planes directly. The output lands in NCHW without the transposes conv_as_gemm needs, which makes this the
-/// faster dense path; conv_as_gemm (whose K order the 2:4 weights need) remains the path for 2:4 GEMMs.
-void conv_dense_nchw(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y);
-
 /// Direct convolution for one input channel per group (depthwise, any channel multiplier), from the ONNX
 /// weight W[OC][1][k...]: such a conv has K = prod(kernel) per group, too short for a GEMM to pay and never
 /// 2:4-eligible (its groups would run along IC/g = 1).

@@ -102,8 +102,10 @@ void run_conv(const Node& node, std::span<const Tensor* const> in, std::span<Ten
                           out[0].data<float>());
     return;
   }
-  conv_dense_nchw(shape, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
-                  out[0].data<float>());
+  // The same conv-as-GEMM the planner runs with its 2:4 kernels, here with OpenBLAS on the canonical weight.
+  const Tensor canonical = conv_weight_canonical(w);
+  conv_as_gemm(shape, x.data<float>(), blas_conv_gemm(canonical.data<float>()),
+               bias ? bias->data<float>() : nullptr, out[0].data<float>());
 }
 
 }  // namespace sparse24::engine::ops
