@@ -38,8 +38,9 @@ void run_identity(const Node& node, std::span<const Tensor* const> in, std::span
 
 void run_dropout(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   const Tensor& x = required_input(node, in, 0);
-  // Opset 12+ takes ratio and training_mode as inputs; before, training was never part of inference.
-  bool training = false;
+  // Opset 12+ takes ratio and training_mode as inputs; opsets 7-11 are inference-only; before 7, is_test=0
+  // asked for training.
+  bool training = node.opset < 7 && node.attrs.get_int("is_test", 0) == 0;
   float ratio = node.attrs.get_float("ratio", 0.5f);
   if (node.opset >= 12) {
     if (const Tensor* r = optional_input(in, 1)) {
