@@ -1,7 +1,8 @@
 #pragma once
 // The compute-bound inner loops of the element-wise ops, each compiled for AVX-512, AVX2+FMA and baseline
 // x86-64 and picked once at load time for the CPU at hand (GCC target_clones). Results are identical on every
-// path: the build does not contract a·b + c into FMA (ISO C++ mode), and the math is vmath.h's, not libm's.
+// path: the engine is built with -ffp-contract=off (no a·b + c fused into FMA), and the math is vmath.h's, not
+// libm's.
 #include <cstdint>
 
 namespace sparse24::engine::ops {

@@ -10,6 +10,7 @@
 
 #include "engine/ops/conv_gemm.h"
 #include "engine/ops/op.h"
+#include "engine/ops/simd_kernels.h"
 #include "engine/ops/vmath.h"
 #include "graph/weights.h"
 #include "util/error.h"
@@ -110,6 +111,23 @@ TEST(OpsVMath, ErfMatchesStdErf) {
   EXPECT_EQ(ops::verf(std::numeric_limits<float>::infinity()), 1.0f);
   EXPECT_EQ(ops::verf(-std::numeric_limits<float>::infinity()), -1.0f);
   EXPECT_TRUE(std::isnan(ops::verf(std::nanf(""))));
+}
+
+// The kernels are dispatched to an AVX-512, AVX2 or baseline clone; each must give the bits the scalar
+// definition gives (no FMA contraction, same math), so results do not depend on the machine.
+TEST(OpsVMath, DispatchedKernelsMatchScalarBitForBit) {
+  std::vector<float> x;
+  for (float v = -9.0f; v <= 9.0f; v += 0.0173f) x.push_back(v);
+  std::vector<float> erf(x.size()), gelu(x.size()), sigmoid(x.size());
+  ops::erf_f32(x.data(), erf.data(), int64_t(x.size()));
+  ops::gelu_f32(x.data(), gelu.data(), int64_t(x.size()));
+  ops::sigmoid_f32(x.data(), sigmoid.data(), int64_t(x.size()));
+  const float inv_sqrt2 = float(1.0 / std::numbers::sqrt2);
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(erf[i], ops::verf(x[i])) << x[i];
+    ASSERT_EQ(gelu[i], 0.5f * x[i] * (1.0f + ops::verf(x[i] * inv_sqrt2))) << x[i];
+    ASSERT_EQ(sigmoid[i], 1.0f / (1.0f + ops::vexp(-x[i]))) << x[i];
+  }
 }
 
 // ---- broadcasting ----
