@@ -91,9 +91,9 @@ int64_t taps_within(int64_t begin, int64_t kernel, int64_t dilation, int64_t lo,
   return n;
 }
 
-template <bool kIndices>
-void max_pool_planes(const Pool3& p, const TapRanges& t, int64_t planes, int64_t storage_order,
-                     const float* src, float* dst, int64_t* indices) {
+// MaxPool with its Indices output: output by output, remembering where the maximum was.
+void max_pool_with_indices(const Pool3& p, const TapRanges& t, int64_t planes, int64_t storage_order,
+                           const float* src, float* dst, int64_t* indices) {
   const int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
 #pragma omp parallel for if (planes * out_plane * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
   for (int64_t plane = 0; plane < planes; ++plane) {
@@ -111,19 +111,15 @@ void max_pool_planes(const Pool3& p, const TapRanges& t, int64_t planes, int64_t
                   (i0 * p.in[1] + t.begin[1][size_t(o1)] + k1 * p.d[1]) * p.in[2] + t.begin[2][size_t(o2)];
               for (int64_t k2 = t.lo[2][size_t(o2)]; k2 < t.hi[2][size_t(o2)]; ++k2) {
                 const float v = xs[row + k2 * p.d[2]];
-                if constexpr (kIndices) {
-                  if (v > best || best_off < 0) {
-                    best = v;
-                    best_off = row + k2 * p.d[2];
-                  }
-                } else {
-                  best = v > best ? v : best;
+                if (v > best || best_off < 0) {
+                  best = v;
+                  best_off = row + k2 * p.d[2];
                 }
               }
             }
           }
           dst[o] = best;
-          if constexpr (kIndices) {
+          {
             int64_t index = std::max<int64_t>(best_off, 0);
             if (storage_order != 0) {  // column-major numbering of the spatial position (first dim fastest)
               const int64_t i2 = index % p.in[2], i1 = (index / p.in[2]) % p.in[1],
@@ -133,6 +129,57 @@ void max_pool_planes(const Pool3& p, const TapRanges& t, int64_t planes, int64_t
             indices[o] = plane * in_plane + index;
           }
         }
+  }
+}
+
+// Pools a plane one output row at a time: each tap updates, in one pass, every output of the row whose input
+// column it reaches, a run the compiler vectorises. Each output still sees its taps in (k0, k1, k2) order,
+// so sums come out as a per-output loop would give them. Max pooling starts from -inf, average from 0.
+template <bool kMax>
+void pool_rows(const Pool3& p, const TapRanges& t, int64_t planes, const float* src, float* dst) {
+  std::vector<int64_t> lo2, hi2,
+      shift2;  // per k2: outputs [lo, hi) whose input column o2·s + shift is inside
+  for (int64_t k2 = 0; k2 < p.k[2]; ++k2) {
+    const int64_t shift = k2 * p.d[2] - p.pb[2];
+    int64_t lo = 0, hi = p.out[2];
+    while (lo < hi && lo * p.s[2] + shift < 0) ++lo;
+    while (hi > lo && (hi - 1) * p.s[2] + shift >= p.in[2]) --hi;
+    lo2.push_back(lo);
+    hi2.push_back(hi);
+    shift2.push_back(shift);
+  }
+  const int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
+  const int64_t s2 = p.s[2];
+#pragma omp parallel for if (planes * out_plane * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const float* xs = src + plane * in_plane;
+    for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
+      for (int64_t o1 = 0; o1 < p.out[1]; ++o1) {
+        float* y = dst + plane * out_plane + (o0 * p.out[1] + o1) * p.out[2];
+        for (int64_t o2 = 0; o2 < p.out[2]; ++o2)
+          y[o2] = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+        for (int64_t k0 = t.lo[0][size_t(o0)]; k0 < t.hi[0][size_t(o0)]; ++k0) {
+          const int64_t i0 = t.begin[0][size_t(o0)] + k0 * p.d[0];
+          for (int64_t k1 = t.lo[1][size_t(o1)]; k1 < t.hi[1][size_t(o1)]; ++k1) {
+            const float* line = xs + (i0 * p.in[1] + t.begin[1][size_t(o1)] + k1 * p.d[1]) * p.in[2];
+            for (int64_t k2 = 0; k2 < p.k[2]; ++k2) {
+              const float* x = line + shift2[size_t(k2)];
+              const int64_t lo = lo2[size_t(k2)], hi = hi2[size_t(k2)];
+              if constexpr (kMax) {
+                if (s2 == 1)
+                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] = x[o2] > y[o2] ? x[o2] : y[o2];
+                else
+                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] = x[o2 * s2] > y[o2] ? x[o2 * s2] : y[o2];
+              } else {
+                if (s2 == 1)
+                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] += x[o2];
+                else
+                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] += x[o2 * s2];
+              }
+            }
+          }
+        }
+      }
   }
 }
 
@@ -146,11 +193,10 @@ void run_max_pool(const Node& node, std::span<const Tensor* const> in, std::span
   const TapRanges taps = tap_ranges(s.p);
   if (out.size() > 1) {
     out[1] = Tensor(DType::i64, s.out_shape);
-    max_pool_planes<true>(s.p, taps, s.planes, storage_order, x.data<float>(), out[0].data<float>(),
+    max_pool_with_indices(s.p, taps, s.planes, storage_order, x.data<float>(), out[0].data<float>(),
                           out[1].data<int64_t>());
   } else {
-    max_pool_planes<false>(s.p, taps, s.planes, storage_order, x.data<float>(), out[0].data<float>(),
-                           nullptr);
+    pool_rows<true>(s.p, taps, s.planes, x.data<float>(), out[0].data<float>());
   }
 }
 
@@ -169,28 +215,17 @@ void run_average_pool(const Node& node, std::span<const Tensor* const> in, std::
       counts[i].push_back(float(
           count_include_pad ? taps_within(t.begin[i][size_t(o)], p.k[i], p.d[i], -p.pb[i], p.in[i] + p.pe[i])
                             : t.hi[i][size_t(o)] - t.lo[i][size_t(o)]));
-  const int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
-  const float* src = x.data<float>();
   float* dst = out[0].data<float>();
-#pragma omp parallel for if (out[0].numel() * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
+  pool_rows<false>(p, t, s.planes, x.data<float>(), dst);
+  const int64_t out_plane = p.out[0] * p.out[1] * p.out[2];
+#pragma omp parallel for if (out[0].numel() >= kParallelMinElements)
   for (int64_t plane = 0; plane < s.planes; ++plane) {
-    const float* xs = src + plane * in_plane;
     int64_t o = plane * out_plane;
     for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
       for (int64_t o1 = 0; o1 < p.out[1]; ++o1)
         for (int64_t o2 = 0; o2 < p.out[2]; ++o2, ++o) {
-          float sum = 0;
-          for (int64_t k0 = t.lo[0][size_t(o0)]; k0 < t.hi[0][size_t(o0)]; ++k0) {
-            const int64_t i0 = t.begin[0][size_t(o0)] + k0 * p.d[0];
-            for (int64_t k1 = t.lo[1][size_t(o1)]; k1 < t.hi[1][size_t(o1)]; ++k1) {
-              const int64_t row =
-                  (i0 * p.in[1] + t.begin[1][size_t(o1)] + k1 * p.d[1]) * p.in[2] + t.begin[2][size_t(o2)];
-              for (int64_t k2 = t.lo[2][size_t(o2)]; k2 < t.hi[2][size_t(o2)]; ++k2)
-                sum += xs[row + k2 * p.d[2]];
-            }
-          }
           const float count = counts[0][size_t(o0)] * counts[1][size_t(o1)] * counts[2][size_t(o2)];
-          dst[o] = count > 0.0f ? sum / count : 0.0f;
+          dst[o] = count > 0.0f ? dst[o] / count : 0.0f;
         }
   }
 }
