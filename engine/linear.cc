@@ -1,12 +1,12 @@
 #include "engine/linear.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 
+#include "engine/ops/conv_gemm.h"
 #include "engine/ops/simd_kernels.h"
 #include "kernels/cpu/spmm24.h"
 #include "util/error.h"
@@ -95,13 +95,7 @@ void LinearLayer::run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t 
     epilogue(M, Y, ldy);
     return;
   }
-  // OpenBLAS 0.3.21 does not route sgemm with M = 1 to sgemv, which is several times faster there.
-  if (M == 1)
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(N()), blasint(K()), 1.0f, weight_.data<float>(),
-                blasint(K()), X, 1, 0.0f, Y, 1);
-  else
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(M), blasint(N()), blasint(K()), 1.0f, X,
-                blasint(ldx), weight_.data<float>(), blasint(K()), 0.0f, Y, blasint(ldy));
+  ops::blas_sgemm(false, true, M, N(), K(), 1.0f, X, ldx, weight_.data<float>(), K(), 0.0f, Y, ldy);
   epilogue(M, Y, ldy);
 }
 

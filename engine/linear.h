@@ -19,7 +19,7 @@ using reference::Activation;
 
 /// How a linear layer computes.
 enum class Tactic : uint8_t {
-  dense_blas,    ///< OpenBLAS sgemm (sgemv when M = 1)
+  dense_blas,    ///< OpenBLAS through ops::blas_sgemm (sgemv for M = 1, products split over the threads)
   sparse24_cpu,  ///< sparse24's 2:4 CPU kernels (kernels/cpu)
   dense_onednn,  ///< oneDNN matmul (weights in its blocked layout)
 };

@@ -1,6 +1,5 @@
 #include "engine/planner.h"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <random>
@@ -22,8 +21,7 @@ std::string_view sparsity_name(SparsityMode m) {
 
 void set_threads(int threads) {
   int t = threads > 0 ? threads : omp_get_num_procs();
-  omp_set_num_threads(t);
-  openblas_set_num_threads(t);
+  omp_set_num_threads(t);  // OpenBLAS stays single-threaded: ops::blas_sgemm splits products over this team
 }
 
 std::map<std::string, Tensor> sample_inputs(const Graph& graph, int64_t batch, int64_t seq) {

@@ -50,7 +50,7 @@ struct CompiledModel {
   int64_t batch = 1, seq = 128;
 };
 
-/// Sets the threads the engine, its kernels and OpenBLAS use (0: all cores).
+/// Sets the threads of the one OpenMP team the ops, kernels, oneDNN and BLAS products use (0: all cores).
 void set_threads(int threads);
 
 /// Inputs for timing and benchmarks: declared shapes with symbolic dims set to batch (first) and seq

@@ -227,13 +227,13 @@ Tensor read_tensor(const TensorProto& t) {
   if (t.has_raw_data()) {
     if (t.raw_data().size() != out.nbytes())
       fail("tensor '{}': raw data size does not match its shape", t.name());
-    std::memcpy(out.bytes(), t.raw_data().data(), out.nbytes());
+    if (n > 0) std::memcpy(out.bytes(), t.raw_data().data(), out.nbytes());  // empty: null storage
   } else if (*dt == DType::f32) {
     if (t.float_data_size() != n) fail("tensor '{}': float_data size does not match its shape", t.name());
-    std::memcpy(out.bytes(), t.float_data().data(), out.nbytes());
+    if (n > 0) std::memcpy(out.bytes(), t.float_data().data(), out.nbytes());
   } else if (*dt == DType::i64) {
     if (t.int64_data_size() != n) fail("tensor '{}': int64_data size does not match its shape", t.name());
-    std::memcpy(out.bytes(), t.int64_data().data(), out.nbytes());
+    if (n > 0) std::memcpy(out.bytes(), t.int64_data().data(), out.nbytes());
   } else {
     if (t.int32_data_size() != n) fail("tensor '{}': int32_data size does not match its shape", t.name());
     for (int64_t i = 0; i < n; ++i) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "util/error.h"
@@ -14,10 +15,37 @@ namespace sparse24::engine::ops {
 
 namespace {
 
-// OpenBLAS starts as many threads as cores by default, on top of the OpenMP team: match the two once.
-void set_blas_threads_once() {
+// One pool of threads, not two: OpenBLAS runs single-threaded and the engine splits large products across
+// its OpenMP team (blas_sgemm). Two pools on few cores spin against each other (measured on MiniLM with
+// 2 cores: 80% of the time in libgomp's spin-wait while OpenBLAS threads yielded).
+void set_blas_single_threaded_once() {
   static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(omp_get_max_threads()); });
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+// One BLAS call on the calling thread; sgemv for a single row or column.
+void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const auto bi = [](int64_t v) { return blasint(v); };
+  if (M == 1) {  // C row = op(B)ᵀ · a
+    const int64_t inc_a = trans_a ? lda : 1;
+    if (trans_b)  // B stored [N][K]
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(N), bi(K), alpha, B, bi(ldb), A, bi(inc_a), beta, C, 1);
+    else  // B stored [K][N]
+      cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(N), alpha, B, bi(ldb), A, bi(inc_a), beta, C, 1);
+    return;
+  }
+  if (N == 1) {  // C column = op(A) · b
+    const int64_t inc_b = trans_b ? 1 : ldb;
+    if (trans_a)  // A stored [K][M]
+      cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(M), alpha, A, bi(lda), B, bi(inc_b), beta, C, bi(ldc));
+    else  // A stored [M][K]
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(M), bi(K), alpha, A, bi(lda), B, bi(inc_b), beta, C,
+                  bi(ldc));
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, bi(M),
+              bi(N), bi(K), alpha, A, bi(lda), B, bi(ldb), beta, C, bi(ldc));
 }
 
 // Spatial sizes padded to three dims (leading dims of size 1, kernel 1, no padding).
@@ -39,6 +67,34 @@ Dims3 dims3(const WindowGeometry& g) {
     r.out[size_t(i)] = real ? g.out[j] : 1;
   }
   return r;
+}
+
+// A 1x1 kernel with stride 1 and no padding: the input itself is the patch (or column) matrix.
+bool is_pointwise(const WindowGeometry& w) {
+  bool pointwise = true;
+  for (int i = 0; i < w.rank(); ++i)
+    pointwise &= w.kernel[size_t(i)] == 1 && w.strides[size_t(i)] == 1 && w.pads_begin[size_t(i)] == 0 &&
+                 w.pads_end[size_t(i)] == 0;
+  return pointwise;
+}
+
+// dst[c][r] = src[r][c] (+ bias[c]) for a [rows][cols] block, in square tiles so that both sides stay in
+// cache lines; tiles split across threads when the block is large.
+void transpose_tiled(const float* src, int64_t rows, int64_t cols, int64_t ld_src, float* dst, int64_t ld_dst,
+                     const float* bias) {
+  constexpr int64_t kTile = 32;
+  const int64_t row_tiles = (rows + kTile - 1) / kTile, col_tiles = (cols + kTile - 1) / kTile;
+#pragma omp parallel for collapse(2) if (rows * cols >= kParallelMinElements)
+  for (int64_t rt = 0; rt < row_tiles; ++rt)
+    for (int64_t ct = 0; ct < col_tiles; ++ct) {
+      const int64_t r0 = rt * kTile, r1 = std::min(rows, r0 + kTile);
+      const int64_t c0 = ct * kTile, c1 = std::min(cols, c0 + kTile);
+      for (int64_t c = c0; c < c1; ++c) {
+        const float b = bias ? bias[c] : 0.0f;
+        float* d = dst + c * ld_dst;
+        for (int64_t r = r0; r < r1; ++r) d[r] = src[r * ld_src + c] + b;
+      }
+    }
 }
 
 }  // namespace
@@ -63,7 +119,7 @@ ConvShape conv_shape(const Node& node, const std::vector<int64_t>& x_shape,
   s.in_channels = x_shape[1];
   s.out_channels = w_shape[0];
   s.groups = node.attrs.get_int("group", 1);
-  if (s.groups < 1 || s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0 ||
+  if (s.groups < 1 || s.in_channels == 0 || s.in_channels % s.groups != 0 || s.out_channels % s.groups != 0 ||
       w_shape[1] * s.groups != s.in_channels)
     fail("node '{}' ({}): group={} does not fit X {} and W {} (need C = W[1] * group, OC divisible by group)",
          node.name, node.op, s.groups, shape_str(x_shape), shape_str(w_shape));
@@ -98,20 +154,28 @@ void im2col_rows(const ConvShape& shape, const float* x_nhwc, int64_t group, int
     const int64_t o2 = pos % d.out[2], o1 = (pos / d.out[2]) % d.out[1], o0 = pos / (d.out[2] * d.out[1]);
     const float* img = x_nhwc + image * in_pixels * channels + group * icg;
     float* dst = patches + r * K;
+    // With one group and no dilation along the last dim, a whole kernel row (k[2] positions x all channels)
+    // is one contiguous run of the channels-last input whenever it lies inside.
+    const int64_t b2 = o2 * d.s[2] - d.pb[2];
+    const bool row_copy = icg == channels && d.d[2] == 1 && b2 >= 0 && b2 + d.k[2] <= d.in[2];
     for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
       const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
       const bool in0 = i0 >= 0 && i0 < d.in[0];
       for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
         const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
         const bool in1 = in0 && i1 >= 0 && i1 < d.in[1];
+        const float* line = img + (i0 * d.in[1] + i1) * d.in[2] * channels;
+        if (in1 && row_copy) {
+          std::memcpy(dst, line + b2 * channels, size_t(d.k[2] * icg) * sizeof(float));
+          dst += d.k[2] * icg;
+          continue;
+        }
         for (int64_t k2 = 0; k2 < d.k[2]; ++k2, dst += icg) {
-          const int64_t i2 = o2 * d.s[2] - d.pb[2] + k2 * d.d[2];
-          if (in1 && i2 >= 0 && i2 < d.in[2]) {
-            const float* src = img + ((i0 * d.in[1] + i1) * d.in[2] + i2) * channels;
-            for (int64_t c = 0; c < icg; ++c) dst[c] = src[c];
-          } else {
-            for (int64_t c = 0; c < icg; ++c) dst[c] = 0.0f;
-          }
+          const int64_t i2 = b2 + k2 * d.d[2];
+          if (in1 && i2 >= 0 && i2 < d.in[2])
+            std::memcpy(dst, line + i2 * channels, size_t(icg) * sizeof(float));
+          else
+            std::memset(dst, 0, size_t(icg) * sizeof(float));
         }
       }
     }
@@ -126,49 +190,81 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
   if (M == 0 || oc == 0) return;
 
   // Channels-last copy of the input: each patch then reads IC/g contiguous floats per kernel position.
-  std::vector<float> x_nhwc(size_t(shape.batch * in_pixels * channels));
-#pragma omp parallel for collapse(2) if (x_nhwc.size() >= size_t(kParallelMinElements))
+  // Scratch buffers are left uninitialised (every element is written before it is read): zero-filling
+  // megabytes per call showed up at ~9% of a small CNN.
+  std::unique_ptr<float[]> x_nhwc(new float[size_t(shape.batch * in_pixels * channels)]);
   for (int64_t n = 0; n < shape.batch; ++n)
-    for (int64_t c = 0; c < channels; ++c) {
-      const float* src = x + (n * channels + c) * in_pixels;
-      float* dst = x_nhwc.data() + n * in_pixels * channels + c;
-      for (int64_t p = 0; p < in_pixels; ++p) dst[p * channels] = src[p];
-    }
+    transpose_tiled(x + n * channels * in_pixels, channels, in_pixels, in_pixels,
+                    x_nhwc.get() + n * in_pixels * channels, channels, nullptr);
 
-  const WindowGeometry& w = shape.window;
-  bool pointwise = true;
-  for (int i = 0; i < w.rank(); ++i)
-    pointwise &= w.kernel[size_t(i)] == 1 && w.strides[size_t(i)] == 1 && w.pads_begin[size_t(i)] == 0 &&
-                 w.pads_end[size_t(i)] == 0;
+  const bool pointwise = is_pointwise(shape.window);
   // Tiles of at most ~16 MB of patches keep memory bounded for large images while giving the GEMM long M.
   const int64_t tile =
       pointwise ? M : std::clamp<int64_t>((int64_t(1) << 22) / std::max<int64_t>(K, 1), 256, M);
-  std::vector<float> patches(pointwise ? 0 : size_t(tile * K));
-  std::vector<float> tile_out(size_t(tile * oc));
+  std::unique_ptr<float[]> patches(new float[pointwise ? 0 : size_t(tile * K)]);
+  std::unique_ptr<float[]> tile_out(new float[size_t(tile * oc)]);
   for (int64_t row0 = 0; row0 < M; row0 += tile) {
     const int64_t rows = std::min(tile, M - row0);
     for (int64_t g = 0; g < shape.groups; ++g) {
       if (pointwise) {
-        gemm(g, rows, ocg, K, x_nhwc.data() + row0 * channels + g * icg, channels, tile_out.data() + g * ocg,
+        gemm(g, rows, ocg, K, x_nhwc.get() + row0 * channels + g * icg, channels, tile_out.get() + g * ocg,
              oc);
       } else {
-        im2col_rows(shape, x_nhwc.data(), g, row0, rows, patches.data());
-        gemm(g, rows, ocg, K, patches.data(), K, tile_out.data() + g * ocg, oc);
+        im2col_rows(shape, x_nhwc.get(), g, row0, rows, patches.get());
+        gemm(g, rows, ocg, K, patches.get(), K, tile_out.get() + g * ocg, oc);
       }
     }
-    // Scatter the [rows][OC] tile to NC(spatial), adding the bias.
-#pragma omp parallel for if (rows * oc >= kParallelMinElements)
-    for (int64_t o = 0; o < oc; ++o) {
-      const float b = bias ? bias[o] : 0.0f;
-      int64_t image = row0 / out_pixels, pos = row0 % out_pixels;
-      for (int64_t r = 0; r < rows; ++r) {
-        y[(image * oc + o) * out_pixels + pos] = tile_out[size_t(r * oc + o)] + b;
-        if (++pos == out_pixels) {
-          pos = 0;
-          ++image;
+    // Scatter the [rows][OC] tile to NC(spatial), adding the bias, one image's run of rows at a time.
+    for (int64_t r = 0; r < rows;) {
+      const int64_t image = (row0 + r) / out_pixels, pos = (row0 + r) % out_pixels;
+      const int64_t run = std::min(rows - r, out_pixels - pos);
+      transpose_tiled(tile_out.get() + r * oc, run, oc, oc, y + image * oc * out_pixels + pos, out_pixels,
+                      bias);
+      r += run;
+    }
+  }
+}
+
+void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* w, const float* bias,
+                           float* y) {
+  const Dims3 d = dims3(shape.window);
+  const int64_t oc_total = shape.out_channels, per_channel = oc_total / shape.groups;
+  const int64_t in_pixels = shape.in_pixels(), out_pixels = shape.out_pixels(), kvol = shape.kernel_volume();
+  const int64_t planes = shape.batch * oc_total;
+#pragma omp parallel for if (planes * out_pixels * kvol >= kParallelMinElements)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const int64_t n = plane / oc_total, oc = plane % oc_total, ic = oc / per_channel;
+    const float* xs = x + (n * shape.in_channels + ic) * in_pixels;
+    const float* ws = w + oc * kvol;
+    float* ys = y + plane * out_pixels;
+    const float b = bias ? bias[oc] : 0.0f;
+    for (int64_t o = 0; o < out_pixels; ++o) ys[o] = b;
+    // Tap by tap over each output row: the outputs whose input column is inside form one range, and with
+    // stride 1 the update is a contiguous axpy.
+    for (int64_t o0 = 0; o0 < d.out[0]; ++o0)
+      for (int64_t o1 = 0; o1 < d.out[1]; ++o1) {
+        float* yrow = ys + (o0 * d.out[1] + o1) * d.out[2];
+        for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
+          const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
+          if (i0 < 0 || i0 >= d.in[0]) continue;
+          for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
+            const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
+            if (i1 < 0 || i1 >= d.in[1]) continue;
+            const float* xline = xs + (i0 * d.in[1] + i1) * d.in[2];
+            for (int64_t k2 = 0; k2 < d.k[2]; ++k2) {
+              const float wv = ws[(k0 * d.k[1] + k1) * d.k[2] + k2];
+              const int64_t shift = k2 * d.d[2] - d.pb[2];  // input column = o2 · stride + shift
+              int64_t lo = 0, hi = d.out[2];
+              while (lo < hi && lo * d.s[2] + shift < 0) ++lo;
+              while (hi > lo && (hi - 1) * d.s[2] + shift >= d.in[2]) --hi;
+              if (d.s[2] == 1)
+                for (int64_t o2 = lo; o2 < hi; ++o2) yrow[o2] += wv * xline[o2 + shift];
+              else
+                for (int64_t o2 = lo; o2 < hi; ++o2) yrow[o2] += wv * xline[o2 * d.s[2] + shift];
+            }
+          }
         }
       }
-    }
   }
 }
 
@@ -187,27 +283,30 @@ void blas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
       for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[m * ldc + n];
     return;
   }
-  set_blas_threads_once();
-  const auto bi = [](int64_t v) { return blasint(v); };
-  if (M == 1) {  // C row = op(B)ᵀ · a
-    const int64_t inc_a = trans_a ? lda : 1;
-    if (trans_b)  // B stored [N][K]
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(N), bi(K), alpha, B, bi(ldb), A, bi(inc_a), beta, C, 1);
-    else  // B stored [K][N]
-      cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(N), alpha, B, bi(ldb), A, bi(inc_a), beta, C, 1);
+  set_blas_single_threaded_once();
+  // Below ~4 MFLOP a team costs more than it saves; inside a parallel region (batched MatMul) the caller
+  // already splits the work.
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads == 1 || 2.0 * double(M) * double(N) * double(K) < 4e6) {
+    sgemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  if (N == 1) {  // C column = op(A) · b
-    const int64_t inc_b = trans_b ? 1 : ldb;
-    if (trans_a)  // A stored [K][M]
-      cblas_sgemv(CblasRowMajor, CblasTrans, bi(K), bi(M), alpha, A, bi(lda), B, bi(inc_b), beta, C, bi(ldc));
-    else  // A stored [M][K]
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(M), bi(K), alpha, A, bi(lda), B, bi(inc_b), beta, C,
-                  bi(ldc));
-    return;
+  // Split the longer of M and N into one contiguous, 16-aligned piece per thread; each output element is
+  // still computed by one call over the whole K.
+  const bool split_m = M >= N;
+  const int64_t extent = split_m ? M : N;
+  const int64_t piece = std::max<int64_t>(16, ((extent + threads - 1) / threads + 15) / 16 * 16);
+  const int64_t pieces = (extent + piece - 1) / piece;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  for (int64_t p = 0; p < pieces; ++p) {
+    const int64_t begin = p * piece, len = std::min(piece, extent - begin);
+    if (split_m)
+      sgemm_serial(trans_a, trans_b, len, N, K, alpha, A + (trans_a ? begin : begin * lda), lda, B, ldb, beta,
+                   C + begin * ldc, ldc);
+    else
+      sgemm_serial(trans_a, trans_b, M, len, K, alpha, A, lda, B + (trans_b ? begin * ldb : begin), ldb, beta,
+                   C + begin, ldc);
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, bi(M),
-              bi(N), bi(K), alpha, A, bi(lda), B, bi(ldb), beta, C, bi(ldc));
 }
 
 }  // namespace sparse24::engine::ops

@@ -48,12 +48,19 @@ void im2col_rows(const ConvShape& shape, const float* x_nhwc, int64_t group, int
 /// patch tiles (a 1x1, stride-1, unpadded conv skips im2col and hands the channels-last input straight in).
 void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, const float* bias, float* y);
 
+/// Direct convolution for one input channel per group (depthwise, any channel multiplier), from the ONNX
+/// weight W[OC][1][k...]: such a conv has K = prod(kernel) per group, too short for a GEMM to pay and never
+/// 2:4-eligible (its groups would run along IC/g = 1).
+void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* w, const float* bias,
+                           float* y);
+
 /// The dense ConvGemm: OpenBLAS sgemm (sgemv for one row) on a canonical weight [OC][K] that the caller
 /// keeps alive.
 ConvGemm blas_conv_gemm(const float* canonical_weight);
 
 /// Row-major C[M][N] = alpha · op(A) · op(B) + beta · C through OpenBLAS, with sgemv when M or N is 1 (where
-/// OpenBLAS sgemm is several times slower). op(A) is [M][K], op(B) is [K][N].
+/// OpenBLAS sgemm is several times slower). op(A) is [M][K], op(B) is [K][N]. OpenBLAS runs single-threaded;
+/// a large product is split across the OpenMP team (serial when called inside a parallel region).
 void blas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 

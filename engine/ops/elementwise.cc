@@ -1,6 +1,7 @@
 // Element-wise arithmetic and comparison with numpy (multidirectional) broadcasting.
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "engine/ops/op_impl.h"
 #include "engine/ops/op_util.h"
@@ -70,18 +71,31 @@ void binary_apply(const std::vector<int64_t>& out_shape, const Tensor& ta, const
 
 enum class Arith { add, sub, mul, div };
 
+// Integer add/sub/mul wrap on overflow as numpy does; done in the unsigned type, where wrapping is defined
+// (signed overflow is undefined behaviour). Floats pass through unchanged.
+template <typename T, bool = std::is_integral_v<T>>
+struct WrapType {
+  using type = T;
+};
+template <typename T>
+struct WrapType<T, true> {
+  using type = std::make_unsigned_t<T>;
+};
+template <typename T>
+using Wide = typename WrapType<T>::type;
+
 template <typename T>
 void arith_typed(const Node& node, Arith op, const std::vector<int64_t>& shape, const Tensor& a,
                  const Tensor& b, Tensor& y) {
   switch (op) {
     case Arith::add:
-      binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(x + z); });
+      binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(Wide<T>(x) + Wide<T>(z)); });
       break;
     case Arith::sub:
-      binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(x - z); });
+      binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(Wide<T>(x) - Wide<T>(z)); });
       break;
     case Arith::mul:
-      binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(x * z); });
+      binary_apply<T, T, T>(shape, a, b, y, [](T x, T z) { return T(Wide<T>(x) * Wide<T>(z)); });
       break;
     case Arith::div:
       if constexpr (std::is_integral_v<T>) {
@@ -138,7 +152,13 @@ void pow_typed(const std::vector<int64_t>& shape, const Tensor& a, const Tensor&
     }
     binary_apply<T, E, T>(shape, a, b, y, [](T x, E e) { return std::pow(x, float(e)); });
   } else {
-    binary_apply<T, E, T>(shape, a, b, y, [](T x, E e) { return T(std::pow(double(x), double(e))); });
+    // Integer powers go through double and saturate where the result does not fit (no undefined conversion).
+    binary_apply<T, E, T>(shape, a, b, y, [](T x, E e) {
+      const double p = std::pow(double(x), double(e));
+      if (!(p > double(std::numeric_limits<T>::min()))) return p != p ? T(0) : std::numeric_limits<T>::min();
+      if (p >= double(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+      return T(p);
+    });
   }
 }
 

@@ -34,7 +34,7 @@ void run_gemm(const Node& node, std::span<const Tensor* const> in, std::span<Ten
       fail("node '{}' (Gemm): C {} does not broadcast to [{}, {}]", node.name, shape_str(c->shape()), M, N);
     // Y starts as C broadcast to [M][N]; BLAS then adds alpha · A · B onto beta · Y.
     Tensor cb = broadcast_to(*c, mn);
-    std::memcpy(y, cb.data<float>(), cb.nbytes());
+    if (cb.nbytes()) std::memcpy(y, cb.data<float>(), cb.nbytes());
     gemm_beta = beta;
   }
   blas_sgemm(ta, tb, M, N, K, alpha, a.data<float>(), a.dim(1), b.data<float>(), b.dim(1), gemm_beta, y, N);
@@ -71,6 +71,9 @@ void run_mat_mul(const Node& node, std::span<const Tensor* const> in, std::span<
   }
   BroadcastPlan<2> plan = plan_broadcast<2>(batch, {&a_batch, &b_batch});
   const int64_t inner = plan.inner();
+  // Many small products (attention heads): one per thread; a few large ones split inside blas_sgemm.
+  const bool per_thread = batches >= 2 * omp_get_max_threads() && 2 * M * N * K < (int64_t(1) << 24);
+#pragma omp parallel for if (per_thread)
   for (int64_t i = 0; i < batches; ++i) {
     auto off = plan.row_offsets(i / inner);
     const int64_t j = i % inner;
@@ -94,6 +97,12 @@ void run_conv(const Node& node, std::span<const Tensor* const> in, std::span<Ten
            shape.out_channels);
   }
   out[0] = Tensor(DType::f32, shape.output_shape());
+  if (shape.in_channels == shape.groups) {
+    conv_depthwise_direct(shape, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
+                          out[0].data<float>());
+    return;
+  }
+  // The same conv-as-GEMM the planner runs with its 2:4 kernels, here with OpenBLAS on the canonical weight.
   const Tensor canonical = conv_weight_canonical(w);
   conv_as_gemm(shape, x.data<float>(), blas_conv_gemm(canonical.data<float>()),
                bias ? bias->data<float>() : nullptr, out[0].data<float>());

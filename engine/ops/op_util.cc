@@ -34,7 +34,7 @@ int normalize_axis(const Node& node, int64_t axis, int rank) {
 std::vector<int64_t> read_int_list(const Node& node, const Tensor& t, const char* what) {
   std::vector<int64_t> v(size_t(t.numel()));
   if (t.dtype() == DType::i64) {
-    std::memcpy(v.data(), t.data<int64_t>(), v.size() * sizeof(int64_t));
+    if (!v.empty()) std::memcpy(v.data(), t.data<int64_t>(), v.size() * sizeof(int64_t));
   } else if (t.dtype() == DType::i32) {
     for (size_t i = 0; i < v.size(); ++i) v[i] = t.data<int32_t>()[i];
   } else {

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers the op files share: dtype checks, axis normalisation, integer lists read from tensors, numpy
-// broadcasting plans and a threshold for going parallel.
+// broadcasting plans, sliding-window geometry, Cast's conversion, and the parallel-loop helpers with their
+// threshold.
 #include <omp.h>
 
 #include <algorithm>

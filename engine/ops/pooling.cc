@@ -1,5 +1,4 @@
 // Max and average pooling over 1, 2 or 3 spatial dims, and global average pooling.
-#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -60,27 +59,30 @@ PoolSetup setup_pool(const Node& node, const Tensor& x) {
   return s;
 }
 
-// Calls f(input offset within the plane, h index, w index) for each window tap inside the input.
-template <typename F>
-void for_each_tap(const Pool3& p, int64_t o0, int64_t o1, int64_t o2, F f) {
-  const int64_t b0 = o0 * p.s[0] - p.pb[0], b1 = o1 * p.s[1] - p.pb[1], b2 = o2 * p.s[2] - p.pb[2];
-  for (int64_t k0 = 0; k0 < p.k[0]; ++k0) {
-    const int64_t i0 = b0 + k0 * p.d[0];
-    if (i0 < 0 || i0 >= p.in[0]) continue;
-    for (int64_t k1 = 0; k1 < p.k[1]; ++k1) {
-      const int64_t i1 = b1 + k1 * p.d[1];
-      if (i1 < 0 || i1 >= p.in[1]) continue;
-      for (int64_t k2 = 0; k2 < p.k[2]; ++k2) {
-        const int64_t i2 = b2 + k2 * p.d[2];
-        if (i2 < 0 || i2 >= p.in[2]) continue;
-        f((i0 * p.in[1] + i1) * p.in[2] + i2, i0, i1, i2);
-      }
+// Per spatial dim and output position: the window's first input index and the range [lo, hi) of kernel taps
+// that land inside the input, so that the pooling loops run without bounds checks.
+struct TapRanges {
+  std::array<std::vector<int64_t>, 3> begin, lo, hi;
+};
+
+TapRanges tap_ranges(const Pool3& p) {
+  TapRanges r;
+  for (size_t i = 0; i < 3; ++i)
+    for (int64_t o = 0; o < p.out[i]; ++o) {
+      const int64_t b = o * p.s[i] - p.pb[i];
+      int64_t lo = 0, hi = p.k[i];
+      while (lo < hi && b + lo * p.d[i] < 0) ++lo;
+      while (hi > lo && b + (hi - 1) * p.d[i] >= p.in[i]) --hi;
+      r.begin[i].push_back(b);
+      r.lo[i].push_back(lo);
+      r.hi[i].push_back(hi);
     }
-  }
+  return r;
 }
 
-// Taps of one window along one dim that fall before `limit` (the input end, or the end of the padding).
-int64_t taps_before(int64_t begin, int64_t kernel, int64_t dilation, int64_t lo, int64_t limit) {
+// Taps of one window along one dim that fall in [lo, limit): the input (lo = 0, limit = its size) or the
+// input with its explicit padding.
+int64_t taps_within(int64_t begin, int64_t kernel, int64_t dilation, int64_t lo, int64_t limit) {
   int64_t n = 0;
   for (int64_t k = 0; k < kernel; ++k) {
     int64_t i = begin + k * dilation;
@@ -89,25 +91,96 @@ int64_t taps_before(int64_t begin, int64_t kernel, int64_t dilation, int64_t lo,
   return n;
 }
 
-// Max pooling of one plane when every window lies inside the input (no padding reached, dilation 1): the
-// common CNN case (2x2 / 3x3, stride 2). Straight loops without per-tap bounds checks; NaN-free inputs give the
-// same result as the general loop.
-bool max_pool_plane_inside(const Pool3& p, const float* xs, float* ys) {
-  for (int i = 0; i < 3; ++i)
-    if (p.d[size_t(i)] != 1 || p.pb[size_t(i)] != 0 || (p.out[size_t(i)] - 1) * p.s[size_t(i)] + p.k[size_t(i)] > p.in[size_t(i)])
-      return false;
-  for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
-    for (int64_t o1 = 0; o1 < p.out[1]; ++o1) {
-      float* y = ys + (o0 * p.out[1] + o1) * p.out[2];
-      for (int64_t o2 = 0; o2 < p.out[2]; ++o2) y[o2] = -std::numeric_limits<float>::infinity();
-      for (int64_t k0 = 0; k0 < p.k[0]; ++k0)
-        for (int64_t k1 = 0; k1 < p.k[1]; ++k1) {
-          const float* row = xs + ((o0 * p.s[0] + k0) * p.in[1] + o1 * p.s[1] + k1) * p.in[2];
-          for (int64_t k2 = 0; k2 < p.k[2]; ++k2)
-            for (int64_t o2 = 0; o2 < p.out[2]; ++o2) y[o2] = std::max(y[o2], row[o2 * p.s[2] + k2]);
+// MaxPool with its Indices output: output by output, remembering where the maximum was.
+void max_pool_with_indices(const Pool3& p, const TapRanges& t, int64_t planes, int64_t storage_order,
+                           const float* src, float* dst, int64_t* indices) {
+  const int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
+#pragma omp parallel for if (planes * out_plane * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const float* xs = src + plane * in_plane;
+    int64_t o = plane * out_plane;
+    for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
+      for (int64_t o1 = 0; o1 < p.out[1]; ++o1)
+        for (int64_t o2 = 0; o2 < p.out[2]; ++o2, ++o) {
+          float best = -std::numeric_limits<float>::infinity();
+          int64_t best_off = -1;
+          for (int64_t k0 = t.lo[0][size_t(o0)]; k0 < t.hi[0][size_t(o0)]; ++k0) {
+            const int64_t i0 = t.begin[0][size_t(o0)] + k0 * p.d[0];
+            for (int64_t k1 = t.lo[1][size_t(o1)]; k1 < t.hi[1][size_t(o1)]; ++k1) {
+              const int64_t row =
+                  (i0 * p.in[1] + t.begin[1][size_t(o1)] + k1 * p.d[1]) * p.in[2] + t.begin[2][size_t(o2)];
+              for (int64_t k2 = t.lo[2][size_t(o2)]; k2 < t.hi[2][size_t(o2)]; ++k2) {
+                const float v = xs[row + k2 * p.d[2]];
+                if (v > best || best_off < 0) {
+                  best = v;
+                  best_off = row + k2 * p.d[2];
+                }
+              }
+            }
+          }
+          dst[o] = best;
+          {
+            int64_t index = std::max<int64_t>(best_off, 0);
+            if (storage_order != 0) {  // column-major numbering of the spatial position (first dim fastest)
+              const int64_t i2 = index % p.in[2], i1 = (index / p.in[2]) % p.in[1],
+                            i0 = index / (p.in[2] * p.in[1]);
+              index = i0 + p.in[0] * (i1 + p.in[1] * i2);
+            }
+            indices[o] = plane * in_plane + index;
+          }
         }
-    }
-  return true;
+  }
+}
+
+// Pools a plane one output row at a time: each tap updates, in one pass, every output of the row whose input
+// column it reaches, a run the compiler vectorises. Each output still sees its taps in (k0, k1, k2) order,
+// so sums come out as a per-output loop would give them. Max pooling starts from -inf, average from 0.
+template <bool kMax>
+void pool_rows(const Pool3& p, const TapRanges& t, int64_t planes, const float* src, float* dst) {
+  std::vector<int64_t> lo2, hi2,
+      shift2;  // per k2: outputs [lo, hi) whose input column o2·s + shift is inside
+  for (int64_t k2 = 0; k2 < p.k[2]; ++k2) {
+    const int64_t shift = k2 * p.d[2] - p.pb[2];
+    int64_t lo = 0, hi = p.out[2];
+    while (lo < hi && lo * p.s[2] + shift < 0) ++lo;
+    while (hi > lo && (hi - 1) * p.s[2] + shift >= p.in[2]) --hi;
+    lo2.push_back(lo);
+    hi2.push_back(hi);
+    shift2.push_back(shift);
+  }
+  const int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
+  const int64_t s2 = p.s[2];
+#pragma omp parallel for if (planes * out_plane * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const float* xs = src + plane * in_plane;
+    for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
+      for (int64_t o1 = 0; o1 < p.out[1]; ++o1) {
+        float* y = dst + plane * out_plane + (o0 * p.out[1] + o1) * p.out[2];
+        for (int64_t o2 = 0; o2 < p.out[2]; ++o2)
+          y[o2] = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+        for (int64_t k0 = t.lo[0][size_t(o0)]; k0 < t.hi[0][size_t(o0)]; ++k0) {
+          const int64_t i0 = t.begin[0][size_t(o0)] + k0 * p.d[0];
+          for (int64_t k1 = t.lo[1][size_t(o1)]; k1 < t.hi[1][size_t(o1)]; ++k1) {
+            const float* line = xs + (i0 * p.in[1] + t.begin[1][size_t(o1)] + k1 * p.d[1]) * p.in[2];
+            for (int64_t k2 = 0; k2 < p.k[2]; ++k2) {
+              const float* x = line + shift2[size_t(k2)];
+              const int64_t lo = lo2[size_t(k2)], hi = hi2[size_t(k2)];
+              if constexpr (kMax) {
+                if (s2 == 1)
+                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] = x[o2] > y[o2] ? x[o2] : y[o2];
+                else
+                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] = x[o2 * s2] > y[o2] ? x[o2 * s2] : y[o2];
+              } else {
+                if (s2 == 1)
+                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] += x[o2];
+                else
+                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] += x[o2 * s2];
+              }
+            }
+          }
+        }
+      }
+  }
 }
 
 }  // namespace
@@ -115,34 +188,15 @@ bool max_pool_plane_inside(const Pool3& p, const float* xs, float* ys) {
 void run_max_pool(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   const Tensor& x = required_input(node, in, 0);
   PoolSetup s = setup_pool(node, x);
-  const Pool3& p = s.p;
   const int64_t storage_order = node.attrs.get_int("storage_order", 0);
   out[0] = Tensor(DType::f32, s.out_shape);
-  int64_t* indices = nullptr;
-  if (out.size() > 1) indices = (out[1] = Tensor(DType::i64, s.out_shape)).data<int64_t>();
-  const int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
-  const float* src = x.data<float>();
-  float* dst = out[0].data<float>();
-#pragma omp parallel for if (out[0].numel() * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
-  for (int64_t plane = 0; plane < s.planes; ++plane) {
-    const float* xs = src + plane * in_plane;
-    if (!indices && max_pool_plane_inside(p, xs, dst + plane * out_plane)) continue;
-    int64_t o = plane * out_plane;
-    for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
-      for (int64_t o1 = 0; o1 < p.out[1]; ++o1)
-        for (int64_t o2 = 0; o2 < p.out[2]; ++o2, ++o) {
-          float best = -std::numeric_limits<float>::infinity();
-          int64_t best_index = -1;
-          for_each_tap(p, o0, o1, o2, [&](int64_t off, int64_t i0, int64_t i1, int64_t i2) {
-            if (xs[off] > best || best_index < 0) {
-              best = xs[off];
-              // storage_order 1 numbers the spatial positions column-major (first dim fastest).
-              best_index = storage_order == 0 ? off : i0 + p.in[0] * (i1 + p.in[1] * i2);
-            }
-          });
-          dst[o] = best;
-          if (indices) indices[o] = plane * in_plane + std::max<int64_t>(best_index, 0);
-        }
+  const TapRanges taps = tap_ranges(s.p);
+  if (out.size() > 1) {
+    out[1] = Tensor(DType::i64, s.out_shape);
+    max_pool_with_indices(s.p, taps, s.planes, storage_order, x.data<float>(), out[0].data<float>(),
+                          out[1].data<int64_t>());
+  } else {
+    pool_rows<true>(s.p, taps, s.planes, x.data<float>(), out[0].data<float>());
   }
 }
 
@@ -152,26 +206,26 @@ void run_average_pool(const Node& node, std::span<const Tensor* const> in, std::
   const Pool3& p = s.p;
   const bool count_include_pad = node.attrs.get_int("count_include_pad", 0) != 0;
   out[0] = Tensor(DType::f32, s.out_shape);
-  const int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
-  const float* src = x.data<float>();
+  const TapRanges t = tap_ranges(p);
+  // The divisor counts the taps inside the input, or (count_include_pad) also those on the explicit padding,
+  // never those past it (a ceil_mode window can overhang the padding); it factors over the dims.
+  std::array<std::vector<float>, 3> counts;
+  for (size_t i = 0; i < 3; ++i)
+    for (int64_t o = 0; o < p.out[i]; ++o)
+      counts[i].push_back(float(
+          count_include_pad ? taps_within(t.begin[i][size_t(o)], p.k[i], p.d[i], -p.pb[i], p.in[i] + p.pe[i])
+                            : t.hi[i][size_t(o)] - t.lo[i][size_t(o)]));
   float* dst = out[0].data<float>();
-#pragma omp parallel for if (out[0].numel() * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
+  pool_rows<false>(p, t, s.planes, x.data<float>(), dst);
+  const int64_t out_plane = p.out[0] * p.out[1] * p.out[2];
+#pragma omp parallel for if (out[0].numel() >= kParallelMinElements)
   for (int64_t plane = 0; plane < s.planes; ++plane) {
-    const float* xs = src + plane * in_plane;
     int64_t o = plane * out_plane;
     for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
       for (int64_t o1 = 0; o1 < p.out[1]; ++o1)
         for (int64_t o2 = 0; o2 < p.out[2]; ++o2, ++o) {
-          float sum = 0;
-          for_each_tap(p, o0, o1, o2, [&](int64_t off, int64_t, int64_t, int64_t) { sum += xs[off]; });
-          // The divisor counts the taps inside the input, or (count_include_pad) also those on the explicit
-          // padding, never those past it (a ceil_mode window can overhang the padding).
-          const int64_t b[3] = {o0 * p.s[0] - p.pb[0], o1 * p.s[1] - p.pb[1], o2 * p.s[2] - p.pb[2]};
-          int64_t count = 1;
-          for (int i = 0; i < 3; ++i)
-            count *= count_include_pad ? taps_before(b[i], p.k[i], p.d[i], -p.pb[i], p.in[i] + p.pe[i])
-                                       : taps_before(b[i], p.k[i], p.d[i], 0, p.in[i]);
-          dst[o] = count ? sum / float(count) : 0.0f;
+          const float count = counts[0][size_t(o0)] * counts[1][size_t(o1)] * counts[2][size_t(o2)];
+          dst[o] = count > 0.0f ? dst[o] / count : 0.0f;
         }
   }
 }

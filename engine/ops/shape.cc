@@ -38,8 +38,9 @@ void run_identity(const Node& node, std::span<const Tensor* const> in, std::span
 
 void run_dropout(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   const Tensor& x = required_input(node, in, 0);
-  // Opset 12+ takes ratio and training_mode as inputs; before, training was never part of inference.
-  bool training = false;
+  // Opset 12+ takes ratio and training_mode as inputs; opsets 7-11 are inference-only; before 7, is_test=0
+  // asked for training.
+  bool training = node.opset < 7 && node.attrs.get_int("is_test", 0) == 0;
   float ratio = node.attrs.get_float("ratio", 0.5f);
   if (node.opset >= 12) {
     if (const Tensor* r = optional_input(in, 1)) {
@@ -58,7 +59,7 @@ void run_dropout(const Node& node, std::span<const Tensor* const> in, std::span<
   out[0] = x;
   if (out.size() > 1) {
     out[1] = Tensor(DType::boolean, x.shape());
-    std::memset(out[1].bytes(), 1, out[1].nbytes());
+    if (out[1].nbytes()) std::memset(out[1].bytes(), 1, out[1].nbytes());
   }
 }
 
@@ -172,8 +173,9 @@ void run_concat(const Node& node, std::span<const Tensor* const> in, std::span<T
   size_t col = 0;
   for (const Tensor* t : in) {
     const size_t row = size_t(t->shape()[size_t(axis)] * inner) * es;
-    for (int64_t o = 0; o < outer; ++o)
-      std::memcpy(out[0].bytes() + size_t(o) * out_row + col, t->bytes() + size_t(o) * row, row);
+    if (row > 0)  // an empty piece has no storage to copy from
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(out[0].bytes() + size_t(o) * out_row + col, t->bytes() + size_t(o) * row, row);
     col += row;
   }
 }
@@ -316,6 +318,7 @@ void run_gather(const Node& node, std::span<const Tensor* const> in, std::span<T
   const int64_t outer = dims_product(data.shape(), 0, axis);
   const size_t block = size_t(dims_product(data.shape(), axis + 1, data.rank())) * es;
   const int64_t count = int64_t(indices.size());
+  if (out[0].numel() == 0) return;
   const std::byte* src = data.bytes();
   std::byte* dst = out[0].bytes();
 #pragma omp parallel for if (out[0].numel() >= kParallelMinElements)

@@ -1,7 +1,9 @@
 #pragma once
-// The compute-bound inner loops of the element-wise ops, each compiled for AVX-512, AVX2+FMA and baseline
-// x86-64 and picked once at load time for the CPU at hand (GCC target_clones). Results are identical on every
-// path: the build does not contract a·b + c into FMA (ISO C++ mode), and the math is vmath.h's, not libm's.
+// The compute-bound inner loops of the element-wise ops, each compiled for x86-64-v4 (AVX-512), x86-64-v3
+// (AVX2) and baseline x86-64 and picked once at load time for the CPU at hand (GCC target_clones). The
+// element-wise kernels give identical bits on every path: the engine is built with -ffp-contract=off (no a·b
+// + c fused into FMA), and the math is vmath.h's, not libm's. The row kernels (softmax, layer norm) sum in
+// double in SIMD-lane order, so their results can differ between CPUs in the last bit of a float, rarely.
 #include <cstdint>
 
 namespace sparse24::engine::ops {

@@ -48,8 +48,9 @@ inline float vexp(float x) {
 }
 
 namespace detail {
-// Taylor coefficients of erf(x)/x in x²: 2/√π · (-1)^n / (n! (2n + 1)), n = 0..kErfTerms-1.
+/// Terms of erf's Taylor series used below |x| = 1.5.
 constexpr int kErfTerms = 17;
+/// Taylor coefficients of erf(x)/x in x²: 2/√π · (-1)^n / (n! (2n + 1)), computed at compile time.
 struct ErfTaylor {
   float c[kErfTerms];
   constexpr ErfTaylor() : c() {
@@ -60,6 +61,7 @@ struct ErfTaylor {
     }
   }
 };
+/// The coefficient table.
 inline constexpr ErfTaylor kErfTaylor{};
 }  // namespace detail
 

@@ -10,6 +10,7 @@
 
 #include "engine/ops/conv_gemm.h"
 #include "engine/ops/op.h"
+#include "engine/ops/simd_kernels.h"
 #include "engine/ops/vmath.h"
 #include "graph/weights.h"
 #include "util/error.h"
@@ -112,6 +113,23 @@ TEST(OpsVMath, ErfMatchesStdErf) {
   EXPECT_TRUE(std::isnan(ops::verf(std::nanf(""))));
 }
 
+// The kernels are dispatched to an AVX-512, AVX2 or baseline clone; each must give the bits the scalar
+// definition gives (no FMA contraction, same math), so results do not depend on the machine.
+TEST(OpsVMath, DispatchedKernelsMatchScalarBitForBit) {
+  std::vector<float> x;
+  for (float v = -9.0f; v <= 9.0f; v += 0.0173f) x.push_back(v);
+  std::vector<float> erf(x.size()), gelu(x.size()), sigmoid(x.size());
+  ops::erf_f32(x.data(), erf.data(), int64_t(x.size()));
+  ops::gelu_f32(x.data(), gelu.data(), int64_t(x.size()));
+  ops::sigmoid_f32(x.data(), sigmoid.data(), int64_t(x.size()));
+  const float inv_sqrt2 = float(1.0 / std::numbers::sqrt2);
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(erf[i], ops::verf(x[i])) << x[i];
+    ASSERT_EQ(gelu[i], 0.5f * x[i] * (1.0f + ops::verf(x[i] * inv_sqrt2))) << x[i];
+    ASSERT_EQ(sigmoid[i], 1.0f / (1.0f + ops::vexp(-x[i]))) << x[i];
+  }
+}
+
 // ---- broadcasting ----
 
 TEST(OpsBroadcast, AddSubMulDivMatchElementwiseOracle) {
@@ -171,6 +189,11 @@ TEST(OpsBroadcast, IntegerArithmeticIsExact) {
   EXPECT_EQ(as_i64(run(make_node("Mul"), {&a, &b})[0]), (std::vector<int64_t>{big + 1, -14, -14, 27}));
   // Integer division truncates toward zero, as C and onnxruntime do.
   EXPECT_EQ(as_i64(run(make_node("Div"), {&a, &b})[0]), (std::vector<int64_t>{big + 1, -3, -3, 3}));
+  // Overflow wraps (two's complement, as numpy) instead of being undefined behaviour.
+  Tensor max = i64_tensor({INT64_MAX}), one = i64_tensor({1});
+  EXPECT_EQ(as_i64(run(make_node("Add"), {&max, &one})[0]), std::vector<int64_t>{INT64_MIN});
+  Tensor base = i64_tensor({10, 2}), exponent = i64_tensor({30, 10});
+  EXPECT_EQ(as_i64(run(make_node("Pow"), {&base, &exponent})[0]), (std::vector<int64_t>{INT64_MAX, 1024}));
   Tensor zero = i64_tensor({0});
   expect_error_names_node(make_node("Div"), {&a, &zero}, "division by zero");
 }
@@ -293,28 +316,36 @@ TEST(OpsConv, CanonicalWeightMatchesGraphWeights) {
 // conv_as_gemm with a plain-loop GEMM (no BLAS) reproduces the direct convolution exactly: this pins the
 // contract the planner's 2:4 GEMM relies on (canonical weight rows per group, Y = P · Wcᵀ).
 TEST(OpsConv, ConvAsGemmWithPlainGemmMatchesDirectLoop) {
-  ConvCase c{{2, 4, 5, 6}, {6, 2, 3, 2}, {2, 1}, {1, 2}, {1, 0, 2, 1}, 2};
-  Node node = conv_node(c);
-  Tensor x = int_valued(DType::f32, c.x_shape, 11), w = int_valued(DType::f32, c.w_shape, 12);
-  Tensor bias = int_valued(DType::f32, {6}, 13);
-  ConvShape s = ops::conv_shape(node, c.x_shape, c.w_shape);
-  Tensor wc = ops::conv_weight_canonical(w);
-  int calls = 0;
-  ops::ConvGemm plain = [&](int64_t group, int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx,
-                            float* Y, int64_t ldy) {
-    ++calls;
-    const float* W = wc.data<float>() + group * N * K;
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) {
-        float acc = 0;
-        for (int64_t k = 0; k < K; ++k) acc += X[m * ldx + k] * W[n * K + k];
-        Y[m * ldy + n] = acc;
-      }
+  const std::vector<ConvCase> cases = {
+      {{2, 4, 5, 6}, {6, 2, 3, 2}, {2, 1}, {1, 2}, {1, 0, 2, 1}, 2},  // groups, strides, dilations, pads
+      {{1, 3, 6, 5}, {6, 1, 3, 3}, {1, 2}, {1, 1}, {1, 1, 1, 1}, 3},  // depthwise with multiplier 2
+      {{1, 8, 4, 4}, {4, 8, 1, 1}, {1, 1}, {1, 1}, {}},               // pointwise: no im2col
   };
-  Tensor y(DType::f32, s.output_shape());
-  ops::conv_as_gemm(s, x.data<float>(), plain, bias.data<float>(), y.data<float>());
-  EXPECT_EQ(calls, 2);  // one tile, two groups
-  EXPECT_EQ(as_f32(y), as_f32(naive_conv(s, x, w, &bias)));
+  uint32_t seed = 11;
+  for (const ConvCase& c : cases) {
+    Node node = conv_node(c);
+    Tensor x = int_valued(DType::f32, c.x_shape, seed++), w = int_valued(DType::f32, c.w_shape, seed++);
+    Tensor bias = int_valued(DType::f32, {c.w_shape[0]}, seed++);
+    ConvShape s = ops::conv_shape(node, c.x_shape, c.w_shape);
+    Tensor wc = ops::conv_weight_canonical(w);
+    int calls = 0;
+    ops::ConvGemm plain = [&](int64_t group, int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx,
+                              float* Y, int64_t ldy) {
+      ++calls;
+      const float* W = wc.data<float>() + group * N * K;
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          float acc = 0;
+          for (int64_t k = 0; k < K; ++k) acc += X[m * ldx + k] * W[n * K + k];
+          Y[m * ldy + n] = acc;
+        }
+    };
+    Tensor y(DType::f32, s.output_shape());
+    ops::conv_as_gemm(s, x.data<float>(), plain, bias.data<float>(), y.data<float>());
+    EXPECT_EQ(calls, s.groups);  // one tile, one GEMM per group
+    EXPECT_EQ(as_f32(y), as_f32(naive_conv(s, x, w, &bias)))
+        << shape_str(c.x_shape) << " " << shape_str(c.w_shape);
+  }
 }
 
 TEST(OpsConv, ConvOpMatchesDirectLoopAcrossGeometries) {
@@ -322,6 +353,7 @@ TEST(OpsConv, ConvOpMatchesDirectLoopAcrossGeometries) {
       {{1, 3, 7, 7}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},       // 3x3 pad 1
       {{2, 4, 9, 8}, {6, 2, 3, 3}, {2, 2}, {1, 1}, {0, 1, 1, 0}, 2},    // groups, stride, asymmetric pads
       {{1, 4, 10, 10}, {4, 1, 3, 3}, {1, 1}, {2, 3}, {2, 2, 2, 2}, 4},  // depthwise, dilations
+      {{2, 3, 9, 7}, {6, 1, 3, 2}, {2, 2}, {1, 1}, {1, 0, 1, 1}, 3},    // depthwise, multiplier 2, strides
       {{2, 8, 5, 5}, {6, 8, 1, 1}, {1, 1}, {1, 1}, {}},                 // pointwise (no im2col)
       {{1, 4, 6, 6}, {8, 2, 1, 1}, {1, 1}, {1, 1}, {}, 2},              // grouped pointwise
       {{1, 2, 7, 5}, {3, 2, 3, 2}, {2, 2}, {1, 1}, {}, 1, "SAME_UPPER"},
@@ -352,6 +384,77 @@ TEST(OpsConv, ShapeMismatchNamesTheNode) {
   expect_error_names_node(conv_node(c), {&x, &w}, "group=1");
   Tensor x1(DType::f32, {1, 3, 2, 2});
   expect_error_names_node(conv_node(c), {&x1, &w}, "larger than the padded input");
+}
+
+// ---- pooling ----
+
+struct PoolCase {
+  std::vector<int64_t> kernel, strides, dilations, pads;  // 2-D; pads as {top, left, bottom, right}
+  bool ceil_mode = false, count_include_pad = false;
+};
+
+// Max or average pooling of one [H][W] plane straight from the definition.
+std::vector<float> naive_pool(const PoolCase& c, const float* x, int64_t H, int64_t W, bool max, int64_t& OH,
+                              int64_t& OW) {
+  int64_t out[2];
+  const int64_t in[2] = {H, W};
+  for (int i = 0; i < 2; ++i) {
+    const int64_t extent = (c.kernel[size_t(i)] - 1) * c.dilations[size_t(i)] + 1;
+    const int64_t span = in[i] + c.pads[size_t(i)] + c.pads[size_t(i) + 2] - extent;
+    const int64_t s = c.strides[size_t(i)];
+    out[i] = (c.ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    if (c.ceil_mode && (out[i] - 1) * s >= in[i] + c.pads[size_t(i)]) --out[i];
+  }
+  OH = out[0];
+  OW = out[1];
+  std::vector<float> y;
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      float best = -INFINITY, sum = 0;
+      int64_t inside = 0, padded = 0;
+      for (int64_t kh = 0; kh < c.kernel[0]; ++kh)
+        for (int64_t kw = 0; kw < c.kernel[1]; ++kw) {
+          const int64_t h = oh * c.strides[0] - c.pads[0] + kh * c.dilations[0];
+          const int64_t w = ow * c.strides[1] - c.pads[1] + kw * c.dilations[1];
+          if (h < H + c.pads[2] && w < W + c.pads[3]) ++padded;
+          if (h < 0 || h >= H || w < 0 || w >= W) continue;
+          ++inside;
+          best = std::max(best, x[h * W + w]);
+          sum += x[h * W + w];
+        }
+      y.push_back(max ? best : sum / float(c.count_include_pad ? padded : inside));
+    }
+  return y;
+}
+
+TEST(OpsPool, MaxAndAverageMatchDirectLoops) {
+  const std::vector<PoolCase> cases = {
+      {{3, 3}, {2, 2}, {2, 2}, {1, 1, 1, 1}, true, false},
+      {{3, 2}, {2, 1}, {2, 1}, {1, 0, 2, 1}, true, true},
+      {{2, 3}, {3, 2}, {1, 1}, {0, 1, 1, 0}, false, false},
+      {{2, 2}, {2, 2}, {1, 1}, {1, 1, 1, 1}, true, true},
+  };
+  const int64_t H = 9, W = 8;
+  Tensor x = int_valued(DType::f32, {2, 3, H, W}, 71);
+  for (const PoolCase& c : cases)
+    for (const char* op : {"MaxPool", "AveragePool"}) {
+      Node node = make_node(op, 19);
+      node.attrs.set("kernel_shape", c.kernel);
+      node.attrs.set("strides", c.strides);
+      node.attrs.set("dilations", c.dilations);
+      node.attrs.set("pads", c.pads);
+      node.attrs.set("ceil_mode", int64_t(c.ceil_mode));
+      node.attrs.set("count_include_pad", int64_t(c.count_include_pad));
+      Tensor y = run(node, {&x})[0];
+      int64_t OH = 0, OW = 0;
+      for (int64_t plane = 0; plane < 6; ++plane) {
+        std::vector<float> want = naive_pool(c, x.data<float>() + plane * H * W, H, W, op[0] == 'M', OH, OW);
+        ASSERT_EQ(y.shape(), (std::vector<int64_t>{2, 3, OH, OW})) << op;
+        for (int64_t i = 0; i < OH * OW; ++i)
+          ASSERT_FLOAT_EQ(y.get(plane * OH * OW + i), want[size_t(i)])
+              << op << " plane " << plane << " at " << i;
+      }
+    }
 }
 
 // ---- MatMul and Gemm ----
@@ -565,6 +668,38 @@ TEST(OpsGelu, ExactAndTanhForms) {
   Node bad = make_node("Gelu", 20);
   bad.attrs.set("approximate", std::string("fast"));
   expect_error_names_node(bad, {&x}, "approximate");
+}
+
+// Empty tensors flow through every op with the right output shape (and nothing is read out of bounds: this
+// runs under AddressSanitizer).
+TEST(OpsEdge, ZeroSizedTensors) {
+  Tensor e(DType::f32, {0, 4}), row(DType::f32, {4}), w(DType::f32, {4, 5});
+  EXPECT_EQ(run(make_node("Add"), {&e, &row})[0].shape(), (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(run(make_node("Softmax", 13), {&e})[0].shape(), (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(run(make_node("Erf"), {&e})[0].shape(), (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(run(make_node("LayerNormalization"), {&e, &row})[0].shape(), (std::vector<int64_t>{0, 4}));
+  EXPECT_EQ(run(make_node("MatMul"), {&e, &w})[0].shape(), (std::vector<int64_t>{0, 5}));
+  EXPECT_EQ(run(make_node("Transpose"), {&e})[0].shape(), (std::vector<int64_t>{4, 0}));
+  Node concat = make_node("Concat");
+  concat.attrs.set("axis", int64_t(0));
+  Tensor two(DType::f32, {2, 4});
+  EXPECT_EQ(run(concat, {&e, &two, &e})[0].shape(), (std::vector<int64_t>{2, 4}));
+  Tensor no_index(DType::i64, {0});
+  EXPECT_EQ(run(make_node("Gather"), {&two, &no_index})[0].shape(), (std::vector<int64_t>{0, 4}));
+  Node reduce = make_node("ReduceMean", 13);
+  reduce.attrs.set("axes", std::vector<int64_t>{1});
+  EXPECT_EQ(run(reduce, {&e})[0].shape(), (std::vector<int64_t>{0, 1}));
+  Tensor k_empty(DType::f32, {3, 0}), w_empty(DType::f32, {0, 2});
+  Tensor zeros = run(make_node("MatMul"), {&k_empty, &w_empty})[0];  // K = 0: all zeros
+  EXPECT_EQ(as_f32(zeros), std::vector<float>(6, 0.0f));
+  ConvCase c{{0, 2, 5, 5}, {3, 2, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}};
+  Tensor x(DType::f32, c.x_shape), cw = int_valued(DType::f32, c.w_shape, 81);
+  EXPECT_EQ(run(conv_node(c), {&x, &cw})[0].shape(), (std::vector<int64_t>{0, 3, 5, 5}));
+  Node pool = make_node("MaxPool");
+  pool.attrs.set("kernel_shape", std::vector<int64_t>{2, 2});
+  EXPECT_EQ(run(pool, {&x})[0].shape(), (std::vector<int64_t>{0, 2, 4, 4}));
+  Tensor starts = i64_tensor({3}), ends = i64_tensor({1});
+  EXPECT_EQ(run(make_node("Slice", 13), {&two, &starts, &ends})[0].shape(), (std::vector<int64_t>{0, 4}));
 }
 
 TEST(OpsErrors, WrongDtypeNamesTheNode) {
