@@ -20,8 +20,7 @@ SPARSE24_SIMD_CLONES void erf_f32(const float* x, float* y, int64_t n) {
 }
 
 SPARSE24_SIMD_CLONES void gelu_f32(const float* x, float* y, int64_t n) {
-  constexpr float kInvSqrt2 = float(1.0 / std::numbers::sqrt2);
-  for (int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + verf(x[i] * kInvSqrt2));
+  for (int64_t i = 0; i < n; ++i) y[i] = vgelu(x[i]);
 }
 
 SPARSE24_SIMD_CLONES void sigmoid_f32(const float* x, float* y, int64_t n) {

@@ -10,7 +10,7 @@ namespace sparse24::engine::ops {
 
 /// y[i] = erf(x[i]).
 void erf_f32(const float* x, float* y, int64_t n);
-/// y[i] = 0.5 · x · (1 + erf(x / √2)) (GELU, exact form).
+/// y[i] = 0.5 · x · (1 + erf(x / √2)) (GELU, exact form, evaluated as vgelu: |error| <= 1e-7·|x|).
 void gelu_f32(const float* x, float* y, int64_t n);
 /// y[i] = 1 / (1 + e^-x).
 void sigmoid_f32(const float* x, float* y, int64_t n);
