@@ -37,5 +37,7 @@ void add_check_command(CLI::App& app);
 void add_prune_command(CLI::App& app);
 /// build, run and bench (the engine).
 void add_engine_commands(CLI::App& app);
+/// train, finetune and eval (training and accuracy).
+void add_train_commands(CLI::App& app);
 
 }  // namespace sparse24::cli
