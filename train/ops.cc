@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <type_traits>
 
 #include "engine/ops/conv_gemm.h"
 #include "engine/ops/op_util.h"
@@ -19,31 +20,53 @@ void cannot_train(const Node& node, const std::string& why) {
   fail("op {} (node '{}') cannot be trained{}{}", node.op, node.name, why.empty() ? "" : ": ", why);
 }
 
-template <>
-void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[m * ldc + n];
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, blasint(M),
-              blasint(N), blasint(K), alpha, A, blasint(lda), B, blasint(ldb), beta, C, blasint(ldc));
+namespace {
+
+template <typename T>
+void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+               int64_t ldb, T beta, T* C, int64_t ldc) {
+  const auto trans = [](bool t) { return t ? CblasTrans : CblasNoTrans; };
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, trans(ta), trans(tb), blasint(M), blasint(N), blasint(K), alpha, A, blasint(lda), B,
+                blasint(ldb), beta, C, blasint(ldc));
+  else
+    cblas_dgemm(CblasRowMajor, trans(ta), trans(tb), blasint(M), blasint(N), blasint(K), alpha, A, blasint(lda), B,
+                blasint(ldb), beta, C, blasint(ldc));
 }
 
-template <>
-void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
-                  const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+}  // namespace
+
+template <typename T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   if (K == 0) {
     for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == 0.0 ? 0.0 : beta * C[m * ldc + n];
+      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == T(0) ? T(0) : beta * C[m * ldc + n];
     return;
   }
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, blasint(M),
-              blasint(N), blasint(K), alpha, A, blasint(lda), B, blasint(ldb), beta, C, blasint(ldc));
+  // Threaded OpenBLAS blocks K differently for different thread counts, which changes the rounding. So the
+  // threads here split the longer of M and N into fixed chunks, and each chunk is one single-threaded BLAS
+  // call (OpenBLAS runs on one thread inside a parallel region): every output element is summed the same way
+  // whatever the number of threads.
+  constexpr int64_t kChunk = 64;
+  const bool split_n = N >= M;
+  const int64_t length = split_n ? N : M, chunks = (length + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t first = c * kChunk, count = std::min(kChunk, length - first);
+    if (split_n)  // columns [first, first + count) of op(B) and C
+      blas_gemm<T>(ta, tb, M, count, K, alpha, A, lda, tb ? B + first * ldb : B + first, ldb, beta, C + first, ldc);
+    else  // rows [first, first + count) of op(A) and C
+      blas_gemm<T>(ta, tb, count, N, K, alpha, ta ? A + first : A + first * lda, lda, B, ldb, beta, C + first * ldc,
+                   ldc);
+  }
 }
+
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
+                          float, float*, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                           int64_t, double, double*, int64_t);
 
 namespace {
 

@@ -14,6 +14,14 @@
 
 namespace sparse24::train {
 
+/// One epoch's numbers.
+struct EpochLog {
+  int epoch = 0;
+  double loss = 0, train_accuracy = 0;
+  double test_accuracy = -1;  ///< -1 without test data
+  double seconds = 0;
+};
+
 /// How to train.
 struct TrainOptions {
   int epochs = 5;
@@ -24,15 +32,7 @@ struct TrainOptions {
   bool fixed_masks = false;  ///< retraining: every 2:4 weight keeps its zeros (ASP)
   bool progress = false;     ///< progress bar on stderr
   int64_t eval_batch = 500;  ///< batch size of the per-epoch test evaluation
-  std::function<void(const struct EpochLog&)> on_epoch;  ///< called after each epoch (the CLI prints it)
-};
-
-/// One epoch's numbers.
-struct EpochLog {
-  int epoch = 0;
-  double loss = 0, train_accuracy = 0;
-  double test_accuracy = -1;  ///< -1 without test data
-  double seconds = 0;
+  std::function<void(const EpochLog&)> on_epoch;  ///< called after each epoch (the CLI prints it)
 };
 
 /// A weight trained under a fixed mask.
