@@ -6,10 +6,10 @@
 #include <cstring>
 
 #include "engine/plan_file.h"
+#include "tools/cli_util.h"
 #include "train/models.h"
 #include "train/progress.h"
 #include "train/train.h"
-#include "tools/cli_util.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 
@@ -27,13 +27,15 @@ struct DataArgs {
 };
 
 void add_data_options(CLI::App* cmd, DataArgs& a) {
-  cmd->add_option("--data", a.data,
-                  "fashion-mnist (Debian's dataset-fashion-mnist), a folder of idx .gz files, a .npz with arrays "
-                  "'images' (float32 in [0,1], [N,1,28,28] or [N,784]; or uint8) and 'labels' (int64 [N]), or an "
-                  "images .npy (with --labels)")
+  cmd->add_option(
+         "--data", a.data,
+         "fashion-mnist (Debian's dataset-fashion-mnist), a folder of idx .gz files, a .npz with arrays "
+         "'images' (float32 in [0,1], [N,1,28,28] or [N,784]; or uint8) and 'labels' (int64 [N]), or an "
+         "images .npy (with --labels)")
       ->capture_default_str();
   cmd->add_option("--labels", a.labels, "labels .npy (int64 [N]) when --data is an images .npy");
-  cmd->add_option("--limit", a.limit, "use only the first N images of each split (0: all)")->capture_default_str();
+  cmd->add_option("--limit", a.limit, "use only the first N images of each split (0: all)")
+      ->capture_default_str();
 }
 
 // Everything a training run takes.
@@ -46,14 +48,16 @@ struct TrainArgs : DataArgs {
 
 void add_train_options(CLI::App* cmd, TrainArgs& a) {
   add_data_options(cmd, a);
-  cmd->add_option("--test-data", a.test_data,
-                  "evaluation data after each epoch (default: the test split of an idx --data; none for files)");
+  cmd->add_option(
+      "--test-data", a.test_data,
+      "evaluation data after each epoch (default: the test split of an idx --data; none for files)");
   cmd->add_option("--test-labels", a.test_labels, "labels .npy when --test-data is an images .npy");
   cmd->add_flag("--no-test", a.no_test, "skip the evaluation after each epoch");
   cmd->add_option("-o,--output", a.output, "where to write the trained model (.onnx)")->required();
   cmd->add_option("--epochs", a.o.epochs, "passes over the training data")->capture_default_str();
   cmd->add_option("--batch-size", a.o.batch_size, "images per step")->capture_default_str();
-  cmd->add_option("--seed", a.o.seed, "seed of the initial weights, the shuffling and dropout")->capture_default_str();
+  cmd->add_option("--seed", a.o.seed, "seed of the initial weights, the shuffling and dropout")
+      ->capture_default_str();
   cmd->add_option("--optimizer", a.o.optimizer.kind, "sgd (momentum) or adamw")->capture_default_str();
   cmd->add_option("--lr", a.o.schedule.lr, "peak learning rate")->capture_default_str();
   cmd->add_option("--momentum", a.o.optimizer.momentum, "SGD momentum")->capture_default_str();
@@ -64,7 +68,8 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--warmup-epochs", a.o.schedule.warmup_epochs, "linear warmup (fractions allowed)")
       ->capture_default_str();
   cmd->add_option("--step-epochs", a.o.schedule.step_epochs, "--schedule step: epochs between decays");
-  cmd->add_option("--step-gamma", a.o.schedule.gamma, "--schedule step: factor per decay")->capture_default_str();
+  cmd->add_option("--step-gamma", a.o.schedule.gamma, "--schedule step: factor per decay")
+      ->capture_default_str();
   cmd->add_option("--threads", a.threads, "threads (0: every core)")->capture_default_str();
   cmd->add_flag("--progress", a.progress, "progress bar on stderr even when it is not a terminal");
   cmd->add_option("--json", a.json, "also write the epochs and settings as JSON");
@@ -73,11 +78,12 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
 nlohmann::json report_json(const TrainArgs& a, const TrainReport& r) {
   nlohmann::json epochs = nlohmann::json::array();
   for (const EpochLog& e : r.epochs)
-    epochs.push_back({{"epoch", e.epoch},
-                      {"loss", e.loss},
-                      {"train_accuracy", e.train_accuracy},
-                      {"test_accuracy", e.test_accuracy < 0 ? nlohmann::json() : nlohmann::json(e.test_accuracy)},
-                      {"seconds", e.seconds}});
+    epochs.push_back(
+        {{"epoch", e.epoch},
+         {"loss", e.loss},
+         {"train_accuracy", e.train_accuracy},
+         {"test_accuracy", e.test_accuracy < 0 ? nlohmann::json() : nlohmann::json(e.test_accuracy)},
+         {"seconds", e.seconds}});
   nlohmann::json masked = nlohmann::json::array();
   for (const MaskedWeight& m : r.masked)
     masked.push_back({{"node", m.node}, {"weight", m.weight}, {"kept", m.kept}, {"total", m.total}});
@@ -114,8 +120,9 @@ void run_training(TrainArgs& a, OnnxModel model, const Dataset& train_data) {
   a.o.on_epoch = [&](const EpochLog& e) {
     fmt::print("epoch {}/{}: loss {:.4f}, train accuracy {:.2f}%{}, {:.1f} s\n", e.epoch, a.o.epochs, e.loss,
                100.0 * e.train_accuracy,
-               test ? fmt::format(", test accuracy {:.2f}% ({} images)", 100.0 * e.test_accuracy, test->size())
-                    : std::string(),
+               test
+                   ? fmt::format(", test accuracy {:.2f}% ({} images)", 100.0 * e.test_accuracy, test->size())
+                   : std::string(),
                e.seconds);
     std::fflush(stdout);
   };
@@ -208,8 +215,8 @@ void run_eval(const EvalArgs& a) {
   bar.finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double accuracy = double(correct) / double(data.size());
-  fmt::print("{}: accuracy {:.2f}% ({} / {}) on {}, {:.1f} s\n", a.model, 100.0 * accuracy, correct, data.size(),
-             data.source, seconds);
+  fmt::print("{}: accuracy {:.2f}% ({} / {}) on {}, {:.1f} s\n", a.model, 100.0 * accuracy, correct,
+             data.size(), data.source, seconds);
   if (!a.json.empty())
     write_json(a.json, {{"model", a.model},
                         {"data", data.source},
@@ -232,14 +239,16 @@ void add_train_commands(CLI::App& app) {
   auto f = std::make_shared<TrainArgs>();
   f->o.schedule.lr = 0.01;
   CLI::App* finetune = app.add_subcommand(
-      "finetune", "Retrain a 2:4-pruned ONNX model with its masks fixed (ASP): pruned weights stay exactly zero.");
+      "finetune",
+      "Retrain a 2:4-pruned ONNX model with its masks fixed (ASP): pruned weights stay exactly zero.");
   finetune->add_option("model", f->model, "the pruned model (.onnx, from sparse24 prune)")->required();
   add_train_options(finetune, *f);
   finetune->callback([f] { run_finetune(*f); });
 
   auto e = std::make_shared<EvalArgs>();
   CLI::App* eval = app.add_subcommand(
-      "eval", "Accuracy of a model (.onnx or .plan) through the inference engine (default: Fashion-MNIST test).");
+      "eval",
+      "Accuracy of a model (.onnx or .plan) through the inference engine (default: Fashion-MNIST test).");
   eval->add_option("model", e->model, "ONNX model or plan")->required();
   add_data_options(eval, *e);
   eval->add_option("--batch", e->batch, "images per run")->capture_default_str();

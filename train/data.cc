@@ -14,7 +14,9 @@ namespace sparse24::train {
 
 namespace fs = std::filesystem;
 
-int64_t Dataset::features() const { return shape_numel(sample_shape); }
+int64_t Dataset::features() const {
+  return shape_numel(sample_shape);
+}
 
 namespace {
 
@@ -23,8 +25,10 @@ namespace {
 std::vector<uint8_t> read_gzip(const fs::path& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec))
-    fail("dataset file '{}' not found (Fashion-MNIST comes with Debian's dataset-fashion-mnist; or pass --data)",
-         path.string());
+    fail(
+        "dataset file '{}' not found (Fashion-MNIST comes with Debian's dataset-fashion-mnist; or pass "
+        "--data)",
+        path.string());
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) fail("cannot open '{}'", path.string());
   std::vector<uint8_t> out;
@@ -41,7 +45,8 @@ std::vector<uint8_t> read_gzip(const fs::path& path) {
 }
 
 uint32_t be32(const std::vector<uint8_t>& b, size_t off) {
-  return uint32_t(b[off]) << 24 | uint32_t(b[off + 1]) << 16 | uint32_t(b[off + 2]) << 8 | uint32_t(b[off + 3]);
+  return uint32_t(b[off]) << 24 | uint32_t(b[off + 1]) << 16 | uint32_t(b[off + 2]) << 8 |
+         uint32_t(b[off + 3]);
 }
 
 Dataset load_idx(const fs::path& dir, Split split, const std::string& name) {
@@ -56,10 +61,12 @@ Dataset load_idx(const fs::path& dir, Split split, const std::string& name) {
   const int64_t count = be32(images, 4), rows = be32(images, 8), cols = be32(images, 12);
   const int64_t nlabels = be32(labels, 4);
   if (int64_t(images.size()) != 16 + count * rows * cols)
-    fail("'{}' is truncated: {} bytes for {} images of {}x{}", images_path.string(), images.size(), count, rows, cols);
+    fail("'{}' is truncated: {} bytes for {} images of {}x{}", images_path.string(), images.size(), count,
+         rows, cols);
   if (int64_t(labels.size()) != 8 + nlabels) fail("'{}' is truncated", labels_path.string());
   if (count != nlabels)
-    fail("'{}' holds {} images but '{}' holds {} labels", images_path.string(), count, labels_path.string(), nlabels);
+    fail("'{}' holds {} images but '{}' holds {} labels", images_path.string(), count, labels_path.string(),
+         nlabels);
   Dataset d;
   d.source = name + (split == Split::train ? " train" : " test");
   d.sample_shape = {1, rows, cols};
@@ -129,8 +136,8 @@ std::map<std::string, std::string> read_zip(const fs::path& path) {
       if (rc != Z_STREAM_END || s.total_out != usize)
         fail("'{}': member '{}' does not inflate", path.string(), name);
     } else {
-      fail("'{}': member '{}' uses zip compression method {} (stored and deflate are supported)", path.string(),
-           name, method);
+      fail("'{}': member '{}' uses zip compression method {} (stored and deflate are supported)",
+           path.string(), name, method);
     }
     members[name] = std::move(out);
   }
@@ -175,8 +182,10 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
 Dataset from_arrays(const NpyArray& images, const NpyArray& labels, const std::string& source) {
   Dataset d;
   d.source = source;
-  if (images.shape.size() < 2) fail("{}: images have shape {}, expected [N, ...]", source, shape_str(images.shape));
-  if (labels.shape.size() != 1) fail("{}: labels have shape {}, expected [N]", source, shape_str(labels.shape));
+  if (images.shape.size() < 2)
+    fail("{}: images have shape {}, expected [N, ...]", source, shape_str(images.shape));
+  if (labels.shape.size() != 1)
+    fail("{}: labels have shape {}, expected [N]", source, shape_str(labels.shape));
   const int64_t count = images.shape[0];
   if (labels.shape[0] != count)
     fail("{}: {} images but {} labels (the counts must match)", source, count, labels.shape[0]);
@@ -218,7 +227,8 @@ Dataset load_dataset(const std::string& spec, Split split, const std::string& la
     if (!labels_npy.empty()) fail("--labels goes with an images .npy; '{}' holds its own labels", spec);
     std::map<std::string, std::string> members = read_zip(path);
     for (const char* key : {"images.npy", "labels.npy"})
-      if (!members.count(key)) fail("'{}' has no array '{}' (it needs 'images' and 'labels')", spec, std::string(key, 6));
+      if (!members.count(key))
+        fail("'{}' has no array '{}' (it needs 'images' and 'labels')", spec, std::string(key, 6));
     d = from_arrays(parse_npy(members["images.npy"], spec + ": images"),
                     parse_npy(members["labels.npy"], spec + ": labels"), spec);
   } else if (path.extension() == ".npy") {

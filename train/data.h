@@ -30,7 +30,8 @@ enum class Split { train, test };
 /// files, a .npz with arrays `images` and `labels`, or an images .npy (then `labels_npy` names the labels
 /// .npy). `limit` > 0 keeps the first `limit` images. Throws Error naming the file on anything missing or
 /// malformed: counts that disagree, negative labels, pixel values outside [0, 1].
-Dataset load_dataset(const std::string& spec, Split split, const std::string& labels_npy = "", int64_t limit = 0);
+Dataset load_dataset(const std::string& spec, Split split, const std::string& labels_npy = "",
+                     int64_t limit = 0);
 
 /// Throws Error when a label is not below `classes` (naming the dataset, the index and the label).
 void check_labels(const Dataset& data, int64_t classes);

@@ -57,7 +57,8 @@ GraphTrainer<T>::GraphTrainer(engine::Graph graph, bool input_gradients) : graph
     }
     bool flows = false;
     for (size_t k = 0; k < node.inputs.size() && k < 32; ++k)
-      flows |= node.inputs[k] != kNoValue && (op->differentiable >> k & 1) && needs_grad_[size_t(node.inputs[k])];
+      flows |=
+          node.inputs[k] != kNoValue && (op->differentiable >> k & 1) && needs_grad_[size_t(node.inputs[k])];
     if (flows) {
       if (!op->backward) cannot_train(node, "it has no backward");
       for (ValueId out : node.outputs)
@@ -81,8 +82,9 @@ const Buf<T>& GraphTrainer<T>::forward(std::span<const Buf<T>> inputs, const For
     constants.clear();
     for (ValueId id : node.inputs) {
       in.push_back(id == kNoValue ? nullptr : &values_[size_t(id)]);
-      constants.push_back(id == kNoValue || !graph_.values[size_t(id)].constant ? nullptr
-                                                                              : &*graph_.values[size_t(id)].constant);
+      constants.push_back(id == kNoValue || !graph_.values[size_t(id)].constant
+                              ? nullptr
+                              : &*graph_.values[size_t(id)].constant);
     }
     out.assign(node.outputs.size(), Buf<T>());
     ForwardMode m = mode;
@@ -123,9 +125,11 @@ void GraphTrainer<T>::backward(const Buf<T>& doutput) {
     for (size_t k = 0; k < node.inputs.size(); ++k) {
       const ValueId id = node.inputs[k];
       in.push_back(id == kNoValue ? nullptr : &values_[size_t(id)]);
-      constants.push_back(id == kNoValue || !graph_.values[size_t(id)].constant ? nullptr
-                                                                              : &*graph_.values[size_t(id)].constant);
-      const bool wanted = id != kNoValue && k < 32 && (ops_[i]->differentiable >> k & 1) && needs_grad_[size_t(id)];
+      constants.push_back(id == kNoValue || !graph_.values[size_t(id)].constant
+                              ? nullptr
+                              : &*graph_.values[size_t(id)].constant);
+      const bool wanted =
+          id != kNoValue && k < 32 && (ops_[i]->differentiable >> k & 1) && needs_grad_[size_t(id)];
       din.push_back(wanted ? &grads_[size_t(id)] : nullptr);
     }
     outs.clear();
@@ -144,7 +148,8 @@ void GraphTrainer<T>::update_running_statistics() {
     const size_t channels = mean.data.size();
     for (size_t c = 0; c < channels; ++c) {
       mean.data[c] = T(double(mean.data[c]) * s.momentum + double(cache.stats[c]) * (1.0 - s.momentum));
-      var.data[c] = T(double(var.data[c]) * s.momentum + double(cache.stats[channels + c]) * (1.0 - s.momentum));
+      var.data[c] =
+          T(double(var.data[c]) * s.momentum + double(cache.stats[channels + c]) * (1.0 - s.momentum));
     }
   }
 }

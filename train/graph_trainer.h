@@ -47,10 +47,10 @@ class GraphTrainer {
     double momentum;
   };
   engine::Graph graph_;
-  std::vector<const TrainOp<T>*> ops_;        // per node (null: a Constant, already a value)
+  std::vector<const TrainOp<T>*> ops_;  // per node (null: a Constant, already a value)
   std::vector<Buf<T>> values_, grads_;
-  std::vector<NodeCache<T>> caches_;          // per node
-  std::vector<bool> needs_grad_;              // per value
+  std::vector<NodeCache<T>> caches_;  // per node
+  std::vector<bool> needs_grad_;      // per value
   std::vector<engine::ValueId> parameters_, running_stats_;
   std::vector<RunningStats> bn_;
 };

@@ -34,9 +34,11 @@ class ModelBuilder {
   std::string constant(const std::string& name, const std::vector<int64_t>& shape, float v) {
     return init(name, shape, [v](int64_t) { return v; });
   }
-  // Uniform in [-bound, bound) from the model's generator: 24 random bits per value, the same on every machine.
+  // Uniform in [-bound, bound) from the model's generator: 24 random bits per value, the same on every
+  // machine.
   std::string uniform(const std::string& name, const std::vector<int64_t>& shape, double bound) {
-    return init(name, shape, [&](int64_t) { return float((double(rng_() >> 40) * 0x1.0p-24 * 2.0 - 1.0) * bound); });
+    return init(name, shape,
+                [&](int64_t) { return float((double(rng_() >> 40) * 0x1.0p-24 * 2.0 - 1.0) * bound); });
   }
 
   onnx::NodeProto* node(const std::string& op, const std::string& name, std::vector<std::string> inputs,
@@ -76,7 +78,8 @@ class ModelBuilder {
   }
 
   // Gemm y = x · Wᵀ + b with W [out][in] (transB = 1, the PyTorch Linear layout).
-  std::string linear(const std::string& name, const std::string& x, int64_t in, int64_t out, bool relu_after) {
+  std::string linear(const std::string& name, const std::string& x, int64_t in, int64_t out,
+                     bool relu_after) {
     const double bound = relu_after ? std::sqrt(6.0 / double(in)) : 1.0 / std::sqrt(double(in));
     const std::string w = uniform(name + ".weight", {out, in}, bound);
     const std::string b = constant(name + ".bias", {out}, 0.0f);
@@ -91,10 +94,11 @@ class ModelBuilder {
     ints(conv, "kernel_shape", {3, 3});
     ints(conv, "pads", {1, 1, 1, 1});
     const std::string bn = name + ".bn";
-    onnx::NodeProto* norm = node("BatchNormalization", bn,
-                                 {name + ".out", constant(bn + ".weight", {out}, 1.0f), constant(bn + ".bias", {out}, 0.0f),
-                                  constant(bn + ".running_mean", {out}, 0.0f), constant(bn + ".running_var", {out}, 1.0f)},
-                                 bn + ".out");
+    onnx::NodeProto* norm =
+        node("BatchNormalization", bn,
+             {name + ".out", constant(bn + ".weight", {out}, 1.0f), constant(bn + ".bias", {out}, 0.0f),
+              constant(bn + ".running_mean", {out}, 0.0f), constant(bn + ".running_var", {out}, 1.0f)},
+             bn + ".out");
     real(norm, "epsilon", 1e-5f);
     real(norm, "momentum", 0.9f);
     node("Relu", name + ".relu", {bn + ".out"}, name + ".relu.out");
@@ -126,7 +130,9 @@ class ModelBuilder {
 
 }  // namespace
 
-std::vector<std::string> model_architectures() { return {"mlp", "cnn"}; }
+std::vector<std::string> model_architectures() {
+  return {"mlp", "cnn"};
+}
 
 OnnxModel build_model(const std::string& arch, uint64_t seed, const std::vector<int64_t>& image_shape,
                       int64_t classes, double pixel_mean, double pixel_std) {
@@ -134,7 +140,8 @@ OnnxModel build_model(const std::string& arch, uint64_t seed, const std::vector<
   const int64_t pixels = shape_numel(image_shape);
   // (x - mean) · (1 / std): the normalisation travels with the model.
   auto normalise = [&]() {
-    b.node("Sub", "normalize.sub", {"pixels", b.constant("normalize.mean", {1}, float(pixel_mean))}, "centered");
+    b.node("Sub", "normalize.sub", {"pixels", b.constant("normalize.mean", {1}, float(pixel_mean))},
+           "centered");
     b.node("Mul", "normalize.mul", {"centered", b.constant("normalize.inv_std", {1}, float(1.0 / pixel_std))},
            "normalized");
     return std::string("normalized");
@@ -150,7 +157,8 @@ OnnxModel build_model(const std::string& arch, uint64_t seed, const std::vector<
   }
   if (arch == "cnn") {
     if (image_shape.size() != 3 || image_shape[1] % 4 != 0 || image_shape[2] % 4 != 0)
-      fail("--arch cnn needs images [C, H, W] with H and W multiples of 4 (the data has {})", shape_str(image_shape));
+      fail("--arch cnn needs images [C, H, W] with H and W multiples of 4 (the data has {})",
+           shape_str(image_shape));
     std::string x = normalise();
     x = b.conv_block("conv1", x, image_shape[0], 16);
     x = b.conv_block("conv2", x, 16, 32);

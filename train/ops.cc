@@ -23,15 +23,15 @@ void cannot_train(const Node& node, const std::string& why) {
 namespace {
 
 template <typename T>
-void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
-               int64_t ldb, T beta, T* C, int64_t ldc) {
+void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+               const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   const auto trans = [](bool t) { return t ? CblasTrans : CblasNoTrans; };
   if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, trans(ta), trans(tb), blasint(M), blasint(N), blasint(K), alpha, A, blasint(lda), B,
-                blasint(ldb), beta, C, blasint(ldc));
+    cblas_sgemm(CblasRowMajor, trans(ta), trans(tb), blasint(M), blasint(N), blasint(K), alpha, A,
+                blasint(lda), B, blasint(ldb), beta, C, blasint(ldc));
   else
-    cblas_dgemm(CblasRowMajor, trans(ta), trans(tb), blasint(M), blasint(N), blasint(K), alpha, A, blasint(lda), B,
-                blasint(ldb), beta, C, blasint(ldc));
+    cblas_dgemm(CblasRowMajor, trans(ta), trans(tb), blasint(M), blasint(N), blasint(K), alpha, A,
+                blasint(lda), B, blasint(ldb), beta, C, blasint(ldc));
 }
 
 }  // namespace
@@ -56,17 +56,18 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t first = c * kChunk, count = std::min(kChunk, length - first);
     if (split_n)  // columns [first, first + count) of op(B) and C
-      blas_gemm<T>(ta, tb, M, count, K, alpha, A, lda, tb ? B + first * ldb : B + first, ldb, beta, C + first, ldc);
-    else  // rows [first, first + count) of op(A) and C
-      blas_gemm<T>(ta, tb, count, N, K, alpha, ta ? A + first : A + first * lda, lda, B, ldb, beta, C + first * ldc,
+      blas_gemm<T>(ta, tb, M, count, K, alpha, A, lda, tb ? B + first * ldb : B + first, ldb, beta, C + first,
                    ldc);
+    else  // rows [first, first + count) of op(A) and C
+      blas_gemm<T>(ta, tb, count, N, K, alpha, ta ? A + first : A + first * lda, lda, B, ldb, beta,
+                   C + first * ldc, ldc);
   }
 }
 
-template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
-                          float, float*, int64_t);
-template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
-                           int64_t, double, double*, int64_t);
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                          int64_t, float, float*, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
+                           const double*, int64_t, double, double*, int64_t);
 
 namespace {
 
@@ -136,8 +137,9 @@ void binary_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> o
   const std::vector<int64_t> shape = engine::ops::broadcast_shapes(node, {&a.shape, &b.shape});
   out[0] = Buf<T>(shape);
   T* y = out[0].ptr();
-  for_each_broadcast(shape, broadcast_strides(a.shape, shape), broadcast_strides(b.shape, shape),
-                     [&](int64_t i, int64_t ia, int64_t ib) { y[i] = apply(a.data[size_t(ia)], b.data[size_t(ib)]); });
+  for_each_broadcast(
+      shape, broadcast_strides(a.shape, shape), broadcast_strides(b.shape, shape),
+      [&](int64_t i, int64_t ia, int64_t ib) { y[i] = apply(a.data[size_t(ia)], b.data[size_t(ib)]); });
 }
 
 template <Binary kOp, typename T>
@@ -248,8 +250,8 @@ void reshape_to(const Buf<T>& x, std::vector<int64_t> shape, Buf<T>& y) {
 }
 
 template <typename T>
-void copy_backward(const Node&, const OpInputs<T>&, std::span<const Buf<T>* const>, std::span<const Buf<T>* const> dout,
-                   std::span<Buf<T>* const> din, const NodeCache<T>&) {
+void copy_backward(const Node&, const OpInputs<T>&, std::span<const Buf<T>* const>,
+                   std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din, const NodeCache<T>&) {
   if (!dout[0] || !din[0]) return;
   const int64_t n = din[0]->numel();
   const T* dy = dout[0]->ptr();
@@ -271,8 +273,9 @@ void flatten_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> 
   const Buf<T>& x = input(node, in, 0);
   const int64_t axis_attr = node.attrs.get_int("axis", 1);
   const int axis = axis_attr == x.rank() ? x.rank() : engine::ops::normalize_axis(node, axis_attr, x.rank());
-  reshape_to(x, {engine::ops::dims_product(x.shape, 0, axis), engine::ops::dims_product(x.shape, axis, x.rank())},
-             out[0]);
+  reshape_to(
+      x, {engine::ops::dims_product(x.shape, 0, axis), engine::ops::dims_product(x.shape, axis, x.rank())},
+      out[0]);
 }
 
 template <typename T>
@@ -286,7 +289,8 @@ void reshape_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> 
   int64_t known = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == 0 && !allowzero) {
-      if (i >= size_t(x.rank())) fail("node '{}' (Reshape): shape[{}] = 0 copies a missing dim", node.name, i);
+      if (i >= size_t(x.rank()))
+        fail("node '{}' (Reshape): shape[{}] = 0 copies a missing dim", node.name, i);
       shape[i] = x.shape[i];
     }
     if (shape[i] == -1) {
@@ -398,10 +402,11 @@ void gemm_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<
 template <typename T>
 void matmul_check(const Node& node, const Buf<T>& a, const Buf<T>& b) {
   if (b.rank() != 2 || a.rank() < 2)
-    cannot_train(node, fmt::format("A {} and B {}: training needs A of rank >= 2 and a 2-D B", shape_str(a.shape),
-                                   shape_str(b.shape)));
+    cannot_train(node, fmt::format("A {} and B {}: training needs A of rank >= 2 and a 2-D B",
+                                   shape_str(a.shape), shape_str(b.shape)));
   if (a.dim(-1) != b.dim(0))
-    fail("node '{}' (MatMul): A {} and B {} disagree on K", node.name, shape_str(a.shape), shape_str(b.shape));
+    fail("node '{}' (MatMul): A {} and B {} disagree on K", node.name, shape_str(a.shape),
+         shape_str(b.shape));
 }
 
 template <typename T>
@@ -426,7 +431,8 @@ void matmul_backward(const Node& node, const OpInputs<T>& in, std::span<const Bu
   const int64_t K = b.dim(0), N = b.dim(1), rows = a.numel() / std::max<int64_t>(K, 1);
   const T* dy = dout[0]->ptr();
   if (din[0]) gemm<T>(false, true, rows, K, N, T(1), dy, N, b.ptr(), N, T(1), din[0]->ptr(), K);
-  if (din.size() > 1 && din[1]) gemm<T>(true, false, K, N, rows, T(1), a.ptr(), K, dy, N, T(1), din[1]->ptr(), N);
+  if (din.size() > 1 && din[1])
+    gemm<T>(true, false, K, N, rows, T(1), a.ptr(), K, dy, N, T(1), din[1]->ptr(), N);
 }
 
 // ---- Conv (2-D, one group) as im2col + one GEMM over the whole batch -----------------------------------
@@ -444,12 +450,13 @@ struct Conv2d {
 template <typename T>
 Conv2d conv_geometry(const Node& node, const Buf<T>& x, const Buf<T>& w) {
   const engine::ops::ConvShape s = engine::ops::conv_shape(node, x.shape, w.shape);
-  if (s.window.rank() != 2) cannot_train(node, fmt::format("{}-D convolution (2-D is trained)", s.window.rank()));
+  if (s.window.rank() != 2)
+    cannot_train(node, fmt::format("{}-D convolution (2-D is trained)", s.window.rank()));
   if (s.groups != 1) cannot_train(node, fmt::format("group={} (one group is trained)", s.groups));
   const auto& g = s.window;
-  return {s.batch,       s.in_channels,  s.out_channels, g.in[0],      g.in[1],
-          g.kernel[0],   g.kernel[1],    g.strides[0],   g.strides[1], g.dilations[0],
-          g.dilations[1], g.pads_begin[0], g.pads_begin[1], g.out[0],   g.out[1]};
+  return {s.batch,        s.in_channels,   s.out_channels,  g.in[0],      g.in[1],
+          g.kernel[0],    g.kernel[1],     g.strides[0],    g.strides[1], g.dilations[0],
+          g.dilations[1], g.pads_begin[0], g.pads_begin[1], g.out[0],     g.out[1]};
 }
 
 template <typename T>
@@ -509,7 +516,8 @@ void conv_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> out
   cache.saved.assign(size_t(K * ncols), T(0));
   im2col(c, x.ptr(), cache.saved.data());
   std::vector<T> y_cols(size_t(c.oc * ncols));  // [OC][image · pixel]
-  gemm<T>(false, false, c.oc, ncols, K, T(1), w.ptr(), K, cache.saved.data(), ncols, T(0), y_cols.data(), ncols);
+  gemm<T>(false, false, c.oc, ncols, K, T(1), w.ptr(), K, cache.saved.data(), ncols, T(0), y_cols.data(),
+          ncols);
   out[0] = Buf<T>({c.batch, c.oc, c.oh, c.ow});
   T* y = out[0].ptr();
 #pragma omp parallel for if (c.oc * ncols >= kParallelMinElements)
@@ -523,7 +531,8 @@ void conv_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> out
 
 template <typename T>
 void conv_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<T>* const>,
-                   std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din, const NodeCache<T>& cache) {
+                   std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din,
+                   const NodeCache<T>& cache) {
   if (!dout[0]) return;
   const Buf<T>& x = input(node, in, 0);
   const Buf<T>& w = input(node, in, 1);
@@ -562,14 +571,15 @@ struct Pool2d {
 
 template <typename T>
 Pool2d pool_geometry(const Node& node, const Buf<T>& x) {
-  if (x.rank() != 4) cannot_train(node, fmt::format("input {} (2-D pooling over [N][C][H][W] is trained)",
-                                                    shape_str(x.shape)));
+  if (x.rank() != 4)
+    cannot_train(node,
+                 fmt::format("input {} (2-D pooling over [N][C][H][W] is trained)", shape_str(x.shape)));
   const std::vector<int64_t> kernel = node.attrs.get_ints("kernel_shape");
   if (kernel.size() != 2) fail("node '{}' ({}): kernel_shape must have 2 values", node.name, node.op);
   const auto g = engine::ops::window_geometry(node, {x.dim(2), x.dim(3)}, kernel, true);
-  return {x.dim(0) * x.dim(1), g.in[0],         g.in[1],         g.kernel[0],  g.kernel[1],
-          g.strides[0],        g.strides[1],    g.dilations[0],  g.dilations[1], g.pads_begin[0],
-          g.pads_begin[1],     g.pads_end[0],   g.pads_end[1],   g.out[0],     g.out[1]};
+  return {x.dim(0) * x.dim(1), g.in[0],       g.in[1],        g.kernel[0],    g.kernel[1],
+          g.strides[0],        g.strides[1],  g.dilations[0], g.dilations[1], g.pads_begin[0],
+          g.pads_begin[1],     g.pads_end[0], g.pads_end[1],  g.out[0],       g.out[1]};
 }
 
 template <typename T>
@@ -606,7 +616,8 @@ void max_pool_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>>
 
 template <typename T>
 void max_pool_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<T>* const> out,
-                       std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din, const NodeCache<T>& cache) {
+                       std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din,
+                       const NodeCache<T>& cache) {
   if (!dout[0] || !din[0]) return;
   const Pool2d p = pool_geometry(node, input(node, in, 0));
   const int64_t in_plane = p.h * p.w, out_plane = p.oh * p.ow;
@@ -632,9 +643,10 @@ void for_each_average_tap(const Node& node, const Pool2d& p, F f) {
   for (int64_t oy = 0; oy < p.oh; ++oy)
     for (int64_t ox = 0; ox < p.ow; ++ox) {
       const int64_t by = oy * p.sh - p.ph, bx = ox * p.sw - p.pw;
-      const int64_t count = include_pad ? taps_inside(by, p.kh, p.dh, -p.ph, p.h + p.pe_h) *
-                                              taps_inside(bx, p.kw, p.dw, -p.pw, p.w + p.pe_w)
-                                        : taps_inside(by, p.kh, p.dh, 0, p.h) * taps_inside(bx, p.kw, p.dw, 0, p.w);
+      const int64_t count = include_pad
+                                ? taps_inside(by, p.kh, p.dh, -p.ph, p.h + p.pe_h) *
+                                      taps_inside(bx, p.kw, p.dw, -p.pw, p.w + p.pe_w)
+                                : taps_inside(by, p.kh, p.dh, 0, p.h) * taps_inside(bx, p.kw, p.dw, 0, p.w);
       const double scale = count ? 1.0 / double(count) : 0.0;
       for (int64_t i = 0; i < p.kh; ++i) {
         const int64_t iy = by + i * p.dh;
@@ -665,7 +677,8 @@ void average_pool_forward(const Node& node, const OpInputs<T>& in, std::span<Buf
 
 template <typename T>
 void average_pool_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<T>* const> out,
-                           std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din, const NodeCache<T>&) {
+                           std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din,
+                           const NodeCache<T>&) {
   if (!dout[0] || !din[0]) return;
   const Pool2d p = pool_geometry(node, input(node, in, 0));
   const int64_t in_plane = p.h * p.w, out_plane = p.oh * p.ow;
@@ -680,10 +693,11 @@ void average_pool_backward(const Node& node, const OpInputs<T>& in, std::span<co
 }
 
 template <typename T>
-void global_average_pool_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> out, NodeCache<T>&,
-                                 const ForwardMode&) {
+void global_average_pool_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> out,
+                                 NodeCache<T>&, const ForwardMode&) {
   const Buf<T>& x = input(node, in, 0);
-  if (x.rank() < 3) fail("node '{}' (GlobalAveragePool): input has rank {}, expected >= 3", node.name, x.rank());
+  if (x.rank() < 3)
+    fail("node '{}' (GlobalAveragePool): input has rank {}, expected >= 3", node.name, x.rank());
   std::vector<int64_t> shape = {x.dim(0), x.dim(1)};
   shape.resize(size_t(x.rank()), 1);
   out[0] = Buf<T>(shape);
@@ -716,9 +730,11 @@ template <typename T>
 void batchnorm_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> out, NodeCache<T>& cache,
                        const ForwardMode& mode) {
   const Buf<T>& x = input(node, in, 0);
-  if (x.rank() < 2) fail("node '{}' (BatchNormalization): input has rank {}, expected >= 2", node.name, x.rank());
+  if (x.rank() < 2)
+    fail("node '{}' (BatchNormalization): input has rank {}, expected >= 2", node.name, x.rank());
   if (out.size() > 1) cannot_train(node, "the running-statistics outputs (the trainer keeps them itself)");
-  const int64_t channels = x.dim(1), batch = x.dim(0), spatial = x.numel() / std::max<int64_t>(batch * channels, 1);
+  const int64_t channels = x.dim(1), batch = x.dim(0),
+                spatial = x.numel() / std::max<int64_t>(batch * channels, 1);
   const char* names[] = {"X", "scale", "B", "input_mean", "input_var"};
   for (size_t i = 1; i < 5; ++i)
     if (input(node, in, i).numel() != channels)
@@ -756,17 +772,20 @@ void batchnorm_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>
     const T inv_std = T(1.0 / std::sqrt(var + eps)), m = T(mean);
     for (int64_t b = 0; b < batch; ++b) {
       const int64_t base = (b * channels + c) * spatial;
-      for (int64_t i = 0; i < spatial; ++i) dst[base + i] = (src[base + i] - m) * inv_std * scale[c] + shift[c];
+      for (int64_t i = 0; i < spatial; ++i)
+        dst[base + i] = (src[base + i] - m) * inv_std * scale[c] + shift[c];
     }
   }
 }
 
 template <typename T>
 void batchnorm_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<T>* const>,
-                        std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din, const NodeCache<T>& cache) {
+                        std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din,
+                        const NodeCache<T>& cache) {
   if (!dout[0]) return;
   const Buf<T>& x = input(node, in, 0);
-  const int64_t channels = x.dim(1), batch = x.dim(0), spatial = x.numel() / std::max<int64_t>(batch * channels, 1);
+  const int64_t channels = x.dim(1), batch = x.dim(0),
+                spatial = x.numel() / std::max<int64_t>(batch * channels, 1);
   const T* scale = input(node, in, 1).ptr();
   const double eps = node.attrs.get_float("epsilon", 1e-5f);
   const T* src = x.ptr();
@@ -815,7 +834,8 @@ template <typename T>
 LayerNormDims layernorm_dims(const Node& node, const OpInputs<T>& in) {
   const Buf<T>& x = input(node, in, 0);
   const int axis = engine::ops::normalize_axis(node, node.attrs.get_int("axis", -1), x.rank());
-  const LayerNormDims d{engine::ops::dims_product(x.shape, 0, axis), engine::ops::dims_product(x.shape, axis, x.rank())};
+  const LayerNormDims d{engine::ops::dims_product(x.shape, 0, axis),
+                        engine::ops::dims_product(x.shape, axis, x.rank())};
   if (input(node, in, 1).numel() != d.n || (optional(in, 2) && optional(in, 2)->numel() != d.n))
     cannot_train(node, fmt::format("Scale and B must hold one value per normalised element ({})", d.n));
   return d;
@@ -851,13 +871,16 @@ void layernorm_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>
 
 template <typename T>
 void layernorm_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<T>* const>,
-                        std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din, const NodeCache<T>& cache) {
+                        std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din,
+                        const NodeCache<T>& cache) {
   if (!dout[0]) return;
   const LayerNormDims d = layernorm_dims(node, in);
   const T* src = input(node, in, 0).ptr();
   const T* scale = input(node, in, 1).ptr();
   const T* dy = dout[0]->ptr();
-  auto xhat = [&](int64_t r, int64_t i) { return (src[r * d.n + i] - cache.stats[size_t(2 * r)]) * cache.stats[size_t(2 * r + 1)]; };
+  auto xhat = [&](int64_t r, int64_t i) {
+    return (src[r * d.n + i] - cache.stats[size_t(2 * r)]) * cache.stats[size_t(2 * r + 1)];
+  };
   if (din[0]) {
     T* dx = din[0]->ptr();
 #pragma omp parallel for if (d.rows * d.n >= kParallelMinElements && d.rows > 1)
@@ -905,7 +928,8 @@ float dropout_ratio(const Node& node, const OpInputs<T>& in) {
     if (in.values[1]->numel() != 1) fail("node '{}' (Dropout): ratio must be a scalar", node.name);
     ratio = float(in.values[1]->data[0]);
   }
-  if (!(ratio >= 0.0f && ratio < 1.0f)) fail("node '{}' (Dropout): ratio {} is not in [0, 1)", node.name, ratio);
+  if (!(ratio >= 0.0f && ratio < 1.0f))
+    fail("node '{}' (Dropout): ratio {} is not in [0, 1)", node.name, ratio);
   return ratio;
 }
 
@@ -935,7 +959,8 @@ void dropout_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> 
 
 template <typename T>
 void dropout_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<T>* const>,
-                      std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din, const NodeCache<T>& cache) {
+                      std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din,
+                      const NodeCache<T>& cache) {
   if (!dout[0] || !din[0]) return;
   const T* dy = dout[0]->ptr();
   T* dx = din[0]->ptr();
@@ -1028,7 +1053,8 @@ double softmax_cross_entropy(const Buf<T>& logits, std::span<const int64_t> labe
 
 template const TrainOp<float>* find_train_op<float>(std::string_view);
 template const TrainOp<double>* find_train_op<double>(std::string_view);
-template double softmax_cross_entropy<float>(const Buf<float>&, std::span<const int64_t>, Buf<float>*, int64_t*);
+template double softmax_cross_entropy<float>(const Buf<float>&, std::span<const int64_t>, Buf<float>*,
+                                             int64_t*);
 template double softmax_cross_entropy<double>(const Buf<double>&, std::span<const int64_t>, Buf<double>*,
                                               int64_t*);
 

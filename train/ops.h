@@ -47,18 +47,18 @@ using ForwardFn = void (*)(const engine::Node& node, const OpInputs<T>& in, std:
 /// Adds dLoss/dInput into din[i] (already shaped like input i) for every non-null din[i], given the forward's
 /// inputs and outputs and dLoss/dOutput (null for an output nothing depends on).
 template <typename T>
-using BackwardFn = void (*)(const engine::Node& node, const OpInputs<T>& in, std::span<const Buf<T>* const> out,
-                            std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din,
-                            const NodeCache<T>& cache);
+using BackwardFn = void (*)(const engine::Node& node, const OpInputs<T>& in,
+                            std::span<const Buf<T>* const> out, std::span<const Buf<T>* const> dout,
+                            std::span<Buf<T>* const> din, const NodeCache<T>& cache);
 
 /// An op training runs.
 template <typename T>
 struct TrainOp {
   std::string_view op_type;
   ForwardFn<T> forward;
-  BackwardFn<T> backward;            ///< null: forward only (legal where no gradient flows through it)
-  uint32_t differentiable = 0;       ///< bit i: input i receives a gradient
-  uint32_t parameters = 0;           ///< bit i: a float initializer at input i is a trainable parameter
+  BackwardFn<T> backward;       ///< null: forward only (legal where no gradient flows through it)
+  uint32_t differentiable = 0;  ///< bit i: input i receives a gradient
+  uint32_t parameters = 0;      ///< bit i: a float initializer at input i is a trainable parameter
 };
 
 /// The op with this ONNX op_type, or null.

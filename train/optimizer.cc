@@ -30,10 +30,12 @@ Optimizer::Optimizer(const OptimizerOptions& options, std::vector<ParamSlot> par
 }
 
 void Optimizer::step(double lr, std::span<float* const> grads) {
-  if (grads.size() != params_.size()) fail("optimizer: {} gradients for {} parameters", grads.size(), params_.size());
+  if (grads.size() != params_.size())
+    fail("optimizer: {} gradients for {} parameters", grads.size(), params_.size());
   ++steps_;
   const float wd = float(o_.weight_decay);
-  const double bias1 = 1.0 - std::pow(o_.beta1, double(steps_)), bias2 = 1.0 - std::pow(o_.beta2, double(steps_));
+  const double bias1 = 1.0 - std::pow(o_.beta1, double(steps_)),
+               bias2 = 1.0 - std::pow(o_.beta2, double(steps_));
   for (size_t k = 0; k < params_.size(); ++k) {
     ParamSlot& p = params_[k];
     apply_mask(p, grads[k]);
@@ -52,7 +54,8 @@ void Optimizer::step(double lr, std::span<float* const> grads) {
       }
     } else {
       const float b1 = float(o_.beta1), b2 = float(o_.beta2), eps = float(o_.epsilon);
-      const float step = float(lr / bias1), inv_sqrt_bias2 = float(1.0 / std::sqrt(bias2)), shrink = float(lr) * decay;
+      const float step = float(lr / bias1), inv_sqrt_bias2 = float(1.0 / std::sqrt(bias2)),
+                  shrink = float(lr) * decay;
 #pragma omp parallel for simd if (n >= engine::ops::kParallelMinElements)
       for (int64_t i = 0; i < n; ++i) {
         m[i] = b1 * m[i] + (1.0f - b1) * g[i];

@@ -11,10 +11,10 @@ namespace sparse24::train {
 
 /// Optimizer settings.
 struct OptimizerOptions {
-  std::string kind = "sgd";     ///< sgd (momentum, L2 weight decay) or adamw (decoupled weight decay)
-  double momentum = 0.9;        ///< SGD
+  std::string kind = "sgd";  ///< sgd (momentum, L2 weight decay) or adamw (decoupled weight decay)
+  double momentum = 0.9;     ///< SGD
   double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;  ///< AdamW
-  double weight_decay = 5e-4;   ///< applied to weights (rank >= 2), not to biases and normalisation parameters
+  double weight_decay = 5e-4;  ///< applied to weights (rank >= 2), not to biases and normalisation parameters
 };
 
 /// One trained tensor as the optimizer sees it.
@@ -31,8 +31,8 @@ class Optimizer {
  public:
   /// Throws Error for an unknown kind or invalid hyper-parameters.
   Optimizer(const OptimizerOptions& options, std::vector<ParamSlot> params);
-  /// One update with learning rate `lr` from `grads` (one per slot, same size). Masked slots: gradient, weight
-  /// and state are zeroed at the pruned positions, before and after the update.
+  /// One update with learning rate `lr` from `grads` (one per slot, same size). Masked slots: gradient,
+  /// weight and state are zeroed at the pruned positions, before and after the update.
   void step(double lr, std::span<float* const> grads);
   const std::vector<ParamSlot>& params() const { return params_; }
   /// Optimizer state of slot i (momentum for SGD; first then second moment for AdamW).
@@ -49,7 +49,7 @@ class Optimizer {
 struct ScheduleOptions {
   std::string kind = "cosine";  ///< cosine (to 0 at the end), step (times gamma every step_epochs), constant
   double lr = 0.05;
-  double warmup_epochs = 0;     ///< linear ramp from 0 over this many epochs
+  double warmup_epochs = 0;  ///< linear ramp from 0 over this many epochs
   int step_epochs = 0;
   double gamma = 0.1;
 };

@@ -82,7 +82,8 @@ uint64_t step_seed(uint64_t seed, int64_t step) {
 
 }  // namespace
 
-std::map<std::string, std::vector<uint8_t>> fixed_masks(const OnnxModel& model, std::vector<std::string>* unmasked) {
+std::map<std::string, std::vector<uint8_t>> fixed_masks(const OnnxModel& model,
+                                                        std::vector<std::string>* unmasked) {
   std::map<std::string, std::vector<uint8_t>> masks;
   for (const WeightSite& site : find_weight_sites(model.proto.graph())) {
     if (!site.eligible || masks.count(site.weight)) continue;
@@ -97,7 +98,8 @@ std::map<std::string, std::vector<uint8_t>> fixed_masks(const OnnxModel& model, 
     }
     // The mask is the weight's own zero pattern: a group that is already 2:4 keeps exactly its zeros.
     Tensor keep(DType::f32, canonical.shape());
-    for (int64_t i = 0; i < canonical.numel(); ++i) keep.data<float>()[i] = canonical.data<float>()[i] != 0.0f;
+    for (int64_t i = 0; i < canonical.numel(); ++i)
+      keep.data<float>()[i] = canonical.data<float>()[i] != 0.0f;
     const Tensor onnx_keep = from_canonical(keep, site);
     std::vector<uint8_t> m(size_t(onnx_keep.numel()));
     for (int64_t i = 0; i < onnx_keep.numel(); ++i) m[size_t(i)] = onnx_keep.data<float>()[i] != 0.0f;
@@ -173,7 +175,8 @@ TrainReport train_model(OnnxModel& model, const Dataset& train, const Dataset* t
     int64_t correct = 0, seen = 0;
     for (int64_t s = 0; s < steps_per_epoch; ++s, ++step) {
       Buf<float> x = gather(train, shape, std::span(order).subspan(size_t(s * batch), size_t(batch)), labels);
-      const Buf<float>& logits = trainer.forward(std::span(&x, 1), ForwardMode{true, step_seed(o.seed, step), 0});
+      const Buf<float>& logits =
+          trainer.forward(std::span(&x, 1), ForwardMode{true, step_seed(o.seed, step), 0});
       int64_t hits = 0;
       const double loss = softmax_cross_entropy<float>(logits, labels, &dlogits, &hits);
       if (!std::isfinite(loss))

@@ -29,9 +29,9 @@ struct TrainOptions {
   uint64_t seed = 0;
   OptimizerOptions optimizer;
   ScheduleOptions schedule;
-  bool fixed_masks = false;  ///< retraining: every 2:4 weight keeps its zeros (ASP)
-  bool progress = false;     ///< progress bar on stderr
-  int64_t eval_batch = 500;  ///< batch size of the per-epoch test evaluation
+  bool fixed_masks = false;                       ///< retraining: every 2:4 weight keeps its zeros (ASP)
+  bool progress = false;                          ///< progress bar on stderr
+  int64_t eval_batch = 500;                       ///< batch size of the per-epoch test evaluation
   std::function<void(const EpochLog&)> on_epoch;  ///< called after each epoch (the CLI prints it)
 };
 
@@ -58,11 +58,13 @@ std::vector<int64_t> batch_shape(const engine::Graph& graph, const Dataset& data
 /// The fixed masks of a pruned model, by weight name, in the weight's ONNX layout (1: trained, 0: stays 0):
 /// every eligible weight whose groups are all 2:4 keeps exactly its nonzeros. Eligible weights that are not
 /// 2:4 are listed in `unmasked`.
-std::map<std::string, std::vector<uint8_t>> fixed_masks(const OnnxModel& model, std::vector<std::string>* unmasked);
+std::map<std::string, std::vector<uint8_t>> fixed_masks(const OnnxModel& model,
+                                                        std::vector<std::string>* unmasked);
 
 /// Trains `model` on `train` (shuffled mini-batches, seeded) and writes the trained parameters and
 /// BatchNormalization statistics back into its initializers. Evaluates on `test` (may be null) after each
 /// epoch. Throws Error when the model cannot be trained (naming the op and node) or the data does not fit it.
-TrainReport train_model(OnnxModel& model, const Dataset& train, const Dataset* test, const TrainOptions& options);
+TrainReport train_model(OnnxModel& model, const Dataset& train, const Dataset* test,
+                        const TrainOptions& options);
 
 }  // namespace sparse24::train

@@ -30,7 +30,8 @@ class GraphMaker {
     return id;
   }
   // A float initializer with normal values scaled by `scale` and shifted by `shift`.
-  ValueId param(const std::string& name, const std::vector<int64_t>& shape, double scale = 1.0, double shift = 0.0) {
+  ValueId param(const std::string& name, const std::vector<int64_t>& shape, double scale = 1.0,
+                double shift = 0.0) {
     Tensor t(DType::f32, shape);
     std::normal_distribution<double> normal;
     for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = float(shift + scale * normal(rng_));
@@ -127,10 +128,11 @@ TEST(Backward, GemmEveryTransposeWithBias) {
       const ValueId x = m.input("x", ta ? std::vector<int64_t>{5, 3} : std::vector<int64_t>{3, 5});
       const ValueId w = m.param("w", tb ? std::vector<int64_t>{4, 5} : std::vector<int64_t>{5, 4});
       const ValueId c = m.param("c", {4});
-      const ValueId y = m.node("Gemm", {x, w, c},
-                               attrs({{"transA", int64_t(ta)}, {"transB", int64_t(tb)}, {"alpha", 0.7f}, {"beta", 1.3f}}));
-      check_gradients(m.finish(y), {random_buf(ta ? std::vector<int64_t>{5, 3} : std::vector<int64_t>{3, 5}, 3)},
-                      true);
+      const ValueId y =
+          m.node("Gemm", {x, w, c},
+                 attrs({{"transA", int64_t(ta)}, {"transB", int64_t(tb)}, {"alpha", 0.7f}, {"beta", 1.3f}}));
+      check_gradients(m.finish(y),
+                      {random_buf(ta ? std::vector<int64_t>{5, 3} : std::vector<int64_t>{3, 5}, 3)}, true);
     }
 }
 
@@ -161,7 +163,8 @@ TEST(Backward, ConvPaddedStridedDilated) {
 TEST(Backward, ConvWithoutBias) {
   GraphMaker m;
   const ValueId x = m.input("x", {2, 4, 5, 5});
-  const ValueId y = m.node("Conv", {x, m.param("w", {3, 4, 3, 3})}, attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+  const ValueId y =
+      m.node("Conv", {x, m.param("w", {3, 4, 3, 3})}, attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
   check_gradients(m.finish(y), {random_buf({2, 4, 5, 5}, 6)}, true);
 }
 
@@ -178,9 +181,10 @@ TEST(Backward, ReluAndGelu) {
 TEST(Backward, MaxPoolOverlappingPadded) {
   GraphMaker m;
   const ValueId x = m.input("x", {2, 2, 7, 7});
-  const ValueId y = m.node("MaxPool", {x}, attrs({{"kernel_shape", std::vector<int64_t>{3, 3}},
-                                                 {"strides", std::vector<int64_t>{2, 2}},
-                                                 {"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+  const ValueId y = m.node("MaxPool", {x},
+                           attrs({{"kernel_shape", std::vector<int64_t>{3, 3}},
+                                  {"strides", std::vector<int64_t>{2, 2}},
+                                  {"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
   check_gradients(m.finish(y), {random_buf({2, 2, 7, 7}, 9)}, true);
 }
 
@@ -188,10 +192,11 @@ TEST(Backward, AveragePoolWithAndWithoutPadCount) {
   for (int64_t include_pad = 0; include_pad < 2; ++include_pad) {
     GraphMaker m;
     const ValueId x = m.input("x", {2, 2, 6, 5});
-    const ValueId y = m.node("AveragePool", {x}, attrs({{"kernel_shape", std::vector<int64_t>{3, 2}},
-                                                        {"strides", std::vector<int64_t>{2, 2}},
-                                                        {"pads", std::vector<int64_t>{1, 1, 1, 0}},
-                                                        {"count_include_pad", include_pad}}));
+    const ValueId y = m.node("AveragePool", {x},
+                             attrs({{"kernel_shape", std::vector<int64_t>{3, 2}},
+                                    {"strides", std::vector<int64_t>{2, 2}},
+                                    {"pads", std::vector<int64_t>{1, 1, 1, 0}},
+                                    {"count_include_pad", include_pad}}));
     check_gradients(m.finish(y), {random_buf({2, 2, 6, 5}, 10)}, true);
   }
 }
@@ -226,8 +231,9 @@ TEST(Backward, LayerNormalizationLastAxisAndTwoAxes) {
     GraphMaker m;
     const ValueId x = m.input("x", {3, 2, 5});
     const std::vector<int64_t> norm = axis == -1 ? std::vector<int64_t>{5} : std::vector<int64_t>{2, 5};
-    const ValueId y = m.node("LayerNormalization", {x, m.param("gamma", norm, 0.5, 1.0), m.param("beta", norm)},
-                             attrs({{"axis", axis}}));
+    const ValueId y =
+        m.node("LayerNormalization", {x, m.param("gamma", norm, 0.5, 1.0), m.param("beta", norm)},
+               attrs({{"axis", axis}}));
     check_gradients(m.finish(y), {random_buf({3, 2, 5}, 14)}, true);
   }
 }
@@ -247,7 +253,8 @@ TEST(Backward, DropoutTrainingMode) {
   const ValueId x = m.input("x", {4, 16});
   Tensor ratio(DType::f32, {});
   ratio.data<float>()[0] = 0.3f;
-  const ValueId y = m.node("Dropout", {m.node("Gemm", {x, m.param("w", {16, 8})}), m.constant("ratio", ratio)});
+  const ValueId y =
+      m.node("Dropout", {m.node("Gemm", {x, m.param("w", {16, 8})}), m.constant("ratio", ratio)});
   check_gradients(m.finish(y), {random_buf({4, 16}, 17)}, true);
   // In training mode some elements are dropped and the rest scaled by 1 / (1 - ratio).
   GraphTrainer<double> t(m.finish(y));
@@ -259,7 +266,8 @@ TEST(Backward, DropoutTrainingMode) {
     if (train_out.data[i] == 0.0) {
       ++dropped;
     } else {
-      EXPECT_NEAR(train_out.data[i], infer_out.data[i] / (1.0 - double(0.3f)), 1e-12 * std::abs(train_out.data[i]));
+      EXPECT_NEAR(train_out.data[i], infer_out.data[i] / (1.0 - double(0.3f)),
+                  1e-12 * std::abs(train_out.data[i]));
     }
   }
   EXPECT_GT(dropped, 0);
@@ -285,7 +293,8 @@ TEST(Backward, SoftmaxCrossEntropy) {
 // The built architectures end to end (normalisation, Conv, BN in training mode, pools, Gemm) with the loss.
 TEST(Backward, BuiltModelsWithCrossEntropy) {
   for (const std::string arch : {"mlp", "cnn"}) {
-    const std::vector<int64_t> image = arch == "cnn" ? std::vector<int64_t>{1, 8, 8} : std::vector<int64_t>{12};
+    const std::vector<int64_t> image =
+        arch == "cnn" ? std::vector<int64_t>{1, 8, 8} : std::vector<int64_t>{12};
     OnnxModel model = build_model(arch, 3, image, 3, 0.5, 0.25);
     GraphTrainer<double> t(engine::import_onnx(model));
     std::vector<int64_t> shape = {3};
@@ -304,9 +313,11 @@ TEST(Backward, BuiltModelsWithCrossEntropy) {
       for (int64_t i = 0; i < w.numel(); i += std::max<int64_t>(1, w.numel() / 7)) {
         const double saved = w.data[size_t(i)];
         w.data[size_t(i)] = saved + 1e-6;
-        const double up = softmax_cross_entropy<double>(t.forward(std::span(&x, 1), mode), labels, nullptr, nullptr);
+        const double up =
+            softmax_cross_entropy<double>(t.forward(std::span(&x, 1), mode), labels, nullptr, nullptr);
         w.data[size_t(i)] = saved - 1e-6;
-        const double down = softmax_cross_entropy<double>(t.forward(std::span(&x, 1), mode), labels, nullptr, nullptr);
+        const double down =
+            softmax_cross_entropy<double>(t.forward(std::span(&x, 1), mode), labels, nullptr, nullptr);
         w.data[size_t(i)] = saved;
         const double numeric = (up - down) / 2e-6;
         EXPECT_NEAR(analytic.data[size_t(i)], numeric, 1e-7 + 1e-5 * std::abs(numeric))

@@ -42,7 +42,8 @@ Dataset synthetic(int64_t count, std::vector<int64_t> image, uint64_t seed) {
 
 TEST(TrainForward, MatchesTheInferenceEngine) {
   for (const std::string arch : {"mlp", "cnn"}) {
-    const std::vector<int64_t> image = arch == "cnn" ? std::vector<int64_t>{1, 12, 8} : std::vector<int64_t>{20};
+    const std::vector<int64_t> image =
+        arch == "cnn" ? std::vector<int64_t>{1, 12, 8} : std::vector<int64_t>{20};
     const OnnxModel model = build_model(arch, 11, image, 5, 0.4, 0.3);
     GraphTrainer<float> trainer(engine::import_onnx(model));
     engine::Executor engine(engine::import_onnx(model));
@@ -55,7 +56,8 @@ TEST(TrainForward, MatchesTheInferenceEngine) {
     ASSERT_EQ(ours.shape, theirs[0].shape()) << arch;
     double largest = 0;
     for (int64_t i = 0; i < ours.numel(); ++i) {
-      EXPECT_NEAR(ours.data[size_t(i)], theirs[0].data<float>()[i], 1e-4 * (1 + std::abs(ours.data[size_t(i)])))
+      EXPECT_NEAR(ours.data[size_t(i)], theirs[0].data<float>()[i],
+                  1e-4 * (1 + std::abs(ours.data[size_t(i)])))
           << arch << " logit " << i;
       largest = std::max(largest, double(std::abs(ours.data[size_t(i)])));
     }
@@ -199,7 +201,8 @@ TEST(TrainErrors, LabelOutOfRangeIsNamed) {
     train_model(m, data, nullptr, o);
     FAIL() << "label 9 for a 3-class model was accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("label 9 of image 5 is out of range"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("label 9 of image 5 is out of range"), std::string::npos)
+        << e.what();
   }
 }
 
