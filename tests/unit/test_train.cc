@@ -92,7 +92,9 @@ TEST(Masks, PrunedPositionsOfWeightGradientAndStateStayZero) {
         EXPECT_EQ(w[size_t(i)], 0.0f) << kind << " weight " << i;
         EXPECT_EQ(grad[size_t(i)], 0.0f) << kind << " gradient " << i;
         EXPECT_EQ(opt.state(0, 0)[size_t(i)], 0.0f) << kind << " first state " << i;
-        if (kind == "adamw") EXPECT_EQ(opt.state(0, 1)[size_t(i)], 0.0f) << kind << " second moment " << i;
+        if (kind == "adamw") {
+          EXPECT_EQ(opt.state(0, 1)[size_t(i)], 0.0f) << kind << " second moment " << i;
+        }
       }
     }
     int changed = 0;
