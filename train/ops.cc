@@ -191,7 +191,7 @@ void relu_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<
   for (int64_t i = 0; i < n; ++i) dx[i] += x.data[size_t(i)] > T(0) ? dy[i] : T(0);
 }
 
-template <typename T>
+// True for approximate='tanh', false for the exact (erf) form.
 bool gelu_tanh(const Node& node) {
   const std::string approximate = node.attrs.get_string("approximate", "none");
   if (approximate != "none" && approximate != "tanh")
@@ -203,7 +203,7 @@ template <typename T>
 void gelu_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> out, NodeCache<T>&,
                   const ForwardMode&) {
   const Buf<T>& x = input(node, in, 0);
-  const bool tanh_form = gelu_tanh<T>(node);
+  const bool tanh_form = gelu_tanh(node);
   out[0] = Buf<T>(x.shape);
   const int64_t n = x.numel();
   T* y = out[0].ptr();
@@ -221,7 +221,7 @@ void gelu_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<
                    std::span<const Buf<T>* const> dout, std::span<Buf<T>* const> din, const NodeCache<T>&) {
   if (!dout[0] || !din[0]) return;
   const Buf<T>& x = input(node, in, 0);
-  const bool tanh_form = gelu_tanh<T>(node);
+  const bool tanh_form = gelu_tanh(node);
   const T* dy = dout[0]->ptr();
   T* dx = din[0]->ptr();
   const int64_t n = x.numel();

@@ -297,11 +297,11 @@ TEST(Backward, BuiltModelsWithCrossEntropy) {
         arch == "cnn" ? std::vector<int64_t>{1, 8, 8} : std::vector<int64_t>{12};
     OnnxModel model = build_model(arch, 3, image, 3, 0.5, 0.25);
     GraphTrainer<double> t(engine::import_onnx(model));
-    std::vector<int64_t> shape = {3};
+    std::vector<int64_t> shape = {2};
     shape.insert(shape.end(), image.begin(), image.end());
     Buf<double> x = random_buf(shape, 19, 0.3);
     for (double& v : x.data) v = std::abs(v);
-    const std::vector<int64_t> labels = {2, 0, 1};
+    const std::vector<int64_t> labels = {2, 0};
     const ForwardMode mode{true, 5, 0};
     Buf<double> dlogits;
     softmax_cross_entropy(t.forward(std::span(&x, 1), mode), labels, &dlogits, nullptr);
@@ -310,7 +310,7 @@ TEST(Backward, BuiltModelsWithCrossEntropy) {
       Buf<double>& w = t.value(id);
       const Buf<double> analytic = t.gradient(id);
       // A few elements per tensor keep the check fast; they spread over the whole tensor.
-      for (int64_t i = 0; i < w.numel(); i += std::max<int64_t>(1, w.numel() / 7)) {
+      for (int64_t i = 0; i < w.numel(); i += std::max<int64_t>(1, w.numel() / 5)) {
         const double saved = w.data[size_t(i)];
         w.data[size_t(i)] = saved + 1e-6;
         const double up =

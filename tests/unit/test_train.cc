@@ -164,8 +164,8 @@ TEST(Determinism, SameSeedSameBitsOtherSeedOtherBits) {
 }
 
 TEST(Determinism, TrainingLearnsTheSyntheticTask) {
-  const Dataset data = synthetic(256, {1, 8, 8}, 6);
-  OnnxModel m = build_model("cnn", 1, {1, 8, 8}, 3, 0.5, 0.3);
+  const Dataset data = synthetic(256, {16}, 6);
+  OnnxModel m = build_model("mlp", 1, {16}, 3, 0.5, 0.3);
   TrainOptions o;
   o.epochs = 6;
   o.batch_size = 32;
