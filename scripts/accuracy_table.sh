@@ -9,7 +9,7 @@
 #   scripts/accuracy_table.sh --report-only    # the report from the runs already in $OUT
 #
 # Environment: SPARSE24 (default build/sparse24), OUT (default build/accuracy), THREADS (default 0: every
-# core; on a busy machine 1 per run is faster), ARCHS, SEEDS.
+# core; on a busy machine 1 per run is faster), ARCHS, SEEDS, NOTE (a line for the report: where it ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SPARSE24:-build/sparse24}
@@ -20,7 +20,7 @@ threads=${THREADS:-0}
 mode=${1:-all}
 
 # The recipes: dense training, then retraining of the pruned model (mlp: the dense recipe again, as ASP does;
-# cnn: half the epochs at a fifth of the peak rate, which the CNN needs to recover).
+# cnn: half the epochs at a fifth of the peak rate).
 declare -A train_args=([mlp]="--epochs 10 --lr 0.05" [cnn]="--epochs 4 --lr 0.05")
 declare -A finetune_args=([mlp]="--epochs 10 --lr 0.05" [cnn]="--epochs 2 --lr 0.01")
 
@@ -48,5 +48,6 @@ fi
 
 if [ "$mode" != --no-report ]; then
   .venv/bin/python scripts/accuracy_report.py "$out" docs/accuracy.md docs/accuracy.json \
-    "mlp: ${train_args[mlp]} then ${finetune_args[mlp]}" "cnn: ${train_args[cnn]} then ${finetune_args[cnn]}"
+    "mlp: \`train ${train_args[mlp]}\`, then \`finetune ${finetune_args[mlp]}\`" \
+    "cnn: \`train ${train_args[cnn]}\`, then \`finetune ${finetune_args[cnn]}\`" ${NOTE:+"$NOTE"}
 fi
