@@ -7,6 +7,7 @@
 #include <functional>
 #include <random>
 
+#include "engine/executor.h"
 #include "engine/ir.h"
 #include "train/graph_trainer.h"
 #include "train/models.h"
@@ -325,6 +326,46 @@ TEST(Backward, BuiltModelsWithCrossEntropy) {
       }
     }
   }
+}
+
+// The training forward of the ops the built models do not use, against the inference engine's ops (the
+// oracle for what is deployed): pools, Reshape, LayerNormalization, MatMul, Gelu, Add, Dropout in inference.
+TEST(TrainForward, OtherOpsMatchTheEngine) {
+  GraphMaker m;
+  const ValueId x = m.input("x", {2, 3, 6, 6});
+  const ValueId avg = m.node("AveragePool", {x},
+                             attrs({{"kernel_shape", std::vector<int64_t>{3, 3}},
+                                    {"strides", std::vector<int64_t>{2, 2}},
+                                    {"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+  const ValueId max =
+      m.node("MaxPool", {x},
+             attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}, {"strides", std::vector<int64_t>{2, 2}}}));
+  const ValueId sum = m.node("Add", {avg, max});
+  const ValueId rows = m.node("Reshape", {sum, m.ints("shape", {2, 3, -1})});
+  const ValueId norm =
+      m.node("LayerNormalization", {rows, m.param("gamma", {9}, 0.5, 1.0), m.param("beta", {9})});
+  const ValueId proj = m.node("Gelu", {m.node("MatMul", {norm, m.param("w", {9, 8})})});
+  Tensor ratio(DType::f32, {});
+  ratio.data<float>()[0] = 0.5f;
+  const ValueId drop =
+      m.node("Dropout", {m.node("Add", {proj, m.param("b", {8})}), m.constant("ratio", ratio)});
+  const ValueId y = m.node("Flatten", {m.node("GlobalAveragePool", {drop})});
+  const Graph g = m.finish(y);
+  GraphTrainer<float> trainer(g);
+  engine::Executor engine(g);
+  Buf<float> in({2, 3, 6, 6});
+  std::mt19937_64 rng(3);
+  std::normal_distribution<float> normal;
+  for (float& v : in.data) v = normal(rng);
+  const Buf<float>& ours = trainer.forward(std::span(&in, 1), ForwardMode{});
+  const std::vector<Tensor> theirs = engine.run({{"x", tensor_from_buf(in)}});
+  ASSERT_EQ(ours.shape, theirs[0].shape());
+  float largest = 0;
+  for (int64_t i = 0; i < ours.numel(); ++i) {
+    EXPECT_NEAR(ours.data[size_t(i)], theirs[0].data<float>()[i], 1e-5) << i;
+    largest = std::max(largest, std::abs(ours.data[size_t(i)]));
+  }
+  EXPECT_GT(largest, 0.01f);
 }
 
 TEST(Backward, UntrainableOpIsNamed) {
