@@ -435,14 +435,17 @@ void matmul_backward(const Node& node, const OpInputs<T>& in, std::span<const Bu
     gemm<T>(true, false, K, N, rows, T(1), a.ptr(), K, dy, N, T(1), din[1]->ptr(), N);
 }
 
-// ---- Conv (2-D, one group) as im2col + one GEMM over the whole batch -----------------------------------
+// ---- Conv (2-D, any group count) as im2col + one GEMM per group over the whole batch -------------------
 
 // Patch matrix layout: cols[k][image · out_pixels + pixel], k = (channel · kh + i) · kw + j, the order of the
-// ONNX weight W[OC][C][kh][kw] so that W is used as stored, [OC][K]. One GEMM over the whole batch keeps
-// the reduction over images inside BLAS (which never splits K), so results do not depend on the threads.
+// ONNX weight W[OC][C/g][kh][kw], so that W is used as stored: group g multiplies its OC/g rows of W,
+// [OC/g][K/g], with its K/g consecutive rows of cols. One GEMM over the whole batch makes the sum over
+// images (the weight gradient) the K of a GEMM, which gemm() never splits across threads.
 struct Conv2d {
-  int64_t batch, channels, oc, h, w, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow;
+  int64_t batch, channels, oc, groups, h, w, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow;
   int64_t K() const { return channels * kh * kw; }
+  int64_t group_k() const { return K() / groups; }
+  int64_t group_oc() const { return oc / groups; }
   int64_t pixels() const { return oh * ow; }
   int64_t cols() const { return batch * pixels(); }
 };
@@ -452,11 +455,25 @@ Conv2d conv_geometry(const Node& node, const Buf<T>& x, const Buf<T>& w) {
   const engine::ops::ConvShape s = engine::ops::conv_shape(node, x.shape, w.shape);
   if (s.window.rank() != 2)
     cannot_train(node, fmt::format("{}-D convolution (2-D is trained)", s.window.rank()));
-  if (s.groups != 1) cannot_train(node, fmt::format("group={} (one group is trained)", s.groups));
   const auto& g = s.window;
-  return {s.batch,        s.in_channels,   s.out_channels,  g.in[0],      g.in[1],
-          g.kernel[0],    g.kernel[1],     g.strides[0],    g.strides[1], g.dilations[0],
-          g.dilations[1], g.pads_begin[0], g.pads_begin[1], g.out[0],     g.out[1]};
+  Conv2d c{};
+  c.batch = s.batch;
+  c.channels = s.in_channels;
+  c.oc = s.out_channels;
+  c.groups = s.groups;
+  c.h = g.in[0];
+  c.w = g.in[1];
+  c.kh = g.kernel[0];
+  c.kw = g.kernel[1];
+  c.sh = g.strides[0];
+  c.sw = g.strides[1];
+  c.dh = g.dilations[0];
+  c.dw = g.dilations[1];
+  c.ph = g.pads_begin[0];
+  c.pw = g.pads_begin[1];
+  c.oh = g.out[0];
+  c.ow = g.out[1];
+  return c;
 }
 
 template <typename T>
@@ -516,8 +533,10 @@ void conv_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> out
   cache.saved.assign(size_t(K * ncols), T(0));
   im2col(c, x.ptr(), cache.saved.data());
   std::vector<T> y_cols(size_t(c.oc * ncols));  // [OC][image · pixel]
-  gemm<T>(false, false, c.oc, ncols, K, T(1), w.ptr(), K, cache.saved.data(), ncols, T(0), y_cols.data(),
-          ncols);
+  const int64_t gk = c.group_k(), goc = c.group_oc();
+  for (int64_t g = 0; g < c.groups; ++g)
+    gemm<T>(false, false, goc, ncols, gk, T(1), w.ptr() + g * goc * gk, gk,
+            cache.saved.data() + g * gk * ncols, ncols, T(0), y_cols.data() + g * goc * ncols, ncols);
   out[0] = Buf<T>({c.batch, c.oc, c.oh, c.ow});
   T* y = out[0].ptr();
 #pragma omp parallel for if (c.oc * ncols >= kParallelMinElements)
@@ -544,9 +563,11 @@ void conv_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<
   for (int64_t o = 0; o < c.oc; ++o)
     for (int64_t b = 0; b < c.batch; ++b)
       std::copy_n(dy + (b * c.oc + o) * pixels, pixels, dy_cols.data() + o * ncols + b * pixels);
-  if (din.size() > 1 && din[1])  // dW[OC][K] += dY · colsᵀ
-    gemm<T>(false, true, c.oc, K, ncols, T(1), dy_cols.data(), ncols, cache.saved.data(), ncols, T(1),
-            din[1]->ptr(), K);
+  const int64_t gk = c.group_k(), goc = c.group_oc();
+  if (din.size() > 1 && din[1])  // per group: dW[OC/g][K/g] += dY · colsᵀ
+    for (int64_t g = 0; g < c.groups; ++g)
+      gemm<T>(false, true, goc, gk, ncols, T(1), dy_cols.data() + g * goc * ncols, ncols,
+              cache.saved.data() + g * gk * ncols, ncols, T(1), din[1]->ptr() + g * goc * gk, gk);
   if (din.size() > 2 && din[2]) {
     T* db = din[2]->ptr();
 #pragma omp parallel for if (c.oc * ncols >= kParallelMinElements)
@@ -556,9 +577,11 @@ void conv_backward(const Node& node, const OpInputs<T>& in, std::span<const Buf<
       db[o] += sum;
     }
   }
-  if (din[0]) {  // dcols[K][·] = Wᵀ · dY, then scattered back onto the input planes
+  if (din[0]) {  // per group: dcols[K/g][·] = Wᵀ · dY, then scattered back onto the input planes
     std::vector<T> dcols(size_t(K * ncols));
-    gemm<T>(true, false, K, ncols, c.oc, T(1), w.ptr(), K, dy_cols.data(), ncols, T(0), dcols.data(), ncols);
+    for (int64_t g = 0; g < c.groups; ++g)
+      gemm<T>(true, false, gk, ncols, goc, T(1), w.ptr() + g * goc * gk, gk, dy_cols.data() + g * goc * ncols,
+              ncols, T(0), dcols.data() + g * gk * ncols, ncols);
     col2im_add(c, dcols.data(), din[0]->ptr());
   }
 }

@@ -169,6 +169,18 @@ TEST(Backward, ConvWithoutBias) {
   check_gradients(m.finish(y), {random_buf({2, 4, 5, 5}, 6)}, true);
 }
 
+TEST(Backward, ConvGroupedAndDepthwise) {
+  for (int64_t groups : {int64_t(2), int64_t(4)}) {
+    GraphMaker m;
+    const ValueId x = m.input("x", {2, 4, 5, 6});
+    const ValueId y = m.node("Conv", {x, m.param("w", {8, 4 / groups, 3, 3}), m.param("b", {8})},
+                             attrs({{"group", groups},
+                                    {"pads", std::vector<int64_t>{1, 1, 1, 1}},
+                                    {"strides", std::vector<int64_t>{1, 2}}}));
+    check_gradients(m.finish(y), {random_buf({2, 4, 5, 6}, 20)}, true);
+  }
+}
+
 TEST(Backward, ReluAndGelu) {
   for (const char* approximate : {"none", "tanh"}) {
     GraphMaker m;
