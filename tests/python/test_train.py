@@ -127,6 +127,11 @@ def test_user_data_files(sparse24, tmp_path, layout):
     assert "test accuracy" not in p.stdout  # no test split in a file unless --test-data names one
     p = sparse24("eval", tmp_path / "m.onnx", *data, "--json", tmp_path / "e.json")
     assert json.loads((tmp_path / "e.json").read_text())["images"] == 96
+    if layout == "npz":  # a file as the test data, and AdamW with warmup
+        p = sparse24("train", "--arch", "mlp", *data, "--test-data", tmp_path / "d.npz", "--epochs", "2",
+                     "--batch-size", "16", "--optimizer", "adamw", "--lr", "0.003", "--warmup-epochs", "0.5",
+                     "-o", tmp_path / "a.onnx")
+        assert "epoch 2/2" in p.stdout and "test accuracy" in p.stdout and "(96 images)" in p.stdout
 
 
 def test_progress_only_when_asked(sparse24, mlp, tmp_path):
