@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 apt_pkgs=(cmake ninja-build g++ pkg-config python3-venv
   libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev nlohmann-json3-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev libopenblas-openmp-dev libdnnl-dev
-  libonnx-testdata dataset-fashion-mnist)
+  libonnx-testdata dataset-fashion-mnist zlib1g-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

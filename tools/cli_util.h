@@ -39,5 +39,7 @@ void add_prune_command(CLI::App& app);
 void add_engine_commands(CLI::App& app);
 /// bench gemm: the 2:4 kernels against dense BLAS.
 void add_bench_gemm_command(CLI::App& app);
+/// train, finetune and eval (training and accuracy).
+void add_train_commands(CLI::App& app);
 
 }  // namespace sparse24::cli

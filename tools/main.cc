@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   sparse24::cli::add_prune_command(app);
   sparse24::cli::add_engine_commands(app);
   sparse24::cli::add_bench_gemm_command(app);
+  sparse24::cli::add_train_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
