@@ -86,7 +86,8 @@ int main() {
   for (size_t i = 0; i < floats; ++i) buf[i] = 1.0f;
   const int max_threads = omp_get_max_threads();
   for (int t = 1; t <= max_threads; ++t)
-    std::printf("memory read, %d thread%s: %.1f GB/s\n", t, t > 1 ? "s" : " ", read_gbs(buf, floats, t, &sink));
+    std::printf("memory read, %d thread%s: %.1f GB/s\n", t, t > 1 ? "s" : " ",
+                read_gbs(buf, floats, t, &sink));
   for (int t = 1; t <= max_threads; ++t)
     std::printf("f32 FMA peak, %d thread%s: %.1f GFLOP/s\n", t, t > 1 ? "s" : " ", fma_gflops(t, &sink));
   std::free(buf);

@@ -88,7 +88,9 @@ double median_ms(const BenchOptions& o, int copies, Call&& call) {
 }
 
 // Lets the previous library's spinning worker threads go to sleep before the next one is timed.
-void settle() { std::this_thread::sleep_for(std::chrono::milliseconds(150)); }
+void settle() {
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+}
 
 int copies_for(const BenchOptions& o, int64_t bytes) {
   return int(std::clamp<int64_t>((o.cold_bytes + bytes - 1) / bytes, 2, 4096));
@@ -141,7 +143,8 @@ struct OneDnnMatmul {
     ctx.stream.wait();
   }
   void run(OneDnn& ctx, int copy) {
-    prim.execute(ctx.stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights[size_t(copy)]}, {DNNL_ARG_DST, dst}});
+    prim.execute(ctx.stream,
+                 {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights[size_t(copy)]}, {DNNL_ARG_DST, dst}});
     ctx.stream.wait();
   }
 };
@@ -279,8 +282,9 @@ void run_bench(const BenchOptions& o) {
         fmt::print("{:>11} M={:<5} threads={} {} {:.3f} ms, sparse {:.3f} ms ({}), ratio {:.2f}{}\n",
                    fmt::format("{}x{}", N, K), M, threads, r.dense_lib, r.dense_ms, r.sparse_ms, kernel.name,
                    r.dense_ms / r.sparse_ms,
-                   std::isnan(r.f32_dense_ms) ? ""
-                                              : fmt::format(", vs f32 dense {:.2f}", r.f32_dense_ms / r.sparse_ms));
+                   std::isnan(r.f32_dense_ms)
+                       ? ""
+                       : fmt::format(", vs f32 dense {:.2f}", r.f32_dense_ms / r.sparse_ms));
         std::fflush(stdout);
         rows.push_back(r);
       }
@@ -304,6 +308,8 @@ void run_bench(const BenchOptions& o) {
                           {"sparse_ms", r.sparse_ms},
                           {"sparse_kernel", r.kernel},
                           {"ratio", r.dense_ms / r.sparse_ms},
+                          // What cpu::time_tactic would pick from these two medians.
+                          {"tactic", r.dense_ms < r.sparse_ms ? "dense" : "sparse24"},
                           {"effective_gflops", 2.0 * double(r.m * r.n * r.k) / r.sparse_ms / 1e6},
                           {"actual_gflops", double(r.m * r.n * r.k) / r.sparse_ms / 1e6},
                           {"sparse_weight_gbs", double(r.sparse_bytes) / r.sparse_ms / 1e6},
@@ -332,13 +338,15 @@ void add_bench_gemm_command(CLI::App& app) {
     bench->require_subcommand(1);
   }
   auto o = std::make_shared<BenchOptions>();
-  CLI::App* cmd = bench->add_subcommand("gemm", "2:4 CPU GEMM/GEMV vs dense OpenBLAS and oneDNN, cold weights");
+  CLI::App* cmd =
+      bench->add_subcommand("gemm", "2:4 CPU GEMM/GEMV vs dense OpenBLAS and oneDNN, cold weights");
   cmd->add_option("--m", o->m, "rows of X, comma-separated")->capture_default_str();
   cmd->add_option("--shapes", o->shapes, "weight shapes NxK, comma-separated")->capture_default_str();
   cmd->add_option("--threads", o->threads, "thread counts, comma-separated")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "f32 | bf16 (weights; f32 activations) | i8")->capture_default_str();
   cmd->add_option("--json", o->json, "also write the results as a JSON list to this file");
-  cmd->add_option("--min-seconds", o->min_seconds, "time each case at least this long")->capture_default_str();
+  cmd->add_option("--min-seconds", o->min_seconds, "time each case at least this long")
+      ->capture_default_str();
   cmd->callback([o] { run_bench(*o); });
 }
 
