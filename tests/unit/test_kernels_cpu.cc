@@ -86,7 +86,9 @@ std::vector<float> run_kernel(const Spmm24Kernel& k, const Problem& p, int threa
   return y;
 }
 
-void check_case(const Spmm24Kernel& k, const Case& c, uint32_t seed, bool full_range_i8 = false) {
+// `two_threads`: also run on 2 threads and require the very same bits.
+void check_case(const Spmm24Kernel& k, const Case& c, uint32_t seed, bool full_range_i8 = false,
+                bool two_threads = true) {
   const Problem p = make_problem(k.weight_dtype, c, seed, full_range_i8);
   const std::string where =
       fmt::format("{} M={} N={} K={} bias={} act={}", k.name, c.M, c.N, c.K, c.bias, int(c.act));
@@ -107,6 +109,7 @@ void check_case(const Spmm24Kernel& k, const Case& c, uint32_t seed, bool full_r
     }
   }
   ASSERT_TRUE(any_nonzero) << where << ": the reference output is all zero, the case tests nothing";
+  if (!two_threads) return;
   const std::vector<float> y2 = run_kernel(k, p, 2);
   ASSERT_EQ(std::memcmp(y1.data(), y2.data(), y1.size() * 4), 0) << where << ": 2 threads differ from 1";
 }
@@ -147,7 +150,9 @@ TEST_P(Spmm24KernelTest, small_k_every_m_and_n) {
       for (int64_t N : kNs) {
         Case c = epilogues[i % 4];
         c.M = M, c.N = N, c.K = K;
-        check_case(GetParam(), c, uint32_t(1000 + i++));
+        // Every fourth case also on 2 threads (the large-K cases all are), to keep the sanitizer run short.
+        check_case(GetParam(), c, uint32_t(1000 + i), false, i % 4 == 0);
+        ++i;
         if (HasFatalFailure()) return;
       }
 }
