@@ -37,7 +37,7 @@ inline __m256i half_mask(uint32_t lanes, int half) {
 constexpr int64_t kPrefetchSteps = 32;
 
 template <typename VT, int MR, int NV>
-struct F32Micro {
+struct PermuteFmaMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
                   bool last) {
     const Packed24& W = *a.W;
@@ -105,12 +105,12 @@ struct F32Micro {
 };
 
 template <int MR, int NV>
-using F32W = F32Micro<float, MR, NV>;
+using F32W = PermuteFmaMicro<float, MR, NV>;
 template <int MR, int NV>
-using BF16W = F32Micro<uint16_t, MR, NV>;
+using BF16W = PermuteFmaMicro<uint16_t, MR, NV>;
 
 template <int MR, int NV>
-struct I8Micro {
+struct ShuffleDotMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
                   bool last) {
     const Packed24& W = *a.W;
@@ -215,10 +215,10 @@ void bf16w_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   drive<BF16W, 4, 1>(a, tb, te, 256, tiles_fitting_l2(*a.W, 256));
 }
 void i8_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<I8Micro, 4, 1>(a, tb, te, a.W->steps, te - tb);
+  drive<ShuffleDotMicro, 4, 1>(a, tb, te, a.W->steps, te - tb);
 }
 void i8_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<I8Micro, 4, 1>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+  drive<ShuffleDotMicro, 4, 1>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
 
 }  // namespace sparse24::cpu

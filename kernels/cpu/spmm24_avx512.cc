@@ -1,9 +1,10 @@
 // AVX-512 kernels (F/BW/VL/DQ, VNNI, VBMI). One 512-bit register holds one tile: 16 output channels.
-// f32 and bf16 weights: a 2:4 group of X (4 floats) is broadcast to every 128-bit lane, and vpermilps picks
-// each channel's kept element with a control made from the packed nibbles by one variable shift, so no
-// gathers. i8 weights: two groups of X (8 bytes) are broadcast, vpshufb picks each channel's four kept
-// bytes, and vpdpbusd multiplies them by the channel's four kept values (X is made unsigned by +128; the
-// packed row sums undo that).
+// f32 and bf16 weights, GEMV path (PermuteFmaMicro): a 2:4 group of X (4 floats) is broadcast to every
+// 128-bit lane, and vpermilps picks each channel's kept element with a control made from the packed nibbles
+// by one variable shift, so no gathers. GEMM path (panel_gemm): see there. i8 weights (ShuffleDotMicro):
+// two groups of X (8 bytes) are broadcast, vpshufb picks each channel's four kept bytes, and vpdpbusd
+// multiplies them by the channel's four kept values (X is made unsigned by +128; the packed row sums undo
+// that).
 #include <immintrin.h>
 
 #include <cstring>
@@ -34,7 +35,7 @@ int64_t tiles_fitting_l2(const Packed24& W, int64_t kc) {
 constexpr int64_t kPrefetchSteps = 32;
 
 template <typename VT, int MR, int NV>
-struct F32Micro {
+struct PermuteFmaMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
                   bool last) {
     const Packed24& W = *a.W;
@@ -100,12 +101,12 @@ struct F32Micro {
 };
 
 template <int MR, int NV>
-using F32W = F32Micro<float, MR, NV>;
+using F32W = PermuteFmaMicro<float, MR, NV>;
 template <int MR, int NV>
-using BF16W = F32Micro<uint16_t, MR, NV>;
+using BF16W = PermuteFmaMicro<uint16_t, MR, NV>;
 
 template <int MR, int NV>
-struct I8Micro {
+struct ShuffleDotMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
                   bool last) {
     const Packed24& W = *a.W;
@@ -356,11 +357,11 @@ void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
 }
 // i8 sums stay in registers over all of K (an i32 partial cannot wait in the f32 output).
 void i8_spmm_24_gemv_avx512vnni(const Spmm24Args& a, int64_t tb, int64_t te) {
-  if (a.M <= 2) return drive<I8Micro, 2, 4>(a, tb, te, a.W->steps, te - tb);
-  drive<I8Micro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+  if (a.M <= 2) return drive<ShuffleDotMicro, 2, 4>(a, tb, te, a.W->steps, te - tb);
+  drive<ShuffleDotMicro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
 void i8_spmm_24_gemm_avx512vnni(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<I8Micro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+  drive<ShuffleDotMicro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
 
 }  // namespace sparse24::cpu
