@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Plots `sparse24 bench gemm --json` results: sparse/dense speed-up against M, one line per weight shape.
 
-    scripts/plot_bench.py bench.json -o bench.png [--threads 1]
+    scripts/plot_bench.py bench.json -o bench.png [--threads 1] [--table]
 
 One panel per thread count found in the file (or only the one asked for). The ratio is the best dense
-library's time over the 2:4 kernel's time, measured in the same run; 1.0 is parity.
+library's time over the 2:4 kernel's time, measured in the same run; 1.0 is parity. --table also prints
+the rows as a Markdown table (as docs/performance.md shows them).
 """
 import argparse
 import json
@@ -22,6 +23,7 @@ def main() -> int:
     ap.add_argument("json", help="output of `sparse24 bench gemm --json`")
     ap.add_argument("-o", "--output", default="bench_gemm.png", help="PNG file to write")
     ap.add_argument("--threads", type=int, help="plot only this thread count")
+    ap.add_argument("--table", action="store_true", help="also print a Markdown table of the rows")
     args = ap.parse_args()
 
     with open(args.json) as f:
@@ -57,7 +59,24 @@ def main() -> int:
     fig.tight_layout()
     fig.savefig(args.output, dpi=120)
     print(f"wrote {args.output}")
+    if args.table:
+        print_table([r for r in rows if r["threads"] in threads])
     return 0
+
+
+def print_table(rows) -> None:
+    extra = any("ratio_vs_f32_dense" in r for r in rows)
+    head = ["N x K", "M", "threads", "dense lib", "dense ms", "2:4 ms", "2:4 kernel", "ratio"]
+    if extra:
+        head.append("ratio vs f32 dense")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in sorted(rows, key=lambda r: (r["n"] * r["k"], r["n"], r["m"], r["threads"])):
+        cells = [f"{r['n']}x{r['k']}", str(r["m"]), str(r["threads"]), r["dense_lib"], f"{r['dense_ms']:.3f}",
+                 f"{r['sparse_ms']:.3f}", r.get("sparse_kernel", ""), f"{r['ratio']:.2f}"]
+        if extra:
+            cells.append(f"{r['ratio_vs_f32_dense']:.2f}" if "ratio_vs_f32_dense" in r else "")
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

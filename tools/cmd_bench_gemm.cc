@@ -4,15 +4,20 @@
 #include <cblas.h>
 #include <fmt/format.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <dnnl.hpp>
 #include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "format/pattern24.h"
 #include "kernels/cpu/spmm24.h"
@@ -87,8 +92,36 @@ double median_ms(const BenchOptions& o, int copies, Call&& call) {
   return ms[ms.size() / 2];
 }
 
+// Medians of two calls timed in alternation (a, b, a, b, ...), so a change in the machine's load hits both
+// alike. Both libraries use the same OpenMP thread pool, so neither leaves spinning threads to the other.
+template <typename CallA, typename CallB>
+std::pair<double, double> median_pair_ms(const BenchOptions& o, int copies_a, CallA&& a, int copies_b,
+                                         CallB&& b) {
+  int next_a = 0, next_b = 0;
+  for (int i = 0; i < 3; ++i) a(next_a++ % copies_a), b(next_b++ % copies_b);
+  std::vector<double> ms_a, ms_b;
+  const auto start = std::chrono::steady_clock::now();
+  auto time_one = [](auto&& call, int copy) {
+    const auto t0 = std::chrono::steady_clock::now();
+    call(copy);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  while (
+      int(ms_a.size()) < o.min_repeats ||
+      (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 2 * o.min_seconds &&
+       ms_a.size() < 2000)) {
+    ms_a.push_back(time_one(a, next_a++ % copies_a));
+    ms_b.push_back(time_one(b, next_b++ % copies_b));
+  }
+  std::nth_element(ms_a.begin(), ms_a.begin() + ms_a.size() / 2, ms_a.end());
+  std::nth_element(ms_b.begin(), ms_b.begin() + ms_b.size() / 2, ms_b.end());
+  return {ms_a[ms_a.size() / 2], ms_b[ms_b.size() / 2]};
+}
+
 // Lets the previous library's spinning worker threads go to sleep before the next one is timed.
-void settle() { std::this_thread::sleep_for(std::chrono::milliseconds(150)); }
+void settle() {
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+}
 
 int copies_for(const BenchOptions& o, int64_t bytes) {
   return int(std::clamp<int64_t>((o.cold_bytes + bytes - 1) / bytes, 2, 4096));
@@ -141,7 +174,8 @@ struct OneDnnMatmul {
     ctx.stream.wait();
   }
   void run(OneDnn& ctx, int copy) {
-    prim.execute(ctx.stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights[size_t(copy)]}, {DNNL_ARG_DST, dst}});
+    prim.execute(ctx.stream,
+                 {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights[size_t(copy)]}, {DNNL_ARG_DST, dst}});
     ctx.stream.wait();
   }
 };
@@ -154,7 +188,29 @@ struct Row {
   int64_t dense_bytes = 0, sparse_bytes = 0;
 };
 
+// OpenBLAS's idle pthreads spin for about 2^28 cycles after each call before they sleep; on a 2-core
+// machine one of them then steals a core from the next library's OpenMP threads and a 2-thread call waits a
+// whole scheduler slice. OpenBLAS reads OPENBLAS_THREAD_TIMEOUT only when it loads, so the benchmark
+// restarts itself once with the shortest timeout (2^4) unless the user chose one.
+void limit_openblas_spinning() {
+  if (std::getenv("OPENBLAS_THREAD_TIMEOUT")) return;
+  std::FILE* f = std::fopen("/proc/self/cmdline", "rb");
+  if (!f) return;
+  std::string cmdline;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) cmdline.append(buf, n);
+  std::fclose(f);
+  std::vector<char*> argv;
+  for (size_t i = 0; i < cmdline.size(); i += std::strlen(&cmdline[i]) + 1) argv.push_back(&cmdline[i]);
+  argv.push_back(nullptr);
+  setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+  execv("/proc/self/exe", argv.data());
+  fmt::print(stderr,
+             "warning: could not restart with OPENBLAS_THREAD_TIMEOUT=4; 2-thread times may suffer\n");
+}
+
 void run_bench(const BenchOptions& o) {
+  limit_openblas_spinning();
   const DType dtype = parse_dtype(o.dtype);
   if (dtype != DType::f32 && dtype != DType::bf16 && dtype != DType::i8)
     fail("--dtype: {} is not benchmarked (f32, bf16 or i8)", o.dtype);
@@ -240,13 +296,10 @@ void run_bench(const BenchOptions& o) {
           r.openblas_ms = openblas_f32(dense_ptrs);
           settle();
         }
-        r.onednn_ms = median_ms(o, dense_copies, [&](int c) { mm->run(dnn, c); });
-        settle();
         if (dtype == DType::bf16) {
           const double blas = openblas_f32(f32_ptrs);
           settle();
           const double dnn_f32 = median_ms(o, int(f32_ptrs.size()), [&](int c) { mm_f32->run(dnn, c); });
-          settle();
           r.f32_dense_ms = std::min(blas, dnn_f32);
         }
         cpu::Spmm24Args a;
@@ -255,10 +308,12 @@ void run_bench(const BenchOptions& o) {
         a.ldx = K;
         a.Y = y.data();
         a.ldy = N;
-        r.sparse_ms = median_ms(o, sparse_copies, [&](int c) {
-          a.W = &sparse_w[size_t(c)];
-          cpu::spmm24_run(kernel, a, int(threads));
-        });
+        std::tie(r.onednn_ms, r.sparse_ms) = median_pair_ms(
+            o, dense_copies, [&](int c) { mm->run(dnn, c); }, sparse_copies,
+            [&](int c) {
+              a.W = &sparse_w[size_t(c)];
+              cpu::spmm24_run(kernel, a, int(threads));
+            });
         settle();
         if (std::isnan(r.openblas_ms) || r.onednn_ms <= r.openblas_ms) {
           r.dense_ms = r.onednn_ms;
@@ -279,8 +334,9 @@ void run_bench(const BenchOptions& o) {
         fmt::print("{:>11} M={:<5} threads={} {} {:.3f} ms, sparse {:.3f} ms ({}), ratio {:.2f}{}\n",
                    fmt::format("{}x{}", N, K), M, threads, r.dense_lib, r.dense_ms, r.sparse_ms, kernel.name,
                    r.dense_ms / r.sparse_ms,
-                   std::isnan(r.f32_dense_ms) ? ""
-                                              : fmt::format(", vs f32 dense {:.2f}", r.f32_dense_ms / r.sparse_ms));
+                   std::isnan(r.f32_dense_ms)
+                       ? ""
+                       : fmt::format(", vs f32 dense {:.2f}", r.f32_dense_ms / r.sparse_ms));
         std::fflush(stdout);
         rows.push_back(r);
       }
@@ -304,6 +360,8 @@ void run_bench(const BenchOptions& o) {
                           {"sparse_ms", r.sparse_ms},
                           {"sparse_kernel", r.kernel},
                           {"ratio", r.dense_ms / r.sparse_ms},
+                          // What cpu::time_tactic would pick from these two medians.
+                          {"tactic", r.dense_ms < r.sparse_ms ? "dense" : "sparse24"},
                           {"effective_gflops", 2.0 * double(r.m * r.n * r.k) / r.sparse_ms / 1e6},
                           {"actual_gflops", double(r.m * r.n * r.k) / r.sparse_ms / 1e6},
                           {"sparse_weight_gbs", double(r.sparse_bytes) / r.sparse_ms / 1e6},
@@ -332,13 +390,15 @@ void add_bench_gemm_command(CLI::App& app) {
     bench->require_subcommand(1);
   }
   auto o = std::make_shared<BenchOptions>();
-  CLI::App* cmd = bench->add_subcommand("gemm", "2:4 CPU GEMM/GEMV vs dense OpenBLAS and oneDNN, cold weights");
+  CLI::App* cmd =
+      bench->add_subcommand("gemm", "2:4 CPU GEMM/GEMV vs dense OpenBLAS and oneDNN, cold weights");
   cmd->add_option("--m", o->m, "rows of X, comma-separated")->capture_default_str();
   cmd->add_option("--shapes", o->shapes, "weight shapes NxK, comma-separated")->capture_default_str();
   cmd->add_option("--threads", o->threads, "thread counts, comma-separated")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "f32 | bf16 (weights; f32 activations) | i8")->capture_default_str();
   cmd->add_option("--json", o->json, "also write the results as a JSON list to this file");
-  cmd->add_option("--min-seconds", o->min_seconds, "time each case at least this long")->capture_default_str();
+  cmd->add_option("--min-seconds", o->min_seconds, "time each case at least this long")
+      ->capture_default_str();
   cmd->callback([o] { run_bench(*o); });
 }
 

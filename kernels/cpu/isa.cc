@@ -10,9 +10,12 @@ namespace sparse24::cpu {
 
 std::string_view isa_name(Isa isa) {
   switch (isa) {
-    case Isa::ref: return "ref";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
+    case Isa::ref:
+      return "ref";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx512:
+      return "avx512";
   }
   return "?";
 }
@@ -38,8 +41,8 @@ Isa probe() {
   const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28);
   if (!osxsave || !avx) return Isa::ref;
   const uint64_t xcr0 = read_xcr0();
-  const bool os_ymm = (xcr0 & 0x6) == 0x6;     // SSE + AVX state
-  const bool os_zmm = (xcr0 & 0xe6) == 0xe6;   // plus opmask, ZMM_Hi256, Hi16_ZMM
+  const bool os_ymm = (xcr0 & 0x6) == 0x6;    // SSE + AVX state
+  const bool os_zmm = (xcr0 & 0xe6) == 0xe6;  // plus opmask, ZMM_Hi256, Hi16_ZMM
   if (!os_ymm || __get_cpuid_max(0, nullptr) < 7) return Isa::ref;
   __cpuid_count(7, 0, a, b, c, d);
   const bool avx2 = b & (1u << 5);
@@ -57,7 +60,9 @@ Isa detect_cpu_isa() {
   return isa;
 }
 
-bool cpu_supports(Isa isa) { return uint8_t(isa) <= uint8_t(detect_cpu_isa()); }
+bool cpu_supports(Isa isa) {
+  return uint8_t(isa) <= uint8_t(detect_cpu_isa());
+}
 
 Isa active_isa() {
   const char* forced = std::getenv("SPARSE24_ISA");

@@ -9,9 +9,13 @@ namespace sparse24::cpu {
 namespace {
 
 // Bit position of lane i's nibble in the per-group uint64 (see packed24.h).
-constexpr int meta_shift(int64_t lane) { return int(32 * (lane % 2) + 4 * (lane / 2)); }
+constexpr int meta_shift(int64_t lane) {
+  return int(32 * (lane % 2) + 4 * (lane / 2));
+}
 
-uint8_t portable_nibble(const Sparse24& w, int64_t r, int64_t g) { return w.nibble(r, g); }
+uint8_t portable_nibble(const Sparse24& w, int64_t r, int64_t g) {
+  return w.nibble(r, g);
+}
 
 void set_portable_nibble(Sparse24& w, int64_t r, int64_t g, uint8_t nib) {
   size_t i = size_t(r * w.groups_per_row() + g);

@@ -27,10 +27,10 @@ inline constexpr int64_t kTileRows = 16;
 /// A 2:4 weight W[N][K] repacked for the CPU kernels (f32, bf16 or i8 values).
 struct Packed24 {
   DType dtype = DType::f32;
-  int64_t rows = 0;   ///< N, output channels
-  int64_t cols = 0;   ///< K, reduction length (a multiple of 4)
-  int64_t tiles = 0;  ///< ceil(N / 16)
-  int64_t steps = 0;  ///< K steps per tile: groups of 4 (f32, bf16) or pairs of groups (i8)
+  int64_t rows = 0;               ///< N, output channels
+  int64_t cols = 0;               ///< K, reduction length (a multiple of 4)
+  int64_t tiles = 0;              ///< ceil(N / 16)
+  int64_t steps = 0;              ///< K steps per tile: groups of 4 (f32, bf16) or pairs of groups (i8)
   AlignedBytes values;            ///< see the file comment
   AlignedBytes meta;              ///< see the file comment
   std::vector<int32_t> row_sums;  ///< i8 only: [tiles*16]

@@ -39,7 +39,9 @@ void validate(const Spmm24Kernel& k, const Spmm24Args& a) {
 
 }  // namespace
 
-std::span<const Spmm24Kernel> spmm24_kernels() { return kKernels; }
+std::span<const Spmm24Kernel> spmm24_kernels() {
+  return kKernels;
+}
 
 const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa) {
   const Spmm24Kernel* best = nullptr;
@@ -78,6 +80,8 @@ void spmm24(const Spmm24Args& args, int threads) {
   spmm24_run(choose_spmm24_kernel(args.W->dtype, args.M, active_isa()), args, threads);
 }
 
-float gelu_erf(float x) { return float(0.5 * double(x) * (1.0 + std::erf(double(x) / std::sqrt(2.0)))); }
+float gelu_erf(float x) {
+  return float(0.5 * double(x) * (1.0 + std::erf(double(x) / std::sqrt(2.0))));
+}
 
 }  // namespace sparse24::cpu

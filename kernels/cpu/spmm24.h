@@ -18,15 +18,15 @@ using reference::Activation;
 
 /// One call's operands. X rows are ldx elements apart (ldx >= K), Y rows ldy apart (ldy >= N).
 struct Spmm24Args {
-  int64_t M = 0;                    ///< rows of X and Y, >= 1
-  const void* X = nullptr;          ///< float (f32/bf16 weights) or int8_t (i8 weights), [M][ldx]
-  int64_t ldx = 0;                  ///< leading dimension of X, in elements
-  float x_scale = 1.0f;             ///< i8 only: the activations' quantization scale
-  const Packed24* W = nullptr;      ///< the packed weight, N x K
-  const float* bias = nullptr;      ///< [N] or null
+  int64_t M = 0;                      ///< rows of X and Y, >= 1
+  const void* X = nullptr;            ///< float (f32/bf16 weights) or int8_t (i8 weights), [M][ldx]
+  int64_t ldx = 0;                    ///< leading dimension of X, in elements
+  float x_scale = 1.0f;               ///< i8 only: the activations' quantization scale
+  const Packed24* W = nullptr;        ///< the packed weight, N x K
+  const float* bias = nullptr;        ///< [N] or null
   Activation act = Activation::none;  ///< epilogue after the bias
-  float* Y = nullptr;               ///< [M][ldy] f32 output
-  int64_t ldy = 0;                  ///< leading dimension of Y, in elements
+  float* Y = nullptr;                 ///< [M][ldy] f32 output
+  int64_t ldy = 0;                    ///< leading dimension of Y, in elements
 };
 
 /// A kernel computes output tiles [tile_begin, tile_end) (16 channels each) for all M rows of one call.

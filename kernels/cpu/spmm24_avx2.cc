@@ -12,7 +12,9 @@
 namespace sparse24::cpu {
 namespace {
 
-inline __m256 load_values(const float* p) { return _mm256_load_ps(p); }
+inline __m256 load_values(const float* p) {
+  return _mm256_load_ps(p);
+}
 inline __m256 load_values(const uint16_t* p) {
   return _mm256_castsi256_ps(
       _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(p))), 16));
@@ -35,7 +37,7 @@ inline __m256i half_mask(uint32_t lanes, int half) {
 constexpr int64_t kPrefetchSteps = 32;
 
 template <typename VT, int MR, int NV>
-struct F32Micro {
+struct PermuteFmaMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
                   bool last) {
     const Packed24& W = *a.W;
@@ -66,7 +68,8 @@ struct F32Micro {
         for (size_t line = 0; line < 2 * kTileRows * sizeof(VT); line += 64)
           _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 2 * kTileRows) + line,
                        _MM_HINT_T0);
-        if (s % 8 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + kPrefetchSteps), _MM_HINT_T0);
+        if (s % 8 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + kPrefetchSteps), _MM_HINT_T0);
         const __m256i bits = _mm256_set1_epi64x(int64_t(meta[v][s]));
         for (int j = 0; j < 2; ++j)
           for (int h = 0; h < 2; ++h) {
@@ -79,13 +82,15 @@ struct F32Micro {
         for (int v = 0; v < NV; ++v)
           for (int j = 0; j < 2; ++j)
             for (int h = 0; h < 2; ++h)
-              acc[m][v][h] = _mm256_fmadd_ps(_mm256_permutevar_ps(x, ctrl[v][j][h]), w[v][j][h], acc[m][v][h]);
+              acc[m][v][h] =
+                  _mm256_fmadd_ps(_mm256_permutevar_ps(x, ctrl[v][j][h]), w[v][j][h], acc[m][v][h]);
       }
     }
     for (int v = 0; v < NV; ++v)
       for (int h = 0; h < 2; ++h) {
-        const __m256 bias = last && a.bias ? _mm256_maskload_ps(a.bias + (tile + v) * kTileRows + 8 * h, mask[v][h])
-                                           : _mm256_setzero_ps();
+        const __m256 bias = last && a.bias
+                                ? _mm256_maskload_ps(a.bias + (tile + v) * kTileRows + 8 * h, mask[v][h])
+                                : _mm256_setzero_ps();
         for (int m = 0; m < MR; ++m) {
           __m256 y = acc[m][v][h];
           if (last && a.bias) y = _mm256_add_ps(y, bias);
@@ -100,12 +105,12 @@ struct F32Micro {
 };
 
 template <int MR, int NV>
-using F32W = F32Micro<float, MR, NV>;
+using F32W = PermuteFmaMicro<float, MR, NV>;
 template <int MR, int NV>
-using BF16W = F32Micro<uint16_t, MR, NV>;
+using BF16W = PermuteFmaMicro<uint16_t, MR, NV>;
 
 template <int MR, int NV>
-struct I8Micro {
+struct ShuffleDotMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
                   bool last) {
     const Packed24& W = *a.W;
@@ -132,15 +137,17 @@ struct I8Micro {
       __m256i ctrl[NV][2], w_even[NV][2], w_odd[NV][2];
       for (int v = 0; v < NV; ++v) {
         _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 64), _MM_HINT_T0);
-        if (s % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + kPrefetchSteps) * 16), _MM_HINT_T0);
+        if (s % 4 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + kPrefetchSteps) * 16), _MM_HINT_T0);
       }
       for (int v = 0; v < NV; ++v)
         for (int h = 0; h < 2; ++h) {
           // Meta byte b = i0 | i1<<2 | i0'<<4 | i1'<<6 becomes control bytes i0, i1, 4+i0', 4+i1'.
           const __m256i b = _mm256_cvtepu8_epi32(
               _mm_loadl_epi64(reinterpret_cast<const __m128i*>(meta[v] + s * 16 + 8 * h)));
-          __m256i spread = _mm256_or_si256(_mm256_or_si256(b, _mm256_slli_epi32(b, 6)),
-                                           _mm256_or_si256(_mm256_slli_epi32(b, 12), _mm256_slli_epi32(b, 18)));
+          __m256i spread =
+              _mm256_or_si256(_mm256_or_si256(b, _mm256_slli_epi32(b, 6)),
+                              _mm256_or_si256(_mm256_slli_epi32(b, 12), _mm256_slli_epi32(b, 18)));
           ctrl[v][h] = _mm256_or_si256(_mm256_and_si256(spread, low2), second_group);
           const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(vals[v] + s * 64 + 32 * h));
           w_even[v][h] = _mm256_srai_epi16(_mm256_slli_epi16(wv, 8), 8);
@@ -163,9 +170,9 @@ struct I8Micro {
             const __m256i xs = _mm256_shuffle_epi8(x, ctrl[v][h]);
             const __m256i x_even = _mm256_srai_epi16(_mm256_slli_epi16(xs, 8), 8);
             const __m256i x_odd = _mm256_srai_epi16(xs, 8);
-            acc[m][v][h] = _mm256_add_epi32(
-                acc[m][v][h], _mm256_add_epi32(_mm256_madd_epi16(x_even, w_even[v][h]),
-                                               _mm256_madd_epi16(x_odd, w_odd[v][h])));
+            acc[m][v][h] =
+                _mm256_add_epi32(acc[m][v][h], _mm256_add_epi32(_mm256_madd_epi16(x_even, w_even[v][h]),
+                                                                _mm256_madd_epi16(x_odd, w_odd[v][h])));
           }
       }
     }
@@ -208,10 +215,10 @@ void bf16w_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   drive<BF16W, 4, 1>(a, tb, te, 256, tiles_fitting_l2(*a.W, 256));
 }
 void i8_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<I8Micro, 4, 1>(a, tb, te, a.W->steps, te - tb);
+  drive<ShuffleDotMicro, 4, 1>(a, tb, te, a.W->steps, te - tb);
 }
 void i8_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<I8Micro, 4, 1>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+  drive<ShuffleDotMicro, 4, 1>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
 
 }  // namespace sparse24::cpu

@@ -1,9 +1,10 @@
 // AVX-512 kernels (F/BW/VL/DQ, VNNI, VBMI). One 512-bit register holds one tile: 16 output channels.
-// f32 and bf16 weights: a 2:4 group of X (4 floats) is broadcast to every 128-bit lane, and vpermilps picks
-// each channel's kept element with a control made from the packed nibbles by one variable shift, so no
-// gathers. i8 weights: two groups of X (8 bytes) are broadcast, vpshufb picks each channel's four kept
-// bytes, and vpdpbusd multiplies them by the channel's four kept values (X is made unsigned by +128; the
-// packed row sums undo that).
+// f32 and bf16 weights, GEMV path (PermuteFmaMicro): a 2:4 group of X (4 floats) is broadcast to every
+// 128-bit lane, and vpermilps picks each channel's kept element with a control made from the packed nibbles
+// by one variable shift, so no gathers. GEMM path (panel_gemm): see there. i8 weights (ShuffleDotMicro):
+// two groups of X (8 bytes) are broadcast, vpshufb picks each channel's four kept bytes, and vpdpbusd
+// multiplies them by the channel's four kept values (X is made unsigned by +128; the packed row sums undo
+// that).
 #include <immintrin.h>
 
 #include <cstring>
@@ -14,7 +15,9 @@
 namespace sparse24::cpu {
 namespace {
 
-inline __m512 load_values(const float* p) { return _mm512_load_ps(p); }
+inline __m512 load_values(const float* p) {
+  return _mm512_load_ps(p);
+}
 inline __m512 load_values(const uint16_t* p) {
   // bf16 -> f32 is a 16-bit shift up: exact.
   return _mm512_castsi512_ps(
@@ -32,7 +35,7 @@ int64_t tiles_fitting_l2(const Packed24& W, int64_t kc) {
 constexpr int64_t kPrefetchSteps = 32;
 
 template <typename VT, int MR, int NV>
-struct F32Micro {
+struct PermuteFmaMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
                   bool last) {
     const Packed24& W = *a.W;
@@ -49,7 +52,8 @@ struct F32Micro {
     __m512 acc[MR][NV];
     for (int m = 0; m < MR; ++m)
       for (int v = 0; v < NV; ++v)
-        acc[m][v] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask[v], Y + m * a.ldy + v * kTileRows);
+        acc[m][v] =
+            first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask[v], Y + m * a.ldy + v * kTileRows);
     // Lane i's nibble sits at bit 4*(i/2) of its dword after the 64-bit broadcast (see packed24.h).
     const __m512i shift0 = _mm512_set_epi32(28, 28, 24, 24, 20, 20, 16, 16, 12, 12, 8, 8, 4, 4, 0, 0);
     const __m512i shift1 = _mm512_add_epi32(shift0, _mm512_set1_epi32(2));
@@ -59,11 +63,14 @@ struct F32Micro {
       __m512 w0[NV], w1[NV];
       for (int v = 0; v < NV; ++v) {
         // Streaming weights: ask for them well ahead, the hardware prefetcher alone falls behind here.
-        _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 2 * kTileRows), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 2 * kTileRows),
+                     _MM_HINT_T0);
         if (sizeof(VT) == 4)
-          _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 2 * kTileRows + kTileRows),
-                       _MM_HINT_T0);
-        if (s % 8 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + kPrefetchSteps), _MM_HINT_T0);
+          _mm_prefetch(
+              reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 2 * kTileRows + kTileRows),
+              _MM_HINT_T0);
+        if (s % 8 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + kPrefetchSteps), _MM_HINT_T0);
         const __m512i bits = _mm512_set1_epi64(int64_t(meta[v][s]));
         ctrl0[v] = _mm512_srlv_epi32(bits, shift0);
         ctrl1[v] = _mm512_srlv_epi32(bits, shift1);
@@ -94,12 +101,12 @@ struct F32Micro {
 };
 
 template <int MR, int NV>
-using F32W = F32Micro<float, MR, NV>;
+using F32W = PermuteFmaMicro<float, MR, NV>;
 template <int MR, int NV>
-using BF16W = F32Micro<uint16_t, MR, NV>;
+using BF16W = PermuteFmaMicro<uint16_t, MR, NV>;
 
 template <int MR, int NV>
-struct I8Micro {
+struct ShuffleDotMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
                   bool last) {
     const Packed24& W = *a.W;
@@ -127,11 +134,13 @@ struct I8Micro {
       __m512i ctrl[NV], w[NV];
       for (int v = 0; v < NV; ++v) {
         _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 64), _MM_HINT_T0);
-        if (s % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + kPrefetchSteps) * 16), _MM_HINT_T0);
+        if (s % 4 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + kPrefetchSteps) * 16), _MM_HINT_T0);
         const __m512i bytes =
             _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(meta[v] + s * 16)));
         // (picked & 3) | second_group: ternary-logic truth table 0xEA.
-        ctrl[v] = _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(pick, bytes), low2, second_group, 0xEA);
+        ctrl[v] =
+            _mm512_ternarylogic_epi32(_mm512_multishift_epi64_epi8(pick, bytes), low2, second_group, 0xEA);
         w[v] = _mm512_load_si512(vals[v] + s * 64);
       }
       const bool half = half_last_pair && s0 + s == W.steps - 1;
@@ -146,7 +155,8 @@ struct I8Micro {
           std::memcpy(&x8, xp, 8);
         }
         const __m512i x = _mm512_xor_si512(_mm512_set1_epi64(x8), to_unsigned);
-        for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], _mm512_shuffle_epi8(x, ctrl[v]), w[v]);
+        for (int v = 0; v < NV; ++v)
+          acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], _mm512_shuffle_epi8(x, ctrl[v]), w[v]);
       }
     }
     for (int v = 0; v < NV; ++v) {
@@ -176,6 +186,7 @@ constexpr int64_t kPanelRows = 16 * kPanelVecs;
 constexpr int64_t kPanelGroups = 32;
 // Output channels per micro-tile: 4 x 4 accumulators.
 constexpr int kPanelNr = 4;
+static_assert(kPanelRows * sizeof(float) == 256, "panel_micro turns index bits into 256-byte Xt row offsets");
 
 // Per-thread scratch that grows and is kept, so a call allocates nothing once warm.
 struct PanelScratch {
@@ -188,8 +199,10 @@ PanelScratch& panel_scratch() {
 
 // Within each 128-bit lane, a 4x4 transpose of four registers: out[q] lane L = (a0, a1, a2, a3)[4L + q].
 inline void transpose_4x4_lanes(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 out[4]) {
-  const __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(a0, a1)), t1 = _mm512_castps_pd(_mm512_unpackhi_ps(a0, a1));
-  const __m512d t2 = _mm512_castps_pd(_mm512_unpacklo_ps(a2, a3)), t3 = _mm512_castps_pd(_mm512_unpackhi_ps(a2, a3));
+  const __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(a0, a1)),
+                t1 = _mm512_castps_pd(_mm512_unpackhi_ps(a0, a1));
+  const __m512d t2 = _mm512_castps_pd(_mm512_unpacklo_ps(a2, a3)),
+                t3 = _mm512_castps_pd(_mm512_unpackhi_ps(a2, a3));
   out[0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
   out[1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
   out[2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
@@ -205,8 +218,8 @@ void pack_x_panel(const float* X, int64_t ldx, int64_t rows, int64_t K, float* x
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
       __m512 u[4];
-      transpose_4x4_lanes(_mm512_loadu_ps(x + k), _mm512_loadu_ps(x + ldx + k), _mm512_loadu_ps(x + 2 * ldx + k),
-                          _mm512_loadu_ps(x + 3 * ldx + k), u);
+      transpose_4x4_lanes(_mm512_loadu_ps(x + k), _mm512_loadu_ps(x + ldx + k),
+                          _mm512_loadu_ps(x + 2 * ldx + k), _mm512_loadu_ps(x + 3 * ldx + k), u);
       for (int q = 0; q < 4; ++q) {
         _mm_store_ps(xt + (k + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 0));
         _mm_store_ps(xt + (k + 4 + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 1));
@@ -221,24 +234,26 @@ void pack_x_panel(const float* X, int64_t ldx, int64_t rows, int64_t K, float* x
     for (int64_t k = 0; k < K; ++k) xt[k * kPanelRows + i] = X[i * ldx + k];
 }
 
-inline __m512 broadcast_value(const float* p) { return _mm512_set1_ps(*p); }
-inline __m512 broadcast_value(const uint16_t* p) { return _mm512_set1_ps(bf16_to_f32(*p)); }
+inline __m512 broadcast_value(const float* p) {
+  return _mm512_set1_ps(*p);
+}
+inline __m512 broadcast_value(const uint16_t* p) {
+  return _mm512_set1_ps(bf16_to_f32(*p));
+}
 
 // Channels lane0..lane0+3 of one tile over groups [g0, g0+ng) for panel rows m0..m0+rows-1. Sums start at
 // zero or from `partial` ([4][64]); the last K block writes Y (bias, activation) instead of `partial`.
 // `prefetch` (or null) asks to pull in the same K slice of the next tile: slices of consecutive tiles lie a
 // whole tile apart, too far for the hardware prefetchers.
-template <typename VT>
-void panel_micro(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t tile, int lane0, int64_t g0, int64_t ng,
+template <typename VT, int Lane0>
+void panel_micro(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t tile, int64_t g0, int64_t ng,
                  const float* xt, float* partial, bool first, bool last, bool prefetch) {
-  constexpr int NR = kPanelNr;
+  constexpr int NR = kPanelNr, lane0 = Lane0;
   const Packed24& W = *a.W;
   __m512 acc[NR][kPanelVecs];
   for (int r = 0; r < NR; ++r)
     for (int v = 0; v < kPanelVecs; ++v)
       acc[r][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(partial + r * kPanelRows + 16 * v);
-  int shift[NR];
-  for (int r = 0; r < NR; ++r) shift[r] = 32 * ((lane0 + r) % 2) + 4 * ((lane0 + r) / 2);
   const VT* vals = W.tile_values<VT>(tile) + g0 * 2 * kTileRows + lane0;
   const uint64_t* meta = reinterpret_cast<const uint64_t*>(W.tile_meta(tile)) + g0;
   const float* xg = xt + g0 * 4 * kPanelRows;
@@ -248,15 +263,19 @@ void panel_micro(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t tile, in
   for (int64_t g = 0; g < ng; ++g, xg += 4 * kPanelRows, vals += 2 * kTileRows) {
     if (next_vals) {
       for (size_t line = 0; line < 2 * kTileRows * sizeof(VT); line += 64)
-        _mm_prefetch(next_vals + g * 2 * kTileRows * sizeof(VT) + line, _MM_HINT_T0);
+        _mm_prefetch(next_vals + g * 2 * kTileRows * sizeof(VT) + line, _MM_HINT_T1);
       if (g % 8 == 7) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps + g + 1), _MM_HINT_T0);
     }
     const uint64_t bits = meta[g];
     for (int j = 0; j < 2; ++j)
       for (int r = 0; r < NR; ++r) {
         const __m512 w = broadcast_value(vals + j * kTileRows + r);
-        const float* x = xg + ((bits >> (shift[r] + 2 * j)) & 3) * kPanelRows;
-        for (int v = 0; v < kPanelVecs; ++v) acc[r][v] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * v), acc[r][v]);
+        // The lane's two index bits, already scaled to the byte offset of an Xt row (256 bytes).
+        const int shift = 32 * ((lane0 + r) % 2) + 4 * ((lane0 + r) / 2) + 2 * j;
+        const uint64_t offset = (shift >= 8 ? bits >> (shift - 8) : bits << (8 - shift)) & 0x300;
+        const float* x = reinterpret_cast<const float*>(reinterpret_cast<const char*>(xg) + offset);
+        for (int v = 0; v < kPanelVecs; ++v)
+          acc[r][v] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * v), acc[r][v]);
       }
   }
   if (!last) {
@@ -303,11 +322,17 @@ void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
     pack_x_panel(X + m0 * a.ldx, a.ldx, rows, K, scratch.xt.data());
     for (int64_t g0 = 0; g0 < G; g0 += kPanelGroups) {
       const int64_t ng = std::min(kPanelGroups, G - g0);
-      for (int64_t t = tb; t < te; ++t)
-        for (int lane0 = 0; lane0 < kTileRows; lane0 += kPanelNr)
-          panel_micro<VT>(a, m0, rows, t, lane0, g0, ng, scratch.xt.data(),
-                          scratch.partial.data() + ((t - tb) * kTileRows + lane0) * kPanelRows, g0 == 0,
-                          g0 + ng == G, lane0 == 0 && t + 1 < te);
+      for (int64_t t = tb; t < te; ++t) {
+        float* partial = scratch.partial.data() + (t - tb) * kTileRows * kPanelRows;
+        const bool first = g0 == 0, last = g0 + ng == G;
+        panel_micro<VT, 0>(a, m0, rows, t, g0, ng, scratch.xt.data(), partial, first, last, t + 1 < te);
+        panel_micro<VT, 4>(a, m0, rows, t, g0, ng, scratch.xt.data(), partial + 4 * kPanelRows, first, last,
+                           false);
+        panel_micro<VT, 8>(a, m0, rows, t, g0, ng, scratch.xt.data(), partial + 8 * kPanelRows, first, last,
+                           false);
+        panel_micro<VT, 12>(a, m0, rows, t, g0, ng, scratch.xt.data(), partial + 12 * kPanelRows, first, last,
+                            false);
+      }
     }
   }
 }
@@ -320,19 +345,23 @@ void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   if (a.M <= 2) return drive<F32W, 2, 4>(a, tb, te, a.W->steps, te - tb);
   drive<F32W, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
-void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) { panel_gemm<float>(a, tb, te); }
+void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
+  panel_gemm<float>(a, tb, te);
+}
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   if (a.M <= 2) return drive<BF16W, 2, 4>(a, tb, te, a.W->steps, te - tb);
   drive<BF16W, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
-void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) { panel_gemm<uint16_t>(a, tb, te); }
+void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
+  panel_gemm<uint16_t>(a, tb, te);
+}
 // i8 sums stay in registers over all of K (an i32 partial cannot wait in the f32 output).
 void i8_spmm_24_gemv_avx512vnni(const Spmm24Args& a, int64_t tb, int64_t te) {
-  if (a.M <= 2) return drive<I8Micro, 2, 4>(a, tb, te, a.W->steps, te - tb);
-  drive<I8Micro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+  if (a.M <= 2) return drive<ShuffleDotMicro, 2, 4>(a, tb, te, a.W->steps, te - tb);
+  drive<ShuffleDotMicro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
 void i8_spmm_24_gemm_avx512vnni(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<I8Micro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+  drive<ShuffleDotMicro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
 }
 
 }  // namespace sparse24::cpu

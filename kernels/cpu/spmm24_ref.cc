@@ -8,8 +8,12 @@ namespace sparse24::cpu {
 
 namespace {
 
-float widen(float v) { return v; }
-float widen(uint16_t bf16) { return bf16_to_f32(bf16); }
+float widen(float v) {
+  return v;
+}
+float widen(uint16_t bf16) {
+  return bf16_to_f32(bf16);
+}
 
 template <typename VT>
 void f32_activations(const Spmm24Args& a, int64_t tile_begin, int64_t tile_end) {
