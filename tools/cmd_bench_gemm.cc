@@ -188,29 +188,7 @@ struct Row {
   int64_t dense_bytes = 0, sparse_bytes = 0;
 };
 
-// OpenBLAS's idle pthreads spin for about 2^28 cycles after each call before they sleep; on a 2-core
-// machine one of them then steals a core from the next library's OpenMP threads and a 2-thread call waits a
-// whole scheduler slice. OpenBLAS reads OPENBLAS_THREAD_TIMEOUT only when it loads, so the benchmark
-// restarts itself once with the shortest timeout (2^4) unless the user chose one.
-void limit_openblas_spinning() {
-  if (std::getenv("OPENBLAS_THREAD_TIMEOUT")) return;
-  std::FILE* f = std::fopen("/proc/self/cmdline", "rb");
-  if (!f) return;
-  std::string cmdline;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) cmdline.append(buf, n);
-  std::fclose(f);
-  std::vector<char*> argv;
-  for (size_t i = 0; i < cmdline.size(); i += std::strlen(&cmdline[i]) + 1) argv.push_back(&cmdline[i]);
-  argv.push_back(nullptr);
-  setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
-  execv("/proc/self/exe", argv.data());
-  fmt::print(stderr,
-             "warning: could not restart with OPENBLAS_THREAD_TIMEOUT=4; 2-thread times may suffer\n");
-}
-
 void run_bench(const BenchOptions& o) {
-  limit_openblas_spinning();
   const DType dtype = parse_dtype(o.dtype);
   if (dtype != DType::f32 && dtype != DType::bf16 && dtype != DType::i8)
     fail("--dtype: {} is not benchmarked (f32, bf16 or i8)", o.dtype);
@@ -360,7 +338,7 @@ void run_bench(const BenchOptions& o) {
                           {"sparse_ms", r.sparse_ms},
                           {"sparse_kernel", r.kernel},
                           {"ratio", r.dense_ms / r.sparse_ms},
-                          // What cpu::time_tactic would pick from these two medians.
+                          // What the engine's planner would pick from these two medians.
                           {"tactic", r.dense_ms < r.sparse_ms ? "dense" : "sparse24"},
                           {"effective_gflops", 2.0 * double(r.m * r.n * r.k) / r.sparse_ms / 1e6},
                           {"actual_gflops", double(r.m * r.n * r.k) / r.sparse_ms / 1e6},

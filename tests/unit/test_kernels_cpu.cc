@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "kernels/cpu/spmm24.h"
-#include "kernels/cpu/tactic.h"
 #include "tests/unit/test_util.h"
 #include "util/error.h"
 
@@ -274,32 +273,6 @@ TEST(Spmm24Dispatch, rejects_a_short_leading_dimension) {
   std::vector<float> y(64);
   cpu::Spmm24Args a{2, p.xf.data(), 4, 1.0f, &p.packed, nullptr, Activation::none, y.data(), 16};
   EXPECT_THROW(cpu::spmm24(a, 1), Error);
-}
-
-TEST(Spmm24Tactic, picks_the_lower_median_and_leaves_the_sparse_result) {
-  Problem p = make_problem(DType::f32, {5, 40, 64, true, Activation::none}, 11);
-  std::vector<float> y(size_t(5 * p.ldy), 0.0f), y_dense(y.size(), 0.0f);
-  cpu::Spmm24Args a{5, p.xf.data(), p.ldx, 1.0f, &p.packed, p.bias.data(), Activation::none, y.data(), p.ldy};
-  const Tensor dense = decompress_24(p.w);
-  int dense_calls = 0;
-  const cpu::TacticChoice c = cpu::time_tactic(
-      a, 1,
-      [&] {
-        ++dense_calls;
-        reference::gemm_dense_f32(5, 40, 64, p.xf.data(), p.ldx, dense.data<float>(), 64, p.bias.data(),
-                                  Activation::none, y_dense.data(), p.ldy);
-      },
-      3);
-  EXPECT_EQ(dense_calls, 4);
-  ASSERT_NE(c.kernel, nullptr);
-  EXPECT_EQ(c.kernel, &cpu::choose_spmm24_kernel(DType::f32, 5, cpu::active_isa()));
-  EXPECT_EQ(c.tactic == cpu::Tactic::dense, c.dense_ms < c.sparse_ms);
-  for (int64_t m = 0; m < 5; ++m)
-    for (int64_t n = 0; n < 40; ++n) {
-      ASSERT_EQ(y[size_t(m * p.ldy + n)], p.expect[size_t(m * p.ldy + n)]);
-      ASSERT_EQ(y_dense[size_t(m * p.ldy + n)], p.expect[size_t(m * p.ldy + n)]);
-    }
-  EXPECT_THROW(cpu::time_tactic(a, 1, nullptr), Error);
 }
 
 }  // namespace
