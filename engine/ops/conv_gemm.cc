@@ -8,21 +8,12 @@
 #include <array>
 #include <cstring>
 #include <memory>
-#include <mutex>
 
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
 
 namespace {
-
-// One pool of threads, not two: OpenBLAS runs single-threaded and the engine splits large products across
-// its OpenMP team (blas_sgemm). Two pools on few cores spin against each other (measured on MiniLM with
-// 2 cores: 80% of the time in libgomp's spin-wait while OpenBLAS threads yielded).
-void set_blas_single_threaded_once() {
-  static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
-}
 
 // One product on the calling thread: OpenBLAS sgemv for a single row or column (the fastest GEMV here), oneDNN's
 // sgemm otherwise (OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512 EPYCs: measured 2x slower than oneDNN).
@@ -286,7 +277,6 @@ void blas_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
       for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[m * ldc + n];
     return;
   }
-  set_blas_single_threaded_once();
   // Below ~4 MFLOP a team costs more than it saves; inside a parallel region (batched MatMul) the caller
   // already splits the work.
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
