@@ -1,12 +1,31 @@
 #include "engine/executor.h"
 
+#include <malloc.h>
+
 #include <chrono>
+#include <mutex>
 
 #include "util/error.h"
 
 namespace sparse24::engine {
 
+namespace {
+
+// Every op allocates its outputs, and glibc serves blocks above its mmap threshold (128 KiB to 32 MiB) with
+// fresh mmaps: each large activation then costs page faults on every run (MiniLM at batch 8 spent half its
+// time there). Raising the thresholds once keeps freed activations in the heap for the next run to reuse.
+void keep_large_blocks_in_heap() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  });
+}
+
+}  // namespace
+
 Executor::Executor(Graph graph) : graph_(std::move(graph)) {
+  keep_large_blocks_in_heap();
   for (const Node& n : graph_.nodes) {
     if (n.state) {
       runs_.push_back(nullptr);
