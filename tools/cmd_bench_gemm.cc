@@ -21,7 +21,12 @@
 
 #include "format/pattern24.h"
 #include "kernels/cpu/spmm24.h"
+#ifdef SPARSE24_WITH_CUDA
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gpu_gemm_bench.h"
+#endif
 #include "tools/cli_util.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace sparse24::cli {
@@ -31,6 +36,7 @@ constexpr const char* kDefaultShapes =
     "384x384,1536x384,384x1536,768x768,3072x768,768x3072,4096x4096,11008x4096,4096x11008";
 
 struct BenchOptions {
+  std::string device = "cpu";
   std::string m = "1,8,32,128,512,2048";
   std::string shapes = kDefaultShapes;
   std::string threads = "1,2";
@@ -187,6 +193,31 @@ struct Row {
   double openblas_ms = NAN, onednn_ms = NAN, dense_ms = NAN, sparse_ms = NAN, f32_dense_ms = NAN;
   int64_t dense_bytes = 0, sparse_bytes = 0;
 };
+
+// --device cuda: cuBLAS, cuSPARSELt and sparse24's mma.sp kernels (kernels/cuda/gpu_gemm_bench.h). Shapes
+// and M default to the GPU issue's list when left at the CPU defaults; dtypes f16, bf16, i8.
+void run_gpu_bench(const BenchOptions& o, bool m_given, bool shapes_given, bool dtype_given) {
+#ifdef SPARSE24_WITH_CUDA
+  cuda::GpuGemmBenchOptions g;
+  g.shapes = cuda::gpu_bench_model_shapes();
+  g.ms = cuda::gpu_bench_model_ms();
+  g.dtypes = {DType::bf16, DType::f16, DType::i8};
+  if (m_given) g.ms = parse_ints(o.m, "--m");
+  if (shapes_given) {
+    g.shapes.clear();
+    for (const auto& [n, k] : parse_shapes(o.shapes)) g.shapes.emplace_back(n, k);
+  }
+  if (dtype_given) g.dtypes = {parse_dtype(o.dtype)};
+  std::string why;
+  if (!cuda::cuda_device_available(&why)) fail("--device cuda: no usable CUDA device ({})", why);
+  g.log = [](const std::string& line) { fmt::print("{}\n", line); };
+  std::vector<cuda::GpuGemmBenchRow> rows = cuda::run_gpu_gemm_bench(g);
+  if (!o.json.empty())
+    write_file_atomically(o.json, [&](std::ostream& os) { os << cuda::gpu_gemm_bench_json(rows); });
+#else
+  fail("--device cuda: this sparse24 was built without CUDA (nvcc was not found at configure time)");
+#endif
+}
 
 void run_bench(const BenchOptions& o) {
   const DType dtype = parse_dtype(o.dtype);
@@ -370,14 +401,26 @@ void add_bench_gemm_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   CLI::App* cmd =
       bench->add_subcommand("gemm", "2:4 CPU GEMM/GEMV vs dense OpenBLAS and oneDNN, cold weights");
-  cmd->add_option("--m", o->m, "rows of X, comma-separated")->capture_default_str();
-  cmd->add_option("--shapes", o->shapes, "weight shapes NxK, comma-separated")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu, or cuda: cuBLAS vs cuSPARSELt vs sparse24's mma.sp kernels")
+      ->capture_default_str();
+  CLI::Option* m_opt = cmd->add_option("--m", o->m, "rows of X, comma-separated")->capture_default_str();
+  CLI::Option* shapes_opt =
+      cmd->add_option("--shapes", o->shapes, "weight shapes NxK, comma-separated")->capture_default_str();
   cmd->add_option("--threads", o->threads, "thread counts, comma-separated")->capture_default_str();
-  cmd->add_option("--dtype", o->dtype, "f32 | bf16 (weights; f32 activations) | i8")->capture_default_str();
+  CLI::Option* dtype_opt =
+      cmd->add_option("--dtype", o->dtype, "f32 | bf16 (weights; f32 activations) | i8 (cuda: f16 | bf16 | i8)")
+          ->capture_default_str();
   cmd->add_option("--json", o->json, "also write the results as a JSON list to this file");
   cmd->add_option("--min-seconds", o->min_seconds, "time each case at least this long")
       ->capture_default_str();
-  cmd->callback([o] { run_bench(*o); });
+  cmd->callback([o, m_opt, shapes_opt, dtype_opt] {
+    if (o->device == "cuda")
+      run_gpu_bench(*o, m_opt->count() > 0, shapes_opt->count() > 0, dtype_opt->count() > 0);
+    else if (o->device == "cpu")
+      run_bench(*o);
+    else
+      fail("--device must be cpu or cuda (got '{}')", o->device);
+  });
 }
 
 }  // namespace sparse24::cli
