@@ -16,7 +16,7 @@ namespace sparse24::engine {
 std::string_view tactic_name(Tactic t) {
   switch (t) {
     case Tactic::dense_blas:
-      return "dense-blas";
+      return "dense-sgemm";
     case Tactic::sparse24_cpu:
       return "2:4";
     case Tactic::dense_onednn:
