@@ -30,6 +30,13 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
   ops::ConvShape shape = ops::conv_shape(node, x.shape(), weight_shape);
   outputs[0] = Tensor(DType::f32, shape.output_shape());
   const LinearLayer& l = *layer;
+  if (l.tactic() == Tactic::dense_onednn) {
+    std::call_once(onednn_once_, [&] {
+      onednn_ = std::make_unique<OnednnConv>(l.weight(), weight_shape, l.bias(), l.activation());
+    });
+    onednn_->run(shape, x.data<float>(), outputs[0].data<float>());
+    return;
+  }
   ops::conv_as_gemm(
       shape, x.data<float>(),
       [&l](int64_t, int64_t M, int64_t, int64_t, const float* X, int64_t ldx, float* Y, int64_t ldy) {

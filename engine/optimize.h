@@ -2,9 +2,11 @@
 // Graph rewrites done once when a model is loaded: fold constants, fold BatchNormalization into the Conv or
 // Gemm before it, lower Gemm / MatMul / Conv with constant weights to linear layers, and fuse a following
 // bias Add and Relu / Gelu (also GELU as PyTorch exports it: x·0.5·(1+erf(x/√2))) into their epilogue.
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "engine/conv_onednn.h"
 #include "engine/ir.h"
 #include "engine/linear.h"
 
@@ -19,9 +21,14 @@ struct LinearNode : NodeState {
 
 /// A Conv (groups = 1, constant weight) whose GEMM is a LinearLayer on the canonical weight [OC][k·IC]:
 /// im2col patches with input channels innermost, so 2:4 groups line up with the kernels'.
+/// With the dense-onednn tactic it runs oneDNN's convolution primitive on the NCHW input instead.
 struct ConvLinearNode : LinearNode {
   void run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const override;
   std::vector<int64_t> weight_shape;  ///< the ONNX weight shape [OC][IC][k...]
+
+ private:
+  mutable std::once_flag onednn_once_;
+  mutable std::unique_ptr<OnednnConv> onednn_;  // made at the first dense-onednn run (after fusion)
 };
 
 /// What optimize() did, for reports and tests.

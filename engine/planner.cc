@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <chrono>
+#include <map>
 #include <random>
 
 #include "util/error.h"
@@ -42,21 +44,50 @@ std::map<std::string, Tensor> sample_inputs(const Graph& graph, int64_t batch, i
   return inputs;
 }
 
+namespace {
+
+// Median time of `reps` runs of a lowered node on `input` with its layer set to tactic t (after a warm-up
+// run, which also makes any per-shape primitive).
+double time_node(const Node& n, const Tensor& input, Tactic t, int reps) {
+  LinearLayer& l = *linear_layer(n);
+  const Tactic saved = l.tactic();
+  l.set_tactic(t);
+  const Tensor* in[1] = {&input};
+  Tensor out[1];
+  n.state->run(n, in, out);
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    n.state->run(n, in, out);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  l.set_tactic(saved);
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
 void plan_tactics(CompiledModel& model, const PlanOptions& o) {
   set_threads(o.threads);
   model.sparsity = o.sparsity;
   model.batch = o.batch;
   model.seq = o.seq;
   model.isa = cpu::active_isa();
-  // Every layer starts dense; one run at the planned shapes tells each layer its M.
+  // Every layer starts dense; one run at the planned shapes tells each layer its M (and keeps each Conv's
+  // input, since a Conv's tactics differ in more than the GEMM and are timed as whole nodes).
   std::vector<int64_t> M(model.graph.nodes.size(), 0);
+  std::map<size_t, Tensor> conv_inputs;
   for (Node& n : model.graph.nodes)
     if (LinearLayer* l = linear_layer(n)) l->set_tactic(Tactic::dense_blas);
   Executor probe(model.graph);
   probe.run(sample_inputs(model.graph, o.batch, o.seq),
-            [&](size_t i, std::span<const Tensor* const>, std::span<const Tensor> out, double) {
-              if (LinearLayer* l = linear_layer(model.graph.nodes[i]))
+            [&](size_t i, std::span<const Tensor* const> in, std::span<const Tensor> out, double) {
+              const Node& n = model.graph.nodes[i];
+              if (LinearLayer* l = linear_layer(n)) {
                 M[i] = out[0].numel() / l->N();  // rows of the GEMM (Conv: batch · output pixels)
+                if (dynamic_cast<const ConvLinearNode*>(n.state.get())) conv_inputs[i] = *in[0];
+              }
             });
   model.layers.clear();
   for (size_t i = 0; i < model.graph.nodes.size(); ++i) {
@@ -64,17 +95,22 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
     LinearLayer* l = linear_layer(n);
     if (!l) continue;
     LayerPlan p{n.name, static_cast<const LinearNode&>(*n.state).source_op, M[i], l->N(), l->K(), l->is_24()};
-    if (M[i] > 0) {  // the dense tactic: the faster of OpenBLAS and oneDNN at this shape
-      const double blas = l->time_ms(Tactic::dense_blas, M[i], o.timing_reps);
-      const double onednn = l->time_ms(Tactic::dense_onednn, M[i], o.timing_reps);
-      p.dense_tactic = onednn < blas ? Tactic::dense_onednn : Tactic::dense_blas;
-      p.dense_ms = std::min(blas, onednn);
+    // A tactic's time: the GEMM alone at M for a linear node, the whole node for a Conv.
+    auto time_of = [&](Tactic t) {
+      auto it = conv_inputs.find(i);
+      return it == conv_inputs.end() ? l->time_ms(t, M[i], o.timing_reps)
+                                     : time_node(n, it->second, t, o.timing_reps);
+    };
+    if (M[i] > 0) {  // the dense tactic: the faster of sgemm and oneDNN (matmul; for a Conv, its convolution)
+      const double sgemm = time_of(Tactic::dense_blas), onednn = time_of(Tactic::dense_onednn);
+      p.dense_tactic = onednn < sgemm ? Tactic::dense_onednn : Tactic::dense_blas;
+      p.dense_ms = std::min(sgemm, onednn);
     }
     p.tactic = p.dense_tactic;
     if (l->is_24() && o.sparsity == SparsityMode::force) {
       p.tactic = Tactic::sparse24_cpu;
     } else if (l->is_24() && o.sparsity == SparsityMode::enable && M[i] > 0) {
-      p.sparse_ms = l->time_ms(Tactic::sparse24_cpu, M[i], o.timing_reps);
+      p.sparse_ms = time_of(Tactic::sparse24_cpu);
       if (p.sparse_ms < p.dense_ms) p.tactic = Tactic::sparse24_cpu;
     }
     l->set_tactic(p.tactic);

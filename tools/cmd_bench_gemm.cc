@@ -408,7 +408,8 @@ void add_bench_gemm_command(CLI::App& app) {
       cmd->add_option("--shapes", o->shapes, "weight shapes NxK, comma-separated")->capture_default_str();
   cmd->add_option("--threads", o->threads, "thread counts, comma-separated")->capture_default_str();
   CLI::Option* dtype_opt =
-      cmd->add_option("--dtype", o->dtype, "f32 | bf16 (weights; f32 activations) | i8 (cuda: f16 | bf16 | i8)")
+      cmd->add_option("--dtype", o->dtype,
+                      "f32 | bf16 (weights; f32 activations) | i8 (cuda: f16 | bf16 | i8)")
           ->capture_default_str();
   cmd->add_option("--json", o->json, "also write the results as a JSON list to this file");
   cmd->add_option("--min-seconds", o->min_seconds, "time each case at least this long")
