@@ -1,23 +1,14 @@
 #include "engine/conv_onednn.h"
 
-#include <dnnl.hpp>
 #include <map>
 #include <mutex>
 
+#include "engine/onednn_context.h"
 #include "util/error.h"
 
 namespace sparse24::engine {
 
 namespace {
-
-struct Context {
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  dnnl::stream stream{engine};
-};
-Context& context() {
-  static Context c;
-  return c;
-}
 
 dnnl::memory::format_tag plain_tag(size_t rank) {
   using tag = dnnl::memory::format_tag;
@@ -48,7 +39,6 @@ struct OnednnConv::Impl {
     if (auto it = cache.find(key); it != cache.end()) return it->second;
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
-    Context& c = context();
     const auto& w = s.window;
     dnnl::memory::dims src_dims = {s.batch, s.in_channels}, dst_dims = {s.batch, s.out_channels};
     src_dims.insert(src_dims.end(), w.in.begin(), w.in.end());
@@ -69,10 +59,10 @@ struct OnednnConv::Impl {
       po.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(po);
-    dnnl::convolution_forward::primitive_desc pd(d, attr, c.engine);
+    dnnl::convolution_forward::primitive_desc pd(d, attr, onednn_engine());
     Prepared p{dnnl::convolution_forward(pd),
-               dnnl::memory(pd.weights_desc(), c.engine),
-               dnnl::memory(bias_md, c.engine),
+               dnnl::memory(pd.weights_desc(), onednn_engine()),
+               dnnl::memory(bias_md, onednn_engine()),
                dnnl::memory::desc(src_dims, dt::f32, plain_tag(rank)),
                dnnl::memory::desc(dst_dims, dt::f32, plain_tag(rank)),
                pd.src_desc(),
@@ -81,11 +71,11 @@ struct OnednnConv::Impl {
                          rank == 3   ? tag::oiw
                          : rank == 4 ? tag::oihw
                                      : tag::oidhw},
-                        c.engine, const_cast<float*>(oihw.data<float>()));
-    dnnl::reorder(user_w, p.weights).execute(c.stream, user_w, p.weights);
+                        onednn_engine(), const_cast<float*>(oihw.data<float>()));
+    dnnl::reorder(user_w, p.weights).execute(onednn_stream(), user_w, p.weights);
     float* b = static_cast<float*>(p.bias.get_data_handle());
     for (int64_t o = 0; o < s.out_channels; ++o) b[o] = bias.empty() ? 0.0f : bias[size_t(o)];
-    c.stream.wait();
+    onednn_stream().wait();
     return cache.emplace(key, std::move(p)).first->second;
   }
 };
@@ -106,19 +96,19 @@ OnednnConv::~OnednnConv() = default;
 void OnednnConv::run(const ops::ConvShape& s, const float* x, float* y) const {
   try {
     const Prepared& p = impl_->prepare(s);
-    Context& c = context();
-    dnnl::memory src_user(p.src_user, c.engine, const_cast<float*>(x)), dst_user(p.dst_user, c.engine, y);
+    dnnl::memory src_user(p.src_user, onednn_engine(), const_cast<float*>(x)),
+        dst_user(p.dst_user, onednn_engine(), y);
     dnnl::memory src = src_user, dst = dst_user;
     if (p.src_md != p.src_user) {
-      src = dnnl::memory(p.src_md, c.engine);
-      dnnl::reorder(src_user, src).execute(c.stream, src_user, src);
+      src = dnnl::memory(p.src_md, onednn_engine());
+      dnnl::reorder(src_user, src).execute(onednn_stream(), src_user, src);
     }
-    if (p.dst_md != p.dst_user) dst = dnnl::memory(p.dst_md, c.engine);
+    if (p.dst_md != p.dst_user) dst = dnnl::memory(p.dst_md, onednn_engine());
     p.prim.execute(
-        c.stream,
+        onednn_stream(),
         {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, p.weights}, {DNNL_ARG_BIAS, p.bias}, {DNNL_ARG_DST, dst}});
-    if (p.dst_md != p.dst_user) dnnl::reorder(dst, dst_user).execute(c.stream, dst, dst_user);
-    c.stream.wait();
+    if (p.dst_md != p.dst_user) dnnl::reorder(dst, dst_user).execute(onednn_stream(), dst, dst_user);
+    onednn_stream().wait();
   } catch (const dnnl::error& e) {
     fail("oneDNN convolution failed: {}", e.what());
   }

@@ -283,33 +283,8 @@ void reshape_forward(const Node& node, const OpInputs<T>& in, std::span<Buf<T>> 
                      const ForwardMode&) {
   const Buf<T>& x = input(node, in, 0);
   if (in.constants.size() < 2 || !in.constants[1]) cannot_train(node, "its shape input is not a constant");
-  std::vector<int64_t> shape = engine::ops::read_int_list(node, *in.constants[1], "shape");
-  const bool allowzero = node.attrs.get_int("allowzero", 0) != 0;
-  int infer = -1;
-  int64_t known = 1;
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (shape[i] == 0 && !allowzero) {
-      if (i >= size_t(x.rank()))
-        fail("node '{}' (Reshape): shape[{}] = 0 copies a missing dim", node.name, i);
-      shape[i] = x.shape[i];
-    }
-    if (shape[i] == -1) {
-      if (infer >= 0) fail("node '{}' (Reshape): more than one -1 in shape", node.name);
-      infer = int(i);
-    } else if (shape[i] < 0) {
-      fail("node '{}' (Reshape): invalid dim {} in shape", node.name, shape[i]);
-    } else {
-      known *= shape[i];
-    }
-  }
-  if (infer >= 0) {
-    if (known == 0 || x.numel() % known != 0)
-      fail("node '{}' (Reshape): cannot infer the -1 dim of {} from {} elements", node.name, shape_str(shape),
-           x.numel());
-    shape[size_t(infer)] = x.numel() / known;
-  }
-  if (shape_numel(shape) != x.numel())
-    fail("node '{}' (Reshape): {} elements cannot take shape {}", node.name, x.numel(), shape_str(shape));
+  const std::vector<int64_t> shape =
+      engine::ops::reshape_target(node, x.shape, engine::ops::read_int_list(node, *in.constants[1], "shape"));
   reshape_to(x, shape, out[0]);
 }
 

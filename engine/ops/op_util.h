@@ -60,6 +60,11 @@ struct WindowGeometry {
   int rank() const { return int(in.size()); }
 };
 
+/// Reshape's target shape: 0 copies the input dim (unless the node's allowzero), one -1 is inferred; throws
+/// Error naming the node when the element counts cannot match.
+std::vector<int64_t> reshape_target(const Node& node, const std::vector<int64_t>& in_shape,
+                                    std::vector<int64_t> shape);
+
 /// Reads strides, dilations, pads / auto_pad (and ceil_mode when `allow_ceil`) for a window of size `kernel`
 /// over the spatial sizes `in`; throws Error naming the node on bad attributes or an empty output.
 WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in,

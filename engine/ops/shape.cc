@@ -71,18 +71,18 @@ void run_flatten(const Node& node, std::span<const Tensor* const> in, std::span<
   out[0] = x.reshaped({dims_product(x.shape(), 0, axis), dims_product(x.shape(), axis, x.rank())});
 }
 
-void run_reshape(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
-  const Tensor& x = required_input(node, in, 0);
-  std::vector<int64_t> shape = read_int_list(node, required_input(node, in, 1), "shape");
+std::vector<int64_t> reshape_target(const Node& node, const std::vector<int64_t>& in_shape,
+                                    std::vector<int64_t> shape) {
   const bool allowzero = node.attrs.get_int("allowzero", 0) != 0;
+  const int64_t numel = shape_numel(in_shape);
   int infer = -1;
   int64_t known = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == 0 && !allowzero) {
-      if (i >= size_t(x.rank()))
+      if (i >= in_shape.size())
         fail("node '{}' (Reshape): shape[{}] = 0 copies a dim the input (rank {}) lacks", node.name, i,
-             x.rank());
-      shape[i] = x.shape()[i];
+             in_shape.size());
+      shape[i] = in_shape[i];
     }
     if (shape[i] == -1) {
       if (infer >= 0) fail("node '{}' (Reshape): more than one -1 in shape", node.name);
@@ -94,15 +94,21 @@ void run_reshape(const Node& node, std::span<const Tensor* const> in, std::span<
     }
   }
   if (infer >= 0) {
-    if (known == 0 || x.numel() % known != 0)
-      fail("node '{}' (Reshape): cannot infer the -1 dim: {} elements into {}", node.name, x.numel(),
+    if (known == 0 || numel % known != 0)
+      fail("node '{}' (Reshape): cannot infer the -1 dim: {} elements into {}", node.name, numel,
            shape_str(shape));
-    shape[size_t(infer)] = x.numel() / known;
+    shape[size_t(infer)] = numel / known;
   }
-  if (shape_numel(shape) != x.numel())
-    fail("node '{}' (Reshape): cannot reshape {} ({} elements) to {}", node.name, shape_str(x.shape()),
-         x.numel(), shape_str(shape));
-  out[0] = x.reshaped(shape);
+  if (shape_numel(shape) != numel)
+    fail("node '{}' (Reshape): cannot reshape {} ({} elements) to {}", node.name, shape_str(in_shape), numel,
+         shape_str(shape));
+  return shape;
+}
+
+void run_reshape(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
+  const Tensor& x = required_input(node, in, 0);
+  out[0] =
+      x.reshaped(reshape_target(node, x.shape(), read_int_list(node, required_input(node, in, 1), "shape")));
 }
 
 void run_transpose(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
