@@ -19,7 +19,7 @@ using reference::Activation;
 
 /// How a linear layer computes.
 enum class Tactic : uint8_t {
-  dense_blas,    ///< ops::blas_sgemm: OpenBLAS sgemv for M = 1, oneDNN sgemm otherwise, split over the threads
+  dense_blas,  ///< ops::blas_sgemm: OpenBLAS sgemv for M = 1, oneDNN sgemm otherwise, split over the threads
   sparse24_cpu,  ///< sparse24's 2:4 CPU kernels (kernels/cpu)
   dense_onednn,  ///< oneDNN matmul (weights in its blocked layout)
 };

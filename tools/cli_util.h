@@ -1,9 +1,8 @@
 #pragma once
 // Small helpers the CLI commands share: aligned tables, sizes, JSON files.
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

@@ -15,8 +15,9 @@ namespace sparse24::engine::ops {
 
 namespace {
 
-// One product on the calling thread: OpenBLAS sgemv for a single row or column (the fastest GEMV here), oneDNN's
-// sgemm otherwise (OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512 EPYCs: measured 2x slower than oneDNN).
+// One product on the calling thread: OpenBLAS sgemv for a single row or column (the fastest GEMV here),
+// oneDNN's sgemm otherwise (OpenBLAS 0.3.21 runs its AVX2 kernels on AVX-512 EPYCs: measured 2x slower than
+// oneDNN).
 void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const auto bi = [](int64_t v) { return blasint(v); };

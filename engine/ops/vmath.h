@@ -99,7 +99,8 @@ inline float verf(float x) {
 inline float vgelu(float x) {
   const float z = std::fabs(x) * float(1.0 / std::numbers::sqrt2);
   const float t = 1.0f / (1.0f + 0.3275911f * z);
-  const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  const float poly =
+      t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
   const float half_erfc = 0.5f * poly * vexp(-z * z);  // Φ(-|x|)
   return x * blend(x >= 0.0f, 1.0f - half_erfc, half_erfc);
 }
