@@ -43,27 +43,6 @@ void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
   if (status != dnnl_success) fail("oneDNN sgemm {} x {} x {} failed (status {})", M, N, K, int(status));
 }
 
-// Spatial sizes padded to three dims (leading dims of size 1, kernel 1, no padding).
-struct Dims3 {
-  std::array<int64_t, 3> in, k, s, d, pb, out;
-};
-
-Dims3 dims3(const WindowGeometry& g) {
-  Dims3 r;
-  const int lead = 3 - g.rank();
-  for (int i = 0; i < 3; ++i) {
-    const bool real = i >= lead;
-    const size_t j = size_t(real ? i - lead : 0);
-    r.in[size_t(i)] = real ? g.in[j] : 1;
-    r.k[size_t(i)] = real ? g.kernel[j] : 1;
-    r.s[size_t(i)] = real ? g.strides[j] : 1;
-    r.d[size_t(i)] = real ? g.dilations[j] : 1;
-    r.pb[size_t(i)] = real ? g.pads_begin[j] : 0;
-    r.out[size_t(i)] = real ? g.out[j] : 1;
-  }
-  return r;
-}
-
 // A 1x1 kernel with stride 1 and no padding: the input itself is the patch (or column) matrix.
 bool is_pointwise(const WindowGeometry& w) {
   bool pointwise = true;
@@ -140,7 +119,7 @@ Tensor conv_weight_canonical(const Tensor& w) {
 
 void im2col_rows(const ConvShape& shape, const float* x_nhwc, int64_t group, int64_t row0, int64_t rows,
                  float* patches) {
-  const Dims3 d = dims3(shape.window);
+  const Window3 d = to_window3(shape.window);
   const int64_t channels = shape.in_channels, icg = channels / shape.groups, K = shape.K();
   const int64_t out_pixels = shape.out_pixels(), in_pixels = shape.in_pixels();
 #pragma omp parallel for if (rows * K >= kParallelMinElements)
@@ -222,7 +201,7 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
 
 void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* w, const float* bias,
                            float* y) {
-  const Dims3 d = dims3(shape.window);
+  const Window3 d = to_window3(shape.window);
   const int64_t oc_total = shape.out_channels, per_channel = oc_total / shape.groups;
   const int64_t in_pixels = shape.in_pixels(), out_pixels = shape.out_pixels(), kvol = shape.kernel_volume();
   const int64_t planes = shape.batch * oc_total;

@@ -238,4 +238,21 @@ WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in,
   return g;
 }
 
+Window3 to_window3(const WindowGeometry& g) {
+  Window3 w;
+  const int lead = 3 - g.rank();
+  for (int i = 0; i < 3; ++i) {
+    const bool real = i >= lead;
+    const size_t j = size_t(real ? i - lead : 0), o = size_t(i);
+    w.in[o] = real ? g.in[j] : 1;
+    w.k[o] = real ? g.kernel[j] : 1;
+    w.s[o] = real ? g.strides[j] : 1;
+    w.d[o] = real ? g.dilations[j] : 1;
+    w.pb[o] = real ? g.pads_begin[j] : 0;
+    w.pe[o] = real ? g.pads_end[j] : 0;
+    w.out[o] = real ? g.out[j] : 1;
+  }
+  return w;
+}
+
 }  // namespace sparse24::engine::ops

@@ -65,6 +65,14 @@ struct WindowGeometry {
 std::vector<int64_t> reshape_target(const Node& node, const std::vector<int64_t>& in_shape,
                                     std::vector<int64_t> shape);
 
+/// A window geometry of 1 to 3 spatial dims seen as 3 dims: the missing leading dims have size 1, kernel 1,
+/// stride 1 and no padding, so one loop nest serves 1-D, 2-D and 3-D convolution and pooling.
+struct Window3 {
+  std::array<int64_t, 3> in, k, s, d, pb, pe, out;
+};
+/// The 3-dim view of g.
+Window3 to_window3(const WindowGeometry& g);
+
 /// Reads strides, dilations, pads / auto_pad (and ceil_mode when `allow_ceil`) for a window of size `kernel`
 /// over the spatial sizes `in`; throws Error naming the node on bad attributes or an empty output.
 WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in,

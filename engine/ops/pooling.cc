@@ -12,30 +12,10 @@ namespace sparse24::engine::ops {
 namespace {
 
 // Pools run on three spatial dims; 1-D and 2-D inputs get leading dims of size 1 (kernel 1, no padding).
-struct Pool3 {
-  std::array<int64_t, 3> in, k, s, d, pb, pe, out;
-};
-
-Pool3 to_pool3(const WindowGeometry& g) {
-  Pool3 p;
-  const int lead = 3 - g.rank();
-  for (int i = 0; i < 3; ++i) {
-    const bool real = i >= lead;
-    const size_t j = size_t(real ? i - lead : 0);
-    p.in[size_t(i)] = real ? g.in[j] : 1;
-    p.k[size_t(i)] = real ? g.kernel[j] : 1;
-    p.s[size_t(i)] = real ? g.strides[j] : 1;
-    p.d[size_t(i)] = real ? g.dilations[j] : 1;
-    p.pb[size_t(i)] = real ? g.pads_begin[j] : 0;
-    p.pe[size_t(i)] = real ? g.pads_end[j] : 0;
-    p.out[size_t(i)] = real ? g.out[j] : 1;
-  }
-  return p;
-}
 
 struct PoolSetup {
   WindowGeometry geometry;
-  Pool3 p;
+  Window3 p;
   std::vector<int64_t> out_shape;
   int64_t planes = 0;  // batch · channels
 };
@@ -52,7 +32,7 @@ PoolSetup setup_pool(const Node& node, const Tensor& x) {
          spatial);
   PoolSetup s;
   s.geometry = window_geometry(node, {x.shape().begin() + 2, x.shape().end()}, kernel, true);
-  s.p = to_pool3(s.geometry);
+  s.p = to_window3(s.geometry);
   s.out_shape = {x.dim(0), x.dim(1)};
   s.out_shape.insert(s.out_shape.end(), s.geometry.out.begin(), s.geometry.out.end());
   s.planes = x.dim(0) * x.dim(1);
@@ -65,7 +45,7 @@ struct TapRanges {
   std::array<std::vector<int64_t>, 3> begin, lo, hi;
 };
 
-TapRanges tap_ranges(const Pool3& p) {
+TapRanges tap_ranges(const Window3& p) {
   TapRanges r;
   for (size_t i = 0; i < 3; ++i)
     for (int64_t o = 0; o < p.out[i]; ++o) {
@@ -92,7 +72,7 @@ int64_t taps_within(int64_t begin, int64_t kernel, int64_t dilation, int64_t lo,
 }
 
 // MaxPool with its Indices output: output by output, remembering where the maximum was.
-void max_pool_with_indices(const Pool3& p, const TapRanges& t, int64_t planes, int64_t storage_order,
+void max_pool_with_indices(const Window3& p, const TapRanges& t, int64_t planes, int64_t storage_order,
                            const float* src, float* dst, int64_t* indices) {
   const int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
 #pragma omp parallel for if (planes * out_plane * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
@@ -136,7 +116,7 @@ void max_pool_with_indices(const Pool3& p, const TapRanges& t, int64_t planes, i
 // column it reaches, a run the compiler vectorises. Each output still sees its taps in (k0, k1, k2) order,
 // so sums come out as a per-output loop would give them. Max pooling starts from -inf, average from 0.
 template <bool kMax>
-void pool_rows(const Pool3& p, const TapRanges& t, int64_t planes, const float* src, float* dst) {
+void pool_rows(const Window3& p, const TapRanges& t, int64_t planes, const float* src, float* dst) {
   std::vector<int64_t> lo2, hi2,
       shift2;  // per k2: outputs [lo, hi) whose input column o2·s + shift is inside
   for (int64_t k2 = 0; k2 < p.k[2]; ++k2) {
@@ -203,7 +183,7 @@ void run_max_pool(const Node& node, std::span<const Tensor* const> in, std::span
 void run_average_pool(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   const Tensor& x = required_input(node, in, 0);
   PoolSetup s = setup_pool(node, x);
-  const Pool3& p = s.p;
+  const Window3& p = s.p;
   const bool count_include_pad = node.attrs.get_int("count_include_pad", 0) != 0;
   out[0] = Tensor(DType::f32, s.out_shape);
   const TapRanges t = tap_ranges(p);

@@ -22,4 +22,19 @@ bool cuda_device_available(std::string* why_not) {
   return true;
 }
 
+cudaDataType cuda_data_type(DType t) {
+  switch (t) {
+    case DType::f16:
+      return CUDA_R_16F;
+    case DType::bf16:
+      return CUDA_R_16BF;
+    case DType::i8:
+      return CUDA_R_8I;
+    case DType::i32:
+      return CUDA_R_32I;
+    default:
+      return CUDA_R_32F;
+  }
+}
+
 }  // namespace sparse24::cuda

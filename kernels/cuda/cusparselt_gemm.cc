@@ -1,25 +1,11 @@
 #include "kernels/cuda/cusparselt_gemm.h"
 
+#include "kernels/cuda/cuda_check.h"
 #include "util/error.h"
 
 namespace sparse24::cuda {
 
 namespace {
-
-cudaDataType cuda_type(DType t) {
-  switch (t) {
-    case DType::f16:
-      return CUDA_R_16F;
-    case DType::bf16:
-      return CUDA_R_16BF;
-    case DType::i8:
-      return CUDA_R_8I;
-    case DType::i32:
-      return CUDA_R_32I;
-    default:
-      return CUDA_R_32F;
-  }
-}
 
 // cuSPARSELt wants 16-byte aligned operands (cudaMalloc gives 256).
 constexpr uint32_t kAlignment = 16;
@@ -93,8 +79,9 @@ void CusparseltGemm::initialize(const Tensor& weight, DType output, cudaStream_t
   DeviceBuffer dense(weight.nbytes());
   dense.upload(weight.bytes(), weight.nbytes(), stream);
   cslt::MatDescriptor a{};
-  S24_CSLT_CHECK(api_->StructuredDescriptorInit(&handle_, &a, n_, k_, k_, kAlignment, cuda_type(operand_),
-                                                cslt::kOrderRow, cslt::kSparsity50Percent));
+  S24_CSLT_CHECK(api_->StructuredDescriptorInit(&handle_, &a, n_, k_, k_, kAlignment,
+                                                cuda_data_type(operand_), cslt::kOrderRow,
+                                                cslt::kSparsity50Percent));
   struct DescriptorGuard {
     const cslt::Api* api;
     cslt::MatDescriptor* d;
@@ -127,14 +114,15 @@ void CusparseltGemm::prepare(int64_t m, const void* x, void* y, cudaStream_t str
   p->api = api_;
   // Y[m][n] row-major is column-major D[n][m] = A · B with A = W[n][k] row-major (the 2:4 operand) and
   // B = Xᵀ, i.e. X[m][k] row-major read as a column-major k x m matrix: no transposes, no copies.
-  S24_CSLT_CHECK(api_->StructuredDescriptorInit(&handle_, &p->a, n_, k_, k_, kAlignment, cuda_type(operand_),
-                                                cslt::kOrderRow, cslt::kSparsity50Percent));
+  S24_CSLT_CHECK(api_->StructuredDescriptorInit(&handle_, &p->a, n_, k_, k_, kAlignment,
+                                                cuda_data_type(operand_), cslt::kOrderRow,
+                                                cslt::kSparsity50Percent));
   p->a_ok = true;
-  S24_CSLT_CHECK(api_->DenseDescriptorInit(&handle_, &p->b, k_, m, k_, kAlignment, cuda_type(operand_),
+  S24_CSLT_CHECK(api_->DenseDescriptorInit(&handle_, &p->b, k_, m, k_, kAlignment, cuda_data_type(operand_),
                                            cslt::kOrderCol));
   p->b_ok = true;
-  S24_CSLT_CHECK(
-      api_->DenseDescriptorInit(&handle_, &p->c, n_, m, n_, kAlignment, cuda_type(output_), cslt::kOrderCol));
+  S24_CSLT_CHECK(api_->DenseDescriptorInit(&handle_, &p->c, n_, m, n_, kAlignment, cuda_data_type(output_),
+                                           cslt::kOrderCol));
   p->c_ok = true;
   const cslt::ComputeType compute = operand_ == DType::i8 ? cslt::kCompute32I : cslt::kCompute32F;
   S24_CSLT_CHECK(api_->MatmulDescriptorInit(&handle_, &p->matmul, cslt::kOpNonTranspose,

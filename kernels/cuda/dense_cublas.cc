@@ -2,6 +2,7 @@
 
 #include <cublas_v2.h>
 
+#include "kernels/cuda/cuda_check.h"
 #include "util/error.h"
 
 namespace sparse24::cuda {
@@ -12,21 +13,6 @@ void check_cublas(cublasStatus_t status, const char* call) {
   if (status != CUBLAS_STATUS_SUCCESS) fail("{}: {}", call, cublasGetStatusString(status));
 }
 #define S24_CUBLAS_CHECK(call) check_cublas((call), #call)
-
-cudaDataType cuda_type(DType t) {
-  switch (t) {
-    case DType::f16:
-      return CUDA_R_16F;
-    case DType::bf16:
-      return CUDA_R_16BF;
-    case DType::i8:
-      return CUDA_R_8I;
-    case DType::i32:
-      return CUDA_R_32I;
-    default:
-      return CUDA_R_32F;
-  }
-}
 
 }  // namespace
 
@@ -60,8 +46,9 @@ void CublasDenseGemm::run(int64_t m, int64_t n, int64_t k, DType operand, DType 
   } else {
     const float alpha = 1.0f, beta = 0.0f;
     S24_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, w,
-                                  cuda_type(operand), int(k), x, cuda_type(operand), int(k), &beta, y,
-                                  cuda_type(output), int(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                  cuda_data_type(operand), int(k), x, cuda_data_type(operand), int(k), &beta,
+                                  y, cuda_data_type(output), int(n), CUBLAS_COMPUTE_32F,
+                                  CUBLAS_GEMM_DEFAULT));
   }
 }
 
