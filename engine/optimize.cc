@@ -309,6 +309,133 @@ void fuse_epilogues(Graph& g, OptimizeReport& rep) {
   erase_marked(g, dead);
 }
 
+// Attention as BERT exports it, per layer:
+//   q = Transpose[0,2,1,3](Reshape(Q, [0,0,H,D]))   k = Transpose[0,2,3,1](Reshape(K, ..))   v like q
+//   p = Softmax[-1](Add(Div(MatMul(q, k), c) | Mul(MatMul(q, k), c) | MatMul(q, k), mask)?)
+//   out = Reshape(Transpose[0,2,1,3](MatMul(p, v)), [0,0,H*D] | [0,0,-1])
+// becomes one FusedAttention(Q, K, V, mask) node (engine/ops/attention.cc) with attributes heads and scale.
+// Every intermediate must have no other reader.
+struct HeadSplit {
+  ValueId source = kNoValue;  // [B][S][H*D], before the Reshape
+  int64_t heads = 0, dim = 0;
+  std::vector<int> nodes;  // Reshape, Transpose
+};
+
+struct Producers {
+  std::vector<int> of;
+  explicit Producers(const Graph& g) : of(g.values.size(), -1) {
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      for (ValueId v : g.nodes[i].outputs)
+        if (v != kNoValue) of[size_t(v)] = int(i);
+  }
+  // The node producing v when its op is `op` and v has no reader besides `reader`; else -1.
+  int sole(const Graph& g, const Uses& uses, ValueId v, const char* op) const {
+    const int p = v == kNoValue ? -1 : of[size_t(v)];
+    if (p < 0 || g.nodes[size_t(p)].op != op || uses.is_output[size_t(v)] ||
+        uses.readers[size_t(v)].size() != 1)
+      return -1;
+    return p;
+  }
+};
+
+std::optional<std::vector<int64_t>> int_constant(const Graph& g, ValueId v) {
+  const Tensor* t = constant(g, v);
+  if (!t || t->dtype() != DType::i64 || t->rank() != 1) return std::nullopt;
+  return std::vector<int64_t>(t->data<int64_t>(), t->data<int64_t>() + t->numel());
+}
+
+std::optional<HeadSplit> match_head_split(const Graph& g, const Uses& uses, const Producers& prod, ValueId v,
+                                          const std::vector<int64_t>& perm) {
+  const int t = prod.sole(g, uses, v, "Transpose");
+  if (t < 0 || g.nodes[size_t(t)].attrs.get_ints("perm") != perm) return std::nullopt;
+  const int r = prod.sole(g, uses, g.nodes[size_t(t)].inputs[0], "Reshape");
+  if (r < 0 || g.nodes[size_t(r)].attrs.get_int("allowzero", 0) != 0) return std::nullopt;
+  auto shape = int_constant(g, g.nodes[size_t(r)].inputs[1]);
+  if (!shape || shape->size() != 4 || (*shape)[0] != 0 || (*shape)[1] != 0 || (*shape)[2] <= 0 ||
+      (*shape)[3] <= 0)
+    return std::nullopt;
+  return HeadSplit{g.nodes[size_t(r)].inputs[0], (*shape)[2], (*shape)[3], {r, t}};
+}
+
+int fuse_attention(Graph& g) {
+  Uses uses(g);
+  Producers prod(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  int fused = 0;
+  const std::vector<int64_t> bhsd = {0, 2, 1, 3}, bhds = {0, 2, 3, 1};
+  for (size_t si = 0; si < g.nodes.size(); ++si) {
+    const Node& softmax = g.nodes[si];
+    if (softmax.op != "Softmax") continue;
+    // Over the last axis of the rank-4 scores (before opset 13 the default axis is 1).
+    const int64_t axis = softmax.attrs.get_int("axis", softmax.opset < 13 ? 1 : -1);
+    if (axis != -1 && axis != 3) continue;
+    std::vector<int> nodes = {int(si)};
+    ValueId x = softmax.inputs[0], mask = kNoValue;
+    if (int a = prod.sole(g, uses, x, "Add"); a >= 0) {
+      // The mask is the operand that is not the scaled scores.
+      const Node& add = g.nodes[size_t(a)];
+      const int p0 = prod.of[size_t(add.inputs[0])];
+      const bool first_is_scores =
+          p0 >= 0 && (g.nodes[size_t(p0)].op == "Div" || g.nodes[size_t(p0)].op == "Mul" ||
+                      g.nodes[size_t(p0)].op == "MatMul");
+      x = first_is_scores ? add.inputs[0] : add.inputs[1];
+      mask = first_is_scores ? add.inputs[1] : add.inputs[0];
+      nodes.push_back(a);
+    }
+    float scale = 1.0f;
+    for (const char* op : {"Div", "Mul"})
+      if (int d = prod.sole(g, uses, x, op); d >= 0) {
+        auto c = as_scalar(constant(g, g.nodes[size_t(d)].inputs[1]));
+        if (!c || (std::string(op) == "Div" && *c == 0.0f)) break;
+        scale = std::string(op) == "Div" ? 1.0f / *c : *c;
+        x = g.nodes[size_t(d)].inputs[0];
+        nodes.push_back(d);
+        break;
+      }
+    const int qk = prod.sole(g, uses, x, "MatMul");
+    if (qk < 0) continue;
+    nodes.push_back(qk);
+    auto q = match_head_split(g, uses, prod, g.nodes[size_t(qk)].inputs[0], bhsd);
+    auto k = match_head_split(g, uses, prod, g.nodes[size_t(qk)].inputs[1], bhds);
+    const int pv = uses.sole_reader(softmax.outputs[0]);
+    if (!q || !k || pv < 0 || g.nodes[size_t(pv)].op != "MatMul" ||
+        g.nodes[size_t(pv)].inputs[0] != softmax.outputs[0])
+      continue;
+    auto v = match_head_split(g, uses, prod, g.nodes[size_t(pv)].inputs[1], bhsd);
+    const int merge_t = uses.sole_reader(g.nodes[size_t(pv)].outputs[0]);
+    if (!v || merge_t < 0 || g.nodes[size_t(merge_t)].op != "Transpose" ||
+        g.nodes[size_t(merge_t)].attrs.get_ints("perm") != bhsd)
+      continue;
+    const int merge_r = uses.sole_reader(g.nodes[size_t(merge_t)].outputs[0]);
+    if (merge_r < 0 || g.nodes[size_t(merge_r)].op != "Reshape" ||
+        g.nodes[size_t(merge_r)].inputs[0] != g.nodes[size_t(merge_t)].outputs[0])
+      continue;
+    const int64_t H = q->heads, D = q->dim;
+    auto merged = int_constant(g, g.nodes[size_t(merge_r)].inputs[1]);
+    if (k->heads != H || v->heads != H || k->dim != D || v->dim != D || !merged || merged->size() != 3 ||
+        (*merged)[0] != 0 || (*merged)[1] != 0 || ((*merged)[2] != H * D && (*merged)[2] != -1))
+      continue;
+    if (mask != kNoValue && (mask == q->source || mask == k->source || mask == v->source)) continue;
+    // The fused node takes the final Reshape's place: every input is produced before that point.
+    for (int n : {pv, merge_t}) nodes.push_back(n);
+    for (const HeadSplit* hs : {&*q, &*k, &*v}) nodes.insert(nodes.end(), hs->nodes.begin(), hs->nodes.end());
+    Node fusedn;
+    fusedn.name = g.nodes[size_t(pv)].name + "/fused_attention";
+    fusedn.op = "FusedAttention";
+    fusedn.opset = softmax.opset;
+    fusedn.inputs = {q->source, k->source, v->source, mask};
+    if (mask == kNoValue) fusedn.inputs.pop_back();
+    fusedn.outputs = g.nodes[size_t(merge_r)].outputs;
+    fusedn.attrs.set("heads", H);
+    fusedn.attrs.set("scale", scale);
+    for (int n : nodes) dead[size_t(n)] = true;
+    g.nodes[size_t(merge_r)] = std::move(fusedn);
+    ++fused;
+  }
+  erase_marked(g, dead);
+  return fused;
+}
+
 // Constants nothing reads any more (weights now held by linear layers, inputs of folded nodes) are dropped,
 // so neither memory nor the plan file carries them twice.
 void drop_unread_constants(Graph& g) {
@@ -325,6 +452,7 @@ OptimizeReport optimize(Graph& graph) {
   rep.folded_batchnorms = fold_batchnorm(graph);
   rep.lowered = lower_linear(graph) + lower_conv(graph);
   fuse_epilogues(graph, rep);
+  rep.fused_attention = fuse_attention(graph);
   drop_unread_constants(graph);
   return rep;
 }

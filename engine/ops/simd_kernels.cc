@@ -51,6 +51,28 @@ SPARSE24_SIMD_CLONES void softmax_row_f32(const float* x, float* y, int64_t n, b
   }
 }
 
+SPARSE24_SIMD_CLONES void attention_softmax_row_f32(float* row, const float* mask, int64_t mask_step,
+                                                    int64_t n) {
+  if (mask && mask_step == 0) {
+    const float m = mask[0];
+    for (int64_t i = 0; i < n; ++i) row[i] += m;
+  } else if (mask) {
+    for (int64_t i = 0; i < n; ++i) row[i] += mask[i];
+  }
+  float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+  for (int64_t i = 0; i < n; ++i) mx = row[i] > mx ? row[i] : mx;
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) {
+    const float e = vexp(row[i] - mx);
+    row[i] = e;
+    sum += e;
+  }
+  const float scale = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) row[i] *= scale;
+}
+
 SPARSE24_SIMD_CLONES void layer_norm_row_f32(const float* x, const float* scale, const float* bias, float* y,
                                              int64_t n, double epsilon, float* mean_out, float* inv_std_out) {
   double sum = 0;

@@ -16,6 +16,9 @@ void gelu_f32(const float* x, float* y, int64_t n);
 void sigmoid_f32(const float* x, float* y, int64_t n);
 /// Softmax (or log-softmax) of one contiguous row of n values.
 void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax);
+/// In place, one row of attention probabilities: row = softmax(row + mask), mask read at mask[j * mask_step]
+/// (mask_step 0 broadcasts one value; mask may be null). Sums in float: rows are key lengths, short enough.
+void attention_softmax_row_f32(float* row, const float* mask, int64_t mask_step, int64_t n);
 /// One row of layer normalisation: y = (x - mean) / sqrt(var + eps) · scale (+ bias; bias may be null).
 /// Mean and variance are accumulated in double. Returns the mean and 1/sqrt(var + eps) through the pointers.
 void layer_norm_row_f32(const float* x, const float* scale, const float* bias, float* y, int64_t n,

@@ -74,6 +74,8 @@ def test_plan_file_runs_like_the_model(sparse24, tmp_path, case):
     plan = tmp_path / f"{case}.plan"
     p = sparse24("build", model_path, "-o", plan, "--sparsity", "force", "--batch", "2", "--seq", "12")
     assert "2:4" in p.stdout
+    if case == "transformer":  # both layers' attention runs as one FusedAttention node each
+        assert "2 attention blocks fused" in p.stdout, p.stdout
     # f32 2:4 weights are stored compressed: values half, metadata 1/32 of their dense bytes (47% saved).
     dense_plan = tmp_path / f"{case}_dense.plan"
     sparse24("build", model_path, "-o", dense_plan, "--sparsity", "disable", "--batch", "2", "--seq", "12")
