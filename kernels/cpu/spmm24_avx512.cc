@@ -241,13 +241,13 @@ inline __m512 broadcast_value(const uint16_t* p) {
   return _mm512_set1_ps(bf16_to_f32(*p));
 }
 
-// Channels lane0..lane0+3 of one tile over groups [g0, g0+ng) for panel rows m0..m0+rows-1. Sums start at
-// zero or from `partial` ([4][64]); the last K block writes Y (bias, activation) instead of `partial`.
+// Channels lane0..lane0+3 of one tile over groups [g0, g0+ng), for the 64 panel rows. Sums start at zero
+// or from `partial` ([4][64]) and end there; store_panel_tile writes Y once the tile's K is done.
 // `prefetch` (or null) asks to pull in the same K slice of the next tile: slices of consecutive tiles lie a
 // whole tile apart, too far for the hardware prefetchers.
 template <typename VT, int Lane0>
-void panel_micro(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t tile, int64_t g0, int64_t ng,
-                 const float* xt, float* partial, bool first, bool last, bool prefetch) {
+void panel_micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, const float* xt, float* partial,
+                 bool first, bool prefetch) {
   constexpr int NR = kPanelNr, lane0 = Lane0;
   const Packed24& W = *a.W;
   __m512 acc[NR][kPanelVecs];
@@ -278,34 +278,43 @@ void panel_micro(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t tile, in
           acc[r][v] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * v), acc[r][v]);
       }
   }
-  if (!last) {
-    for (int r = 0; r < NR; ++r)
-      for (int v = 0; v < kPanelVecs; ++v) _mm512_store_ps(partial + r * kPanelRows + 16 * v, acc[r][v]);
-    return;
+  for (int r = 0; r < NR; ++r)
+    for (int v = 0; v < kPanelVecs; ++v) _mm512_store_ps(partial + r * kPanelRows + 16 * v, acc[r][v]);
+}
+
+// Writes rows m0..m0+rows-1 (at most 16) of one finished tile: block[c * 64 + i] holds channel c, row i.
+// The 16x16 block is transposed in registers, so each row of Y gets one 64-byte store, bias and activation.
+void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t tile, const float* block) {
+  const __mmask16 nmask = __mmask16(valid_lanes(*a.W, tile));
+  const int64_t n0 = tile * kTileRows;
+  const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(nmask, a.bias + n0) : _mm512_setzero_ps();
+  // b[4q + j] lane L: row 4L + j, channels 4q..4q+3.
+  __m512 b[16];
+  for (int q = 0; q < 4; ++q) {
+    const float* p = block + 4 * q * kPanelRows;
+    transpose_4x4_lanes(_mm512_load_ps(p), _mm512_load_ps(p + kPanelRows), _mm512_load_ps(p + 2 * kPanelRows),
+                        _mm512_load_ps(p + 3 * kPanelRows), b + 4 * q);
   }
-  const int64_t n0 = tile * kTileRows + lane0;
-  if (n0 >= W.rows) return;
-  const __mmask8 nmask = __mmask8((1u << std::min<int64_t>(NR, W.rows - n0)) - 1u);
-  const __m128 bias = a.bias ? _mm_maskz_loadu_ps(nmask, a.bias + n0) : _mm_setzero_ps();
-  for (int v = 0; v < kPanelVecs; ++v) {
-    __m512 u[4];
-    transpose_4x4_lanes(acc[0][v], acc[1][v], acc[2][v], acc[3][v], u);
-    for (int lane = 0; lane < 4; ++lane)
-      for (int q = 0; q < 4; ++q) {
-        const int64_t i = 16 * v + 4 * lane + q;
-        if (i >= rows) continue;
-        __m128 y = _mm512_extractf32x4_ps(u[q], 0);
-        if (lane == 1) y = _mm512_extractf32x4_ps(u[q], 1);
-        if (lane == 2) y = _mm512_extractf32x4_ps(u[q], 2);
-        if (lane == 3) y = _mm512_extractf32x4_ps(u[q], 3);
-        if (a.bias) y = _mm_add_ps(y, bias);
-        if (a.act == Activation::relu) y = _mm_max_ps(y, _mm_setzero_ps());
-        float* out = a.Y + (m0 + i) * a.ldy + n0;
-        _mm_mask_storeu_ps(out, nmask, y);
-        if (a.act == Activation::gelu)
-          for (int r = 0; r < NR; ++r)
-            if (nmask >> r & 1) out[r] = gelu_erf(out[r]);
-      }
+  for (int j = 0; j < 4; ++j) {
+    const __m512 u0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x44),
+                 u1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xEE);
+    const __m512 u2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x44),
+                 u3 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xEE);
+    const __m512 z[4] = {_mm512_shuffle_f32x4(u0, u2, 0x88), _mm512_shuffle_f32x4(u0, u2, 0xDD),
+                         _mm512_shuffle_f32x4(u1, u3, 0x88), _mm512_shuffle_f32x4(u1, u3, 0xDD)};
+    for (int L = 0; L < 4; ++L) {
+      const int64_t i = 4 * L + j;
+      if (i >= rows) continue;
+      __m512 y = z[L];
+      if (a.bias) y = _mm512_add_ps(y, bias);
+      if (a.act == Activation::relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+      float* out = a.Y + (m0 + i) * a.ldy + n0;
+      if (nmask == 0xffff)
+        _mm512_storeu_ps(out, y);
+      else
+        _mm512_mask_storeu_ps(out, nmask, y);
+      if (a.act == Activation::gelu) gelu_row(out, nmask);
+    }
   }
 }
 
@@ -324,16 +333,19 @@ void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
       const int64_t ng = std::min(kPanelGroups, G - g0);
       for (int64_t t = tb; t < te; ++t) {
         float* partial = scratch.partial.data() + (t - tb) * kTileRows * kPanelRows;
-        const bool first = g0 == 0, last = g0 + ng == G;
-        panel_micro<VT, 0>(a, m0, rows, t, g0, ng, scratch.xt.data(), partial, first, last, t + 1 < te);
-        panel_micro<VT, 4>(a, m0, rows, t, g0, ng, scratch.xt.data(), partial + 4 * kPanelRows, first, last,
-                           false);
-        panel_micro<VT, 8>(a, m0, rows, t, g0, ng, scratch.xt.data(), partial + 8 * kPanelRows, first, last,
-                           false);
-        panel_micro<VT, 12>(a, m0, rows, t, g0, ng, scratch.xt.data(), partial + 12 * kPanelRows, first, last,
-                            false);
+        const bool first = g0 == 0;
+        const float* xt = scratch.xt.data();
+        panel_micro<VT, 0>(a, t, g0, ng, xt, partial, first, t + 1 < te);
+        panel_micro<VT, 4>(a, t, g0, ng, xt, partial + 4 * kPanelRows, first, false);
+        panel_micro<VT, 8>(a, t, g0, ng, xt, partial + 8 * kPanelRows, first, false);
+        panel_micro<VT, 12>(a, t, g0, ng, xt, partial + 12 * kPanelRows, first, false);
       }
     }
+    // Row block by row block, each row of Y left to right: the stores run as a few sequential streams.
+    for (int v = 0; v < kPanelVecs && 16 * v < rows; ++v)
+      for (int64_t t = tb; t < te; ++t)
+        store_tile_block(a, m0 + 16 * v, std::min<int64_t>(16, rows - 16 * v), t,
+                         scratch.partial.data() + (t - tb) * kTileRows * kPanelRows + 16 * v);
   }
 }
 
