@@ -17,7 +17,7 @@ void LinearNode::run(const Node& node, std::span<const Tensor* const> inputs,
          shape_str(x.shape()), layer->K());
   std::vector<int64_t> shape = x.shape();
   shape.back() = layer->N();
-  outputs[0] = Tensor(DType::f32, shape);
+  outputs[0] = Tensor::uninitialized(DType::f32, shape);
   const int64_t M = x.numel() / layer->K();
   if (M > 0) layer->run(M, x.data<float>(), layer->K(), outputs[0].data<float>(), layer->N());
 }
@@ -28,7 +28,7 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
   if (x.dtype() != DType::f32)
     fail("node '{}' (Conv): input is {}, expected f32", node.name, dtype_name(x.dtype()));
   ops::ConvShape shape = ops::conv_shape(node, x.shape(), weight_shape);
-  outputs[0] = Tensor(DType::f32, shape.output_shape());
+  outputs[0] = Tensor::uninitialized(DType::f32, shape.output_shape());
   const LinearLayer& l = *layer;
   if (l.tactic() == Tactic::dense_onednn) {
     std::call_once(onednn_once_, [&] {

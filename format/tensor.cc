@@ -25,6 +25,16 @@ Tensor::Tensor(DType dtype, std::vector<int64_t> shape) : dtype_(dtype), shape_(
   storage_.assign(size_t(numel()) * dtype_size(dtype_), std::byte{0});
 }
 
+Tensor Tensor::uninitialized(DType dtype, std::vector<int64_t> shape) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  for (int64_t d : t.shape_)
+    if (d < 0) fail("negative dimension in shape {}", shape_str(t.shape_));
+  t.storage_.resize(size_t(t.numel()) * dtype_size(dtype));
+  return t;
+}
+
 float Tensor::get(int64_t i) const {
   switch (dtype_) {
     case DType::f32:

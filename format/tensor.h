@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "format/dtype.h"
@@ -28,6 +29,26 @@ struct AlignedAllocator {
   }
 };
 
+/// AlignedAllocator whose resize() leaves new elements uninitialised (value-initialisation still zeroes).
+template <typename T>
+struct DefaultInitAllocator : AlignedAllocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  DefaultInitAllocator() = default;
+  template <typename U>
+  DefaultInitAllocator(const DefaultInitAllocator<U>&) {}
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
 /// Byte buffer with 64-byte alignment.
 using AlignedBytes = std::vector<std::byte, AlignedAllocator<std::byte>>;
 
@@ -42,6 +63,9 @@ class Tensor {
   Tensor() = default;
   /// Zero-filled tensor.
   Tensor(DType dtype, std::vector<int64_t> shape);
+  /// Tensor whose elements are left unset, for an op that writes every one of them: large activations
+  /// then cost no zero-filling pass over memory.
+  static Tensor uninitialized(DType dtype, std::vector<int64_t> shape);
 
   DType dtype() const { return dtype_; }
   const std::vector<int64_t>& shape() const { return shape_; }
@@ -76,7 +100,7 @@ class Tensor {
  private:
   DType dtype_ = DType::f32;
   std::vector<int64_t> shape_;
-  AlignedBytes storage_;
+  std::vector<std::byte, DefaultInitAllocator<std::byte>> storage_;
 };
 
 }  // namespace sparse24

@@ -78,7 +78,7 @@ void run_softmax_family(const Node& node, std::span<const Tensor* const> in, std
   const int64_t outer = dims_product(x.shape(), 0, axis);
   const int64_t n = per_axis ? x.shape()[size_t(axis)] : dims_product(x.shape(), axis, rank);
   const int64_t inner = per_axis ? dims_product(x.shape(), axis + 1, rank) : 1;
-  out[0] = Tensor(DType::f32, x.shape());
+  out[0] = Tensor::uninitialized(DType::f32, x.shape());
   const float* src = x.data<float>();
   float* dst = out[0].data<float>();
   const int64_t rows = outer * inner;

@@ -55,7 +55,7 @@ void run_fused_attention(const Node& node, std::span<const Tensor* const> in, st
     require_dtype(node, *mask, {DType::f32}, "mask");
     ms = mask_strides(node, *mask, {B, H, S, T});
   }
-  out[0] = Tensor(DType::f32, {B, S, E});
+  out[0] = Tensor::uninitialized(DType::f32, {B, S, E});
   if (B * S * E == 0) return;
   const float* pq = q.data<float>();
   const float* pk = k.data<float>();

@@ -123,7 +123,7 @@ void run_arith(const Node& node, std::span<const Tensor* const> in, std::span<Te
     fail("node '{}' ({}): inputs have different dtypes ({} and {})", node.name, node.op,
          dtype_name(a.dtype()), dtype_name(b.dtype()));
   std::vector<int64_t> shape = broadcast_shapes(node, {&a.shape(), &b.shape()});
-  out[0] = Tensor(a.dtype(), shape);
+  out[0] = Tensor::uninitialized(a.dtype(), shape);
   switch (a.dtype()) {
     case DType::f32:
       arith_typed<float>(node, op, shape, a, b, out[0]);

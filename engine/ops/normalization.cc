@@ -117,7 +117,7 @@ void run_layer_normalization(const Node& node, std::span<const Tensor* const> in
 
   std::vector<int64_t> stat_shape = x.shape();
   for (int i = axis; i < rank; ++i) stat_shape[size_t(i)] = 1;
-  out[0] = Tensor(DType::f32, x.shape());
+  out[0] = Tensor::uninitialized(DType::f32, x.shape());
   float* mean_out = nullptr;
   float* inv_std_out = nullptr;
   if (out.size() > 1) mean_out = (out[1] = Tensor(DType::f32, stat_shape)).data<float>();

@@ -129,7 +129,7 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
     out_shape[size_t(i)] = x.shape()[size_t(p)];
     src_strides[size_t(i)] = in_strides[size_t(p)];
   }
-  out[0] = Tensor(x.dtype(), out_shape);
+  out[0] = Tensor::uninitialized(x.dtype(), out_shape);
   if (x.numel() == 0) return;
   // The output is written in order; each of its rows reads the input at a stride (a block copy when the last
   // axis stays last). Rows are independent, so they split across threads.
