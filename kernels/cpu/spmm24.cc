@@ -59,6 +59,29 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
   validate(kernel, args);
   if (threads <= 0) threads = omp_get_max_threads();
   const int64_t tiles = args.W->tiles;
+  // GEMM kernels at large M: whole 64-row panels per thread. Each thread then packs only its own rows of X
+  // and reuses the weights across its panels, where a split over tiles would pack every row twice. The
+  // panels are those of a one-thread run, so the results do not change.
+  constexpr int64_t kRowsPerPanel = 64;
+  const int64_t panels = (args.M + kRowsPerPanel - 1) / kRowsPerPanel;
+  if (kernel.max_m == 0 && threads > 1 && panels >= 2) {
+    const int nt = int(std::min<int64_t>(threads, panels));
+#pragma omp parallel num_threads(nt)
+    {
+      const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
+      const int64_t m0 = std::min(args.M, kRowsPerPanel * (panels * t / n));
+      const int64_t m1 = std::min(args.M, kRowsPerPanel * (panels * (t + 1) / n));
+      if (m0 < m1) {
+        Spmm24Args part = args;
+        part.M = m1 - m0;
+        const int64_t x_bytes = args.W->dtype == DType::i8 ? 1 : 4;  // int8 or f32 activations
+        part.X = static_cast<const std::byte*>(args.X) + m0 * args.ldx * x_bytes;
+        part.Y = args.Y + m0 * args.ldy;
+        kernel.fn(part, 0, tiles);
+      }
+    }
+    return;
+  }
   // Whole pairs of tiles per thread, so the kernels' two-tile blocks stay intact.
   const int64_t pairs = (tiles + 1) / 2;
   threads = int(std::min<int64_t>(threads, pairs));
