@@ -18,7 +18,13 @@ void sigmoid_f32(const float* x, float* y, int64_t n);
 void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax);
 /// In place, one row of attention probabilities: row = softmax(row + mask), mask read at mask[j * mask_step]
 /// (mask_step 0 broadcasts one value; mask may be null). Sums in float: rows are key lengths, short enough.
+/// Runs attention_softmax_row_f32_avx512 where the active ISA (kernels/cpu/isa.h) is AVX-512, else the
+/// generic clones; the two agree within 1e-6 relative.
 void attention_softmax_row_f32(float* row, const float* mask, int64_t mask_step, int64_t n);
+void attention_softmax_row_f32_generic(float* row, const float* mask, int64_t mask_step, int64_t n);
+#if defined(__x86_64__) && defined(__GNUC__)
+void attention_softmax_row_f32_avx512(float* row, const float* mask, int64_t mask_step, int64_t n);
+#endif
 /// One row of layer normalisation: y = (x - mean) / sqrt(var + eps) · scale (+ bias; bias may be null).
 /// Mean and variance are accumulated in double. Returns the mean and 1/sqrt(var + eps) through the pointers.
 void layer_norm_row_f32(const float* x, const float* scale, const float* bias, float* y, int64_t n,

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <random>
 
@@ -13,6 +14,7 @@
 #include "engine/ops/simd_kernels.h"
 #include "engine/ops/vmath.h"
 #include "graph/weights.h"
+#include "kernels/cpu/isa.h"
 #include "util/error.h"
 
 namespace sparse24::engine {
@@ -129,6 +131,44 @@ TEST(OpsVMath, DispatchedKernelsMatchScalarBitForBit) {
     const double exact = 0.5 * double(x[i]) * (1.0 + std::erf(double(x[i]) * inv_sqrt2));
     ASSERT_NEAR(gelu[i], exact, 2e-7 * std::max(1.0, std::fabs(double(x[i])))) << x[i];
     ASSERT_EQ(sigmoid[i], 1.0f / (1.0f + ops::vexp(-x[i]))) << x[i];
+  }
+}
+
+// The attention softmax row (generic clones, and the AVX-512 kernel where the CPU has it) against softmax in
+// double, with no mask, one broadcast mask value, a per-key mask holding the lowest float (padding), and NaN.
+TEST(OpsAttentionSoftmax, EveryPathMatchesDoublePrecision) {
+  using RowFn = void (*)(float*, const float*, int64_t, int64_t);
+  std::vector<std::pair<const char*, RowFn>> paths = {{"generic", ops::attention_softmax_row_f32_generic},
+                                                      {"dispatched", ops::attention_softmax_row_f32}};
+  if (cpu::cpu_supports(cpu::Isa::avx512)) paths.push_back({"avx512", ops::attention_softmax_row_f32_avx512});
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 4.0f);
+  for (const auto& [name, fn] : paths)
+    for (int64_t n : {1, 3, 15, 16, 17, 40, 128, 131})
+      for (int mask_kind = 0; mask_kind < 3; ++mask_kind) {
+        std::vector<float> x(static_cast<size_t>(n)), mask(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) {
+          x[size_t(i)] = dist(rng);
+          mask[size_t(i)] = mask_kind == 2 && i % 3 == 2 ? std::numeric_limits<float>::lowest() : 0.5f;
+        }
+        // The kernels add the mask in float; x - max (up to ~40 here) then rounds by up to 2e-6 relative.
+        std::vector<double> want(static_cast<size_t>(n));
+        double mx = -1e300, sum = 0;
+        for (int64_t i = 0; i < n; ++i)
+          mx = std::max(mx, double(mask_kind ? x[size_t(i)] + mask[size_t(i)] : x[size_t(i)]));
+        for (int64_t i = 0; i < n; ++i)
+          sum += want[size_t(i)] =
+              std::exp(double(mask_kind ? x[size_t(i)] + mask[size_t(i)] : x[size_t(i)]) - mx);
+        std::vector<float> got = x;
+        fn(got.data(), mask_kind ? mask.data() : nullptr, mask_kind == 1 ? 0 : 1, n);
+        for (int64_t i = 0; i < n; ++i)
+          ASSERT_NEAR(got[size_t(i)], want[size_t(i)] / sum, 3e-6 * want[size_t(i)] / sum + 1e-30)
+              << name << " n=" << n << " mask " << mask_kind << " i=" << i;
+      }
+  for (const auto& [name, fn] : paths) {
+    std::vector<float> x = {1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f};
+    fn(x.data(), nullptr, 0, 3);
+    for (float v : x) EXPECT_TRUE(std::isnan(v)) << name << ": NaN must spread to the whole row";
   }
 }
 
