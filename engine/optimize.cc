@@ -475,6 +475,30 @@ int fuse_attention(Graph& g) {
   return fused;
 }
 
+// Add(A, R) whose only reader is LayerNormalization(sum, Scale, B) with one output becomes one
+// AddLayerNormalization(A, R, Scale, B) node at the LayerNormalization's place.
+int fuse_add_layer_norm(Graph& g) {
+  Uses uses(g);
+  Producers prod(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  int fused = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& ln = g.nodes[i];
+    if (ln.op != "LayerNormalization" || ln.outputs.size() != 1 || ln.inputs.size() < 2) continue;
+    const int a = prod.sole(g, uses, ln.inputs[0], "Add");
+    if (a < 0 || dead[size_t(a)]) continue;
+    const Node& add = g.nodes[size_t(a)];
+    std::vector<ValueId> inputs = {add.inputs[0], add.inputs[1], ln.inputs[1],
+                                   ln.inputs.size() > 2 ? ln.inputs[2] : kNoValue};
+    ln.op = "AddLayerNormalization";
+    ln.inputs = std::move(inputs);
+    dead[size_t(a)] = true;
+    ++fused;
+  }
+  erase_marked(g, dead);
+  return fused;
+}
+
 // Constants nothing reads any more (weights now held by linear layers, inputs of folded nodes) are dropped,
 // so neither memory nor the plan file carries them twice.
 void drop_unread_constants(Graph& g) {
@@ -492,6 +516,7 @@ OptimizeReport optimize(Graph& graph) {
   rep.lowered = lower_linear(graph) + lower_conv(graph);
   fuse_epilogues(graph, rep);
   rep.fused_attention = fuse_attention(graph);
+  rep.fused_add_layer_norm = fuse_add_layer_norm(graph);
   drop_unread_constants(graph);
   return rep;
 }

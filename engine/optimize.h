@@ -2,7 +2,8 @@
 // Graph rewrites done once when a model is loaded: fold constants, fold BatchNormalization into the Conv or
 // Gemm before it, lower Gemm / MatMul / Conv with constant weights to linear layers, and fuse a following
 // bias Add and Relu / Gelu (also GELU as PyTorch exports it: x·0.5·(1+erf(x/√2))) into their epilogue, and
-// replace BERT's attention subgraph (head split, Q·Kᵀ, scale, mask, softmax, ·V, head merge) by one node.
+// replace BERT's attention subgraph (head split, Q·Kᵀ, scale, mask, softmax, ·V, head merge) by one node
+// and a residual Add feeding LayerNormalization by one node.
 #include <mutex>
 #include <string>
 #include <vector>
@@ -35,7 +36,8 @@ struct ConvLinearNode : LinearNode {
 /// What optimize() did, for reports and tests.
 struct OptimizeReport {
   int folded_constants = 0, folded_batchnorms = 0, lowered = 0, fused_bias = 0, fused_activations = 0;
-  int fused_attention = 0;  ///< attention subgraphs replaced by one FusedAttention node
+  int fused_attention = 0;       ///< attention subgraphs replaced by one FusedAttention node
+  int fused_add_layer_norm = 0;  ///< Add -> LayerNormalization pairs replaced by AddLayerNormalization
 };
 
 /// Rewrites the graph in place (see the file comment). The result computes the same outputs.

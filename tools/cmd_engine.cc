@@ -87,9 +87,10 @@ void run_build(const BuildArgs& a) {
              cpu::isa_name(m.isa), sparsity_name(m.sparsity), m.batch, m.seq);
   fmt::print(
       "graph: {} nodes after folding {} constants and {} BatchNormalizations, {} layers lowered, "
-      "{} bias and {} activations fused, {} attention blocks fused\n",
+      "{} bias and {} activations fused, {} attention blocks fused, {} Add+LayerNormalization fused\n",
       m.graph.nodes.size(), m.report.folded_constants, m.report.folded_batchnorms, m.report.lowered,
-      m.report.fused_bias, m.report.fused_activations, m.report.fused_attention);
+      m.report.fused_bias, m.report.fused_activations, m.report.fused_attention,
+      m.report.fused_add_layer_norm);
   print_layers(m);
 }
 

@@ -90,10 +90,12 @@ void run_batch_normalization(const Node& node, std::span<const Tensor* const> in
   batchnorm_apply(x, params[0], params[1], mean.data(), var.data(), epsilon, out[0]);
 }
 
-void run_layer_normalization(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
-  const Tensor& x = required_input(node, in, 0);
-  const Tensor& scale_in = required_input(node, in, 1);
-  const Tensor* bias_in = optional_input(in, 2);
+namespace {
+
+// LayerNormalization of x, or of x + residual when residual (same shape as x) is given: each row's sum is
+// formed in the output row and normalised there, so the sum never makes a trip through memory.
+void layer_norm(const Node& node, const Tensor& x, const Tensor* residual, const Tensor& scale_in,
+                const Tensor* bias_in, std::span<Tensor> out) {
   require_dtype(node, x, {DType::f32}, "input X");
   require_dtype(node, scale_in, {DType::f32}, "Scale");
   if (bias_in) require_dtype(node, *bias_in, {DType::f32}, "B");
@@ -124,13 +126,41 @@ void run_layer_normalization(const Node& node, std::span<const Tensor* const> in
   if (out.size() > 2) inv_std_out = (out[2] = Tensor(DType::f32, stat_shape)).data<float>();
   const float* src = x.data<float>();
   float* dst = out[0].data<float>();
+  const float* res = residual ? residual->data<float>() : nullptr;
 #pragma omp parallel for if (x.numel() >= kParallelMinElements && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
     float mean, inv_std;
-    layer_norm_row_f32(src + r * n, ps, pb, dst + r * n, n, epsilon, &mean, &inv_std);
+    const float* row = src + r * n;
+    if (res) {
+      float* sum = dst + r * n;
+      for (int64_t i = 0; i < n; ++i) sum[i] = row[i] + res[r * n + i];
+      row = sum;  // layer_norm_row_f32 reads each element before it writes it: in place is fine
+    }
+    layer_norm_row_f32(row, ps, pb, dst + r * n, n, epsilon, &mean, &inv_std);
     if (mean_out) mean_out[r] = mean;
     if (inv_std_out) inv_std_out[r] = inv_std;
   }
+}
+
+}  // namespace
+
+void run_layer_normalization(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
+  layer_norm(node, required_input(node, in, 0), nullptr, required_input(node, in, 1), optional_input(in, 2),
+             out);
+}
+
+// Engine-internal (optimize.cc): Add(A, R) -> LayerNormalization as one op, inputs A, R, Scale, B.
+void run_add_layer_normalization(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
+  const Tensor& a = required_input(node, in, 0);
+  const Tensor& r = required_input(node, in, 1);
+  const Tensor& scale = required_input(node, in, 2);
+  const Tensor* bias = optional_input(in, 3);
+  if (a.shape() == r.shape() && r.dtype() == DType::f32) return layer_norm(node, a, &r, scale, bias, out);
+  // Operands that broadcast: the plain Add first.
+  Tensor sum;
+  const Tensor* add_in[] = {&a, &r};
+  run_add(node, add_in, std::span<Tensor>(&sum, 1));
+  layer_norm(node, sum, nullptr, scale, bias, out);
 }
 
 void run_reduce_mean(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
