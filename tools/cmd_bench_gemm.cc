@@ -281,9 +281,8 @@ void run_bench(const BenchOptions& o) {
       } else {
         mm.emplace(dnn, M, N, K, dt::u8, dt::s8, dt::s32, xu.data(), yi.data(), dense_ptrs);
       }
-      const cpu::Spmm24Kernel& kernel = cpu::choose_spmm24_kernel(dtype, M, isa);
-
       for (int64_t threads : threads_list) {
+        const cpu::Spmm24Kernel& kernel = cpu::choose_spmm24_kernel(dtype, M, isa, int(threads));
         Row r{M, N, K, int(threads), o.dtype, "", kernel.name, mm->impl};
         r.dense_bytes = dense_bytes;
         r.sparse_bytes = packed.stream_bytes();

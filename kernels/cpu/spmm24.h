@@ -38,14 +38,17 @@ struct Spmm24Kernel {
   Isa isa;             ///< the instruction set it needs
   DType weight_dtype;  ///< the Packed24 dtype it reads
   int64_t max_m;       ///< the largest M it is tuned for; 0 for any
+  int64_t panel_rows;  ///< GEMM kernels that compute rows in whole panels (padding M up): the panel height
   Spmm24Fn fn;         ///< the kernel
 };
 
 /// Every registered kernel, in registry order (including those this CPU cannot run).
 std::span<const Spmm24Kernel> spmm24_kernels();
 
-/// The kernel the dispatcher uses for this weight dtype and M at an ISA level (the best one at or below it).
-const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa);
+/// The kernel the dispatcher uses for this weight dtype, M and thread count at an ISA level (the best one at
+/// or below it): the GEMV kernel up to its max_m, then the GEMM kernel, except where a panel GEMM would pad
+/// so many rows (per thread, after the split of spmm24_run) that the GEMV kernel is faster.
+const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads = 1);
 
 /// Runs one kernel on `threads` OpenMP threads (0: omp_get_max_threads()). Throws Error when the kernel
 /// cannot run on this CPU, or the arguments do not fit the kernel or each other (dtype, shapes, strides).

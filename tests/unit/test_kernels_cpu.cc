@@ -234,20 +234,39 @@ TEST(Packed24, rejects_f16_and_a_wrong_scale_count) {
   EXPECT_THROW(cpu::pack_24(i8, {1.0f, 2.0f}), Error);
 }
 
+int64_t large_panel_rows(DType dt, cpu::Isa isa) {
+  return cpu::choose_spmm24_kernel(dt, 4096, isa, 1).panel_rows;
+}
+
 TEST(Spmm24Dispatch, picks_gemv_for_small_m_and_gemm_above) {
+  const cpu::Isa isa = cpu::detect_cpu_isa();
   for (DType dt : {DType::f32, DType::bf16, DType::i8}) {
-    const Spmm24Kernel& small = cpu::choose_spmm24_kernel(dt, 1, cpu::detect_cpu_isa());
-    EXPECT_EQ(small.isa, cpu::detect_cpu_isa());
-    if (cpu::detect_cpu_isa() != cpu::Isa::ref) {
-      ASSERT_GT(small.max_m, 0) << small.name;
-      EXPECT_NE(std::string(small.name).find("gemv"), std::string::npos) << small.name;
-      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, small.max_m, cpu::detect_cpu_isa()), &small);
-      const Spmm24Kernel& large = cpu::choose_spmm24_kernel(dt, small.max_m + 1, cpu::detect_cpu_isa());
-      EXPECT_EQ(large.isa, cpu::detect_cpu_isa());
+    const Spmm24Kernel& small = cpu::choose_spmm24_kernel(dt, 1, isa);
+    EXPECT_EQ(small.isa, isa);
+    EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 1, cpu::Isa::ref).isa, cpu::Isa::ref);
+    if (isa == cpu::Isa::ref) continue;
+    ASSERT_GT(small.max_m, 0) << small.name;
+    EXPECT_NE(std::string(small.name).find("gemv"), std::string::npos) << small.name;
+    for (int threads : {1, 2, 4}) {
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, small.max_m, isa, threads), &small);
+      // Whole panels for every thread: the GEMM kernel.
+      const Spmm24Kernel& large = cpu::choose_spmm24_kernel(dt, 64 * 8 * threads, isa, threads);
+      EXPECT_EQ(large.isa, isa);
       EXPECT_EQ(large.max_m, 0) << large.name;
       EXPECT_NE(std::string(large.name).find("gemm"), std::string::npos) << large.name;
+      for (int64_t M = small.max_m + 1; M <= 300; ++M) {
+        const Spmm24Kernel& k = cpu::choose_spmm24_kernel(dt, M, isa, threads);
+        EXPECT_EQ(k.isa, isa);
+        if (large.panel_rows == 0) EXPECT_EQ(&k, &large) << "M=" << M;  // no padding: always the GEMM kernel
+      }
     }
-    EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 1, cpu::Isa::ref).isa, cpu::Isa::ref);
+    if (large_panel_rows(dt, isa) == 64) {
+      // Measured cases (docs/performance.md): M = 96 pads a 64-row panel by a third, M = 128 not at all.
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 96, isa, 1), &small);
+      EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 128, isa, 1).max_m, 0);
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 192, isa, 2), &small);  // 3 panels on 2 threads
+      EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 256, isa, 2).max_m, 0);
+    }
   }
 }
 
