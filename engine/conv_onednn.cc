@@ -10,8 +10,9 @@ namespace sparse24::engine {
 
 namespace {
 
-dnnl::memory::format_tag plain_tag(size_t rank) {
+dnnl::memory::format_tag plain_tag(size_t rank, bool channels_last) {
   using tag = dnnl::memory::format_tag;
+  if (channels_last) return rank == 3 ? tag::nwc : rank == 4 ? tag::nhwc : tag::ndhwc;
   return rank == 3 ? tag::ncw : rank == 4 ? tag::nchw : tag::ncdhw;
 }
 
@@ -32,8 +33,8 @@ struct OnednnConv::Impl {
   mutable std::mutex mutex;
   mutable std::map<std::vector<int64_t>, Prepared> cache;
 
-  const Prepared& prepare(const ops::ConvShape& s) const {
-    std::vector<int64_t> key = {s.batch, s.in_channels};
+  const Prepared& prepare(const ops::ConvShape& s, bool channels_last) const {
+    std::vector<int64_t> key = {s.batch, s.in_channels, int64_t(channels_last)};
     key.insert(key.end(), s.window.in.begin(), s.window.in.end());
     std::lock_guard lock(mutex);
     if (auto it = cache.find(key); it != cache.end()) return it->second;
@@ -63,8 +64,8 @@ struct OnednnConv::Impl {
     Prepared p{dnnl::convolution_forward(pd),
                dnnl::memory(pd.weights_desc(), onednn_engine()),
                dnnl::memory(bias_md, onednn_engine()),
-               dnnl::memory::desc(src_dims, dt::f32, plain_tag(rank)),
-               dnnl::memory::desc(dst_dims, dt::f32, plain_tag(rank)),
+               dnnl::memory::desc(src_dims, dt::f32, plain_tag(rank, channels_last)),
+               dnnl::memory::desc(dst_dims, dt::f32, plain_tag(rank, channels_last)),
                pd.src_desc(),
                pd.dst_desc()};
     dnnl::memory user_w({wei_dims, dt::f32,
@@ -93,9 +94,9 @@ OnednnConv::OnednnConv(const Tensor& wc, const std::vector<int64_t>& weight_shap
 
 OnednnConv::~OnednnConv() = default;
 
-void OnednnConv::run(const ops::ConvShape& s, const float* x, float* y) const {
+void OnednnConv::run(const ops::ConvShape& s, const float* x, float* y, bool channels_last) const {
   try {
-    const Prepared& p = impl_->prepare(s);
+    const Prepared& p = impl_->prepare(s, channels_last);
     dnnl::memory src_user(p.src_user, onednn_engine(), const_cast<float*>(x)),
         dst_user(p.dst_user, onednn_engine(), y);
     dnnl::memory src = src_user, dst = dst_user;

@@ -17,8 +17,9 @@ class OnednnConv {
   OnednnConv(const Tensor& canonical_weight, const std::vector<int64_t>& weight_shape,
              const std::vector<float>& bias, reference::Activation act);
   ~OnednnConv();
-  /// y[batch][OC][out...] = act(conv(x) + bias).
-  void run(const ops::ConvShape& shape, const float* x, float* y) const;
+  /// y[batch][OC][out...] = act(conv(x) + bias); with channels_last, x [batch][in...][IC] and
+  /// y [batch][out...][OC] (the layout oneDNN computes in here: no reorders).
+  void run(const ops::ConvShape& shape, const float* x, float* y, bool channels_last = false) const;
 
  private:
   struct Impl;

@@ -5,6 +5,7 @@
 
 #include "engine/ops/conv_gemm.h"
 #include "engine/ops/op.h"
+#include "engine/ops/op_util.h"
 #include "util/error.h"
 
 namespace sparse24::engine {
@@ -27,14 +28,17 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
   const Tensor& x = *inputs[0];
   if (x.dtype() != DType::f32)
     fail("node '{}' (Conv): input is {}, expected f32", node.name, dtype_name(x.dtype()));
-  ops::ConvShape shape = ops::conv_shape(node, x.shape(), weight_shape);
-  outputs[0] = Tensor::uninitialized(DType::f32, shape.output_shape());
+  const bool nhwc = ops::channels_last(node);
+  ops::ConvShape shape =
+      ops::conv_shape(node, nhwc ? ops::channels_first_shape(x.shape()) : x.shape(), weight_shape);
+  outputs[0] = Tensor::uninitialized(
+      DType::f32, nhwc ? ops::channels_last_shape(shape.output_shape()) : shape.output_shape());
   const LinearLayer& l = *layer;
   if (l.tactic() == Tactic::dense_onednn) {
     std::call_once(onednn_once_, [&] {
       onednn_ = std::make_unique<OnednnConv>(l.weight(), weight_shape, l.bias(), l.activation());
     });
-    onednn_->run(shape, x.data<float>(), outputs[0].data<float>());
+    onednn_->run(shape, x.data<float>(), outputs[0].data<float>(), nhwc);
     return;
   }
   ops::conv_as_gemm(
@@ -42,7 +46,7 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
       [&l](int64_t, int64_t M, int64_t, int64_t, const float* X, int64_t ldx, float* Y, int64_t ldy) {
         l.run(M, X, ldx, Y, ldy);
       },
-      nullptr, outputs[0].data<float>());
+      nullptr, outputs[0].data<float>(), nhwc);
 }
 
 LinearLayer* linear_layer(const Node& node) {
@@ -499,6 +503,77 @@ int fuse_add_layer_norm(Graph& g) {
   return fused;
 }
 
+// 2-D convolutions run channels-last ([N][H][W][C]), the layout oneDNN's convolutions and the im2col GEMM
+// compute in, and so do the pools, activations and residual Adds between them: a CNN then pays one
+// transpose where it enters the section and one where it leaves (GlobalAveragePool leaves for free: its
+// [N][C][1][1] output is the same in both layouts), not a reorder in and out of every convolution.
+// Returns the number of convolutions moved.
+int to_channels_last(Graph& g) {
+  const size_t original_values = g.values.size();
+  std::vector<bool> nhwc(original_values, false), is_output(original_values, false);
+  for (ValueId v : g.outputs) is_output[size_t(v)] = true;
+  std::map<ValueId, ValueId> as_last, as_first;  // transposed copies already made
+  std::vector<Node> nodes;
+  auto transposed = [&](ValueId v, bool to_last) {
+    auto& made = to_last ? as_last : as_first;
+    if (auto it = made.find(v); it != made.end()) return it->second;
+    const std::string name = g.values[size_t(v)].name + (to_last ? "/nhwc" : "/nchw");
+    const ValueId t = g.add_value(name);
+    Node n;
+    n.name = name;
+    n.op = "Transpose";
+    n.inputs = {v};
+    n.outputs = {t};
+    n.attrs.set("perm", to_last ? std::vector<int64_t>{0, 2, 3, 1} : std::vector<int64_t>{0, 3, 1, 2});
+    nodes.push_back(std::move(n));
+    made[v] = t;
+    return t;
+  };
+  auto last = [&](ValueId v) { return v != kNoValue && size_t(v) < original_values && nhwc[size_t(v)]; };
+  auto scalar = [&](ValueId v) {
+    const Tensor* t = constant(g, v);
+    return t && t->numel() == 1;
+  };
+  int moved = 0;
+  for (Node& n : g.nodes) {
+    bool feeds_output = false;
+    for (ValueId v : n.outputs) feeds_output |= v != kNoValue && is_output[size_t(v)];
+    const auto* conv = dynamic_cast<const ConvLinearNode*>(n.state.get());
+    const bool one_output = n.outputs.size() == 1;
+    bool out_last = false;  // the node writes channels-last
+    if (feeds_output) {
+    } else if (conv && conv->weight_shape.size() == 4) {
+      if (!last(n.inputs[0])) n.inputs[0] = transposed(n.inputs[0], true);
+      n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+      out_last = true;
+      ++moved;
+    } else if (n.op == "MaxPool" && one_output && last(n.inputs[0]) &&
+               n.attrs.get_ints("kernel_shape").size() == 2) {
+      n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+      out_last = true;
+    } else if (n.op == "GlobalAveragePool" && last(n.inputs[0])) {
+      n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+    } else if ((n.op == "Relu" || n.op == "Sigmoid" || n.op == "Tanh" || n.op == "Gelu" || n.op == "Erf") &&
+               last(n.inputs[0])) {
+      out_last = true;
+    } else if ((n.op == "Add" || n.op == "Sub" || n.op == "Mul" || n.op == "Div") && n.inputs.size() == 2 &&
+               (last(n.inputs[0]) || last(n.inputs[1])) && (last(n.inputs[0]) || scalar(n.inputs[0])) &&
+               (last(n.inputs[1]) || scalar(n.inputs[1]))) {
+      out_last = true;  // both rank-4 channels-last (broadcasting permutes alike) or one a scalar
+    }
+    const bool stays_last = out_last || n.attrs.has(ops::kLayoutAttr);
+    if (!stays_last)
+      for (ValueId& v : n.inputs)
+        if (last(v)) v = transposed(v, false);
+    if (out_last)
+      for (ValueId v : n.outputs)
+        if (v != kNoValue) nhwc[size_t(v)] = true;
+    nodes.push_back(std::move(n));
+  }
+  g.nodes = std::move(nodes);
+  return moved;
+}
+
 // Constants nothing reads any more (weights now held by linear layers, inputs of folded nodes) are dropped,
 // so neither memory nor the plan file carries them twice.
 void drop_unread_constants(Graph& g) {
@@ -517,6 +592,7 @@ OptimizeReport optimize(Graph& graph) {
   fuse_epilogues(graph, rep);
   rep.fused_attention = fuse_attention(graph);
   rep.fused_add_layer_norm = fuse_add_layer_norm(graph);
+  rep.channels_last_convs = to_channels_last(graph);
   drop_unread_constants(graph);
   return rep;
 }

@@ -3,7 +3,7 @@
 // Gemm before it, lower Gemm / MatMul / Conv with constant weights to linear layers, and fuse a following
 // bias Add and Relu / Gelu (also GELU as PyTorch exports it: x·0.5·(1+erf(x/√2))) into their epilogue, and
 // replace BERT's attention subgraph (head split, Q·Kᵀ, scale, mask, softmax, ·V, head merge) by one node
-// and a residual Add feeding LayerNormalization by one node.
+// and a residual Add feeding LayerNormalization by one node; run 2-D CNN sections channels-last.
 #include <mutex>
 #include <string>
 #include <vector>
@@ -38,6 +38,7 @@ struct OptimizeReport {
   int folded_constants = 0, folded_batchnorms = 0, lowered = 0, fused_bias = 0, fused_activations = 0;
   int fused_attention = 0;       ///< attention subgraphs replaced by one FusedAttention node
   int fused_add_layer_norm = 0;  ///< Add -> LayerNormalization pairs replaced by AddLayerNormalization
+  int channels_last_convs = 0;   ///< 2-D convolutions run on channels-last tensors
 };
 
 /// Rewrites the graph in place (see the file comment). The result computes the same outputs.

@@ -87,10 +87,11 @@ void run_build(const BuildArgs& a) {
              cpu::isa_name(m.isa), sparsity_name(m.sparsity), m.batch, m.seq);
   fmt::print(
       "graph: {} nodes after folding {} constants and {} BatchNormalizations, {} layers lowered, "
-      "{} bias and {} activations fused, {} attention blocks fused, {} Add+LayerNormalization fused\n",
+      "{} bias and {} activations fused, {} attention blocks fused, {} Add+LayerNormalization fused, {} "
+      "convolutions channels-last\n",
       m.graph.nodes.size(), m.report.folded_constants, m.report.folded_batchnorms, m.report.lowered,
       m.report.fused_bias, m.report.fused_activations, m.report.fused_attention,
-      m.report.fused_add_layer_norm);
+      m.report.fused_add_layer_norm, m.report.channels_last_convs);
   print_layers(m);
 }
 

@@ -156,7 +156,8 @@ void im2col_rows(const ConvShape& shape, const float* x_nhwc, int64_t group, int
   }
 }
 
-void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, const float* bias, float* y) {
+void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, const float* bias, float* y,
+                  bool channels_last) {
   const int64_t channels = shape.in_channels, oc = shape.out_channels, ocg = oc / shape.groups;
   const int64_t icg = channels / shape.groups, K = shape.K();
   const int64_t in_pixels = shape.in_pixels(), out_pixels = shape.out_pixels();
@@ -166,27 +167,39 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
   // Channels-last copy of the input: each patch then reads IC/g contiguous floats per kernel position.
   // Scratch buffers are left uninitialised (every element is written before it is read): zero-filling
   // megabytes per call showed up at ~9% of a small CNN.
-  std::unique_ptr<float[]> x_nhwc(new float[size_t(shape.batch * in_pixels * channels)]);
-  for (int64_t n = 0; n < shape.batch; ++n)
-    transpose_tiled(x + n * channels * in_pixels, channels, in_pixels, in_pixels,
-                    x_nhwc.get() + n * in_pixels * channels, channels, nullptr);
+  std::unique_ptr<float[]> x_copy;
+  const float* x_nhwc = x;
+  if (!channels_last) {
+    x_copy.reset(new float[size_t(shape.batch * in_pixels * channels)]);
+    for (int64_t n = 0; n < shape.batch; ++n)
+      transpose_tiled(x + n * channels * in_pixels, channels, in_pixels, in_pixels,
+                      x_copy.get() + n * in_pixels * channels, channels, nullptr);
+    x_nhwc = x_copy.get();
+  }
 
   const bool pointwise = is_pointwise(shape.window);
   // Tiles of at most ~16 MB of patches keep memory bounded for large images while giving the GEMM long M.
   const int64_t tile =
       pointwise ? M : std::clamp<int64_t>((int64_t(1) << 22) / std::max<int64_t>(K, 1), 256, M);
   std::unique_ptr<float[]> patches(new float[pointwise ? 0 : size_t(tile * K)]);
-  std::unique_ptr<float[]> tile_out(new float[size_t(tile * oc)]);
+  // Channels-last output is the GEMM's own [rows][OC]: it is written in place.
+  std::unique_ptr<float[]> tile_out(new float[channels_last ? 0 : size_t(tile * oc)]);
   for (int64_t row0 = 0; row0 < M; row0 += tile) {
     const int64_t rows = std::min(tile, M - row0);
+    float* out = channels_last ? y + row0 * oc : tile_out.get();
     for (int64_t g = 0; g < shape.groups; ++g) {
       if (pointwise) {
-        gemm(g, rows, ocg, K, x_nhwc.get() + row0 * channels + g * icg, channels, tile_out.get() + g * ocg,
-             oc);
+        gemm(g, rows, ocg, K, x_nhwc + row0 * channels + g * icg, channels, out + g * ocg, oc);
       } else {
-        im2col_rows(shape, x_nhwc.get(), g, row0, rows, patches.get());
-        gemm(g, rows, ocg, K, patches.get(), K, tile_out.get() + g * ocg, oc);
+        im2col_rows(shape, x_nhwc, g, row0, rows, patches.get());
+        gemm(g, rows, ocg, K, patches.get(), K, out + g * ocg, oc);
       }
+    }
+    if (channels_last) {
+      if (bias)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t o = 0; o < oc; ++o) out[r * oc + o] += bias[o];
+      continue;
     }
     // Scatter the [rows][OC] tile to NC(spatial), adding the bias, one image's run of rows at a time.
     for (int64_t r = 0; r < rows;) {

@@ -46,7 +46,9 @@ void im2col_rows(const ConvShape& shape, const float* x_nhwc, int64_t group, int
 
 /// y[batch][OC][out...] = conv(x[batch][IC][in...]) + bias (bias may be null), through `gemm` on im2col
 /// patch tiles (a 1x1, stride-1, unpadded conv skips im2col and hands the channels-last input straight in).
-void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, const float* bias, float* y);
+/// With channels_last, x is [batch][in...][IC] and y [batch][out...][OC]: no transposes at all.
+void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, const float* bias, float* y,
+                  bool channels_last = false);
 
 /// Direct convolution for one input channel per group (depthwise, any channel multiplier), from the ONNX
 /// weight W[OC][1][k...]: such a conv has K = prod(kernel) per group, too short for a GEMM to pay and never

@@ -255,4 +255,23 @@ Window3 to_window3(const WindowGeometry& g) {
   return w;
 }
 
+bool channels_last(const Node& node) {
+  return node.attrs.get_string(kLayoutAttr, "") == "NHWC";
+}
+
+std::vector<int64_t> channels_first_shape(const std::vector<int64_t>& nhwc) {
+  if (nhwc.size() < 3) return nhwc;
+  std::vector<int64_t> s = {nhwc[0], nhwc.back()};
+  s.insert(s.end(), nhwc.begin() + 1, nhwc.end() - 1);
+  return s;
+}
+
+std::vector<int64_t> channels_last_shape(const std::vector<int64_t>& nchw) {
+  if (nchw.size() < 3) return nchw;
+  std::vector<int64_t> s = {nchw[0]};
+  s.insert(s.end(), nchw.begin() + 2, nchw.end());
+  s.push_back(nchw[1]);
+  return s;
+}
+
 }  // namespace sparse24::engine::ops

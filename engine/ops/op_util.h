@@ -78,11 +78,19 @@ Window3 to_window3(const WindowGeometry& g);
 WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& in,
                                const std::vector<int64_t>& kernel, bool allow_ceil);
 
+/// Engine-internal node attribute set by optimize.cc: "NHWC" when the node reads and writes channels-last
+/// tensors [N][spatial...][C] (Conv, MaxPool; GlobalAveragePool reads them and writes [N][C][1...]).
+inline constexpr const char* kLayoutAttr = "sparse24_layout";
+bool channels_last(const Node& node);
+/// [N][spatial...][C] -> [N][C][spatial...], and back.
+std::vector<int64_t> channels_first_shape(const std::vector<int64_t>& nhwc);
+std::vector<int64_t> channels_last_shape(const std::vector<int64_t>& nchw);
+
 /// y = f(x) element by element for an f32 tensor (Error naming the node for another dtype).
 template <typename F>
 void map_f32(const Node& node, const Tensor& x, Tensor& y, F f) {
   require_dtype(node, x, {DType::f32}, "input");
-  y = Tensor(DType::f32, x.shape());
+  y = Tensor::uninitialized(DType::f32, x.shape());
   const float* src = x.data<float>();
   float* dst = y.data<float>();
   const int64_t n = x.numel();
@@ -115,7 +123,7 @@ void parallel_ranges(int64_t n, F f) {
 inline void map_f32_kernel(const Node& node, const Tensor& x, Tensor& y,
                            void (*kernel)(const float*, float*, int64_t)) {
   require_dtype(node, x, {DType::f32}, "input");
-  y = Tensor(DType::f32, x.shape());
+  y = Tensor::uninitialized(DType::f32, x.shape());
   const float* src = x.data<float>();
   float* dst = y.data<float>();
   parallel_ranges(x.numel(),

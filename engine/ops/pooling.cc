@@ -20,23 +20,28 @@ struct PoolSetup {
   int64_t planes = 0;  // batch · channels
 };
 
-PoolSetup setup_pool(const Node& node, const Tensor& x) {
-  require_dtype(node, x, {DType::f32}, "input X");
-  const int spatial = x.rank() - 2;
+// Geometry for an input of shape x_shape ([N][C][in...]).
+PoolSetup setup_pool(const Node& node, const std::vector<int64_t>& x_shape) {
+  const int spatial = int(x_shape.size()) - 2;
   if (spatial < 1 || spatial > 3)
     fail("node '{}' ({}): input has shape {}; 1-D, 2-D and 3-D pooling (rank 3 to 5) are supported",
-         node.name, node.op, shape_str(x.shape()));
+         node.name, node.op, shape_str(x_shape));
   std::vector<int64_t> kernel = node.attrs.get_ints("kernel_shape");
   if (int(kernel.size()) != spatial)
     fail("node '{}' ({}): kernel_shape has {} values for {} spatial dims", node.name, node.op, kernel.size(),
          spatial);
   PoolSetup s;
-  s.geometry = window_geometry(node, {x.shape().begin() + 2, x.shape().end()}, kernel, true);
+  s.geometry = window_geometry(node, {x_shape.begin() + 2, x_shape.end()}, kernel, true);
   s.p = to_window3(s.geometry);
-  s.out_shape = {x.dim(0), x.dim(1)};
+  s.out_shape = {x_shape[0], x_shape[1]};
   s.out_shape.insert(s.out_shape.end(), s.geometry.out.begin(), s.geometry.out.end());
-  s.planes = x.dim(0) * x.dim(1);
+  s.planes = x_shape[0] * x_shape[1];
   return s;
+}
+
+PoolSetup setup_pool(const Node& node, const Tensor& x) {
+  require_dtype(node, x, {DType::f32}, "input X");
+  return setup_pool(node, x.shape());
 }
 
 // Per spatial dim and output position: the window's first input index and the range [lo, hi) of kernel taps
@@ -165,8 +170,49 @@ void pool_rows(const Window3& p, const TapRanges& t, int64_t planes, const float
 
 }  // namespace
 
+namespace {
+
+// MaxPool on channels-last x [N][in...][C] -> y [N][out...][C]: every output pixel is the lane-wise max of
+// the input pixels under its window, whole channel rows at a time.
+void max_pool_channels_last(const Node& node, const Tensor& x, Tensor& y) {
+  require_dtype(node, x, {DType::f32}, "input X");
+  const std::vector<int64_t> nchw = channels_first_shape(x.shape());
+  const PoolSetup s = setup_pool(node, nchw);
+  const Window3& p = s.p;
+  const TapRanges t = tap_ranges(p);
+  const int64_t C = nchw[1], batch = nchw[0];
+  y = Tensor::uninitialized(DType::f32, channels_last_shape(s.out_shape));
+  const float* src = x.data<float>();
+  float* dst = y.data<float>();
+  const int64_t rows = batch * p.out[0] * p.out[1];
+#pragma omp parallel for if (y.numel() >= kParallelMinElements)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t n = row / (p.out[0] * p.out[1]), o0 = row / p.out[1] % p.out[0], o1 = row % p.out[1];
+    for (int64_t o2 = 0; o2 < p.out[2]; ++o2) {
+      float* yc = dst + ((row * p.out[2]) + o2) * C;
+      for (int64_t c = 0; c < C; ++c) yc[c] = -std::numeric_limits<float>::infinity();
+      for (int64_t k0 = t.lo[0][size_t(o0)]; k0 < t.hi[0][size_t(o0)]; ++k0)
+        for (int64_t k1 = t.lo[1][size_t(o1)]; k1 < t.hi[1][size_t(o1)]; ++k1)
+          for (int64_t k2 = t.lo[2][size_t(o2)]; k2 < t.hi[2][size_t(o2)]; ++k2) {
+            const int64_t i0 = t.begin[0][size_t(o0)] + k0 * p.d[0],
+                          i1 = t.begin[1][size_t(o1)] + k1 * p.d[1],
+                          i2 = t.begin[2][size_t(o2)] + k2 * p.d[2];
+            const float* xc = src + (((n * p.in[0] + i0) * p.in[1] + i1) * p.in[2] + i2) * C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) yc[c] = xc[c] > yc[c] ? xc[c] : yc[c];
+          }
+    }
+  }
+}
+
+}  // namespace
+
 void run_max_pool(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   const Tensor& x = required_input(node, in, 0);
+  if (channels_last(node)) {
+    if (out.size() > 1) fail("node '{}' (MaxPool): channels-last pooling has no Indices output", node.name);
+    return max_pool_channels_last(node, x, out[0]);
+  }
   PoolSetup s = setup_pool(node, x);
   const int64_t storage_order = node.attrs.get_int("storage_order", 0);
   out[0] = Tensor(DType::f32, s.out_shape);
@@ -215,6 +261,26 @@ void run_global_average_pool(const Node& node, std::span<const Tensor* const> in
   require_dtype(node, x, {DType::f32}, "input X");
   if (x.rank() < 2)
     fail("node '{}' (GlobalAveragePool): input has rank {}, expected >= 2", node.name, x.rank());
+  if (channels_last(node)) {  // [N][in...][C] -> [N][C][1...], the same bytes as [N][1...][C]
+    const int64_t C = x.dim(-1), n = dims_product(x.shape(), 1, x.rank() - 1);
+    std::vector<int64_t> shape = {x.dim(0), C};
+    shape.resize(size_t(x.rank()), 1);
+    out[0] = Tensor::uninitialized(DType::f32, shape);
+    const float* src = x.data<float>();
+    float* dst = out[0].data<float>();
+#pragma omp parallel for if (x.numel() >= kParallelMinElements)
+    for (int64_t b = 0; b < x.dim(0); ++b) {
+      std::vector<double> sum(size_t(C), 0.0);
+      double* acc = sum.data();
+      for (int64_t i = 0; i < n; ++i) {
+        const float* row = src + (b * n + i) * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) acc[c] += row[c];
+      }
+      for (int64_t c = 0; c < C; ++c) dst[b * C + c] = float(sum[size_t(c)] / double(n));
+    }
+    return;
+  }
   std::vector<int64_t> shape = {x.dim(0), x.dim(1)};
   shape.resize(size_t(x.rank()), 1);
   out[0] = Tensor(DType::f32, shape);

@@ -11,8 +11,10 @@
 
 #include "engine/ops/conv_gemm.h"
 #include "engine/ops/op.h"
+#include "engine/ops/op_util.h"
 #include "engine/ops/simd_kernels.h"
 #include "engine/ops/vmath.h"
+#include "engine/optimize.h"
 #include "graph/weights.h"
 #include "kernels/cpu/isa.h"
 #include "util/error.h"
@@ -510,6 +512,103 @@ Tensor naive_matmul_2d(const float* a, const float* b, int64_t M, int64_t K, int
       y.data<float>()[m * N + n] = float(acc);
     }
   return y;
+}
+
+// ---- channels-last (optimize.cc's to_channels_last) ----
+
+// [N][C][H][W] <-> [N][H][W][C].
+Tensor to_nhwc(const Tensor& x) {
+  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+  Tensor y(DType::f32, {N, H, W, C});
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < H * W; ++i)
+        y.data<float>()[(n * H * W + i) * C + c] = x.data<float>()[(n * C + c) * H * W + i];
+  return y;
+}
+Tensor to_nchw(const Tensor& y) {
+  const int64_t N = y.dim(0), H = y.dim(1), W = y.dim(2), C = y.dim(3);
+  Tensor x(DType::f32, {N, C, H, W});
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < H * W; ++i)
+        x.data<float>()[(n * C + c) * H * W + i] = y.data<float>()[(n * H * W + i) * C + c];
+  return x;
+}
+
+TEST(OpsChannelsLast, PoolsMatchTheChannelsFirstOps) {
+  Tensor x = int_valued(DType::f32, {2, 19, 9, 8}, 73);
+  const Tensor xl = to_nhwc(x);
+  for (const PoolCase& c : std::vector<PoolCase>{{{2, 2}, {2, 2}, {1, 1}, {0, 0, 0, 0}},
+                                                 {{3, 3}, {2, 2}, {2, 2}, {1, 1, 1, 1}, true},
+                                                 {{3, 2}, {2, 1}, {1, 1}, {1, 0, 2, 1}}}) {
+    Node node = make_node("MaxPool", 19);
+    node.attrs.set("kernel_shape", c.kernel);
+    node.attrs.set("strides", c.strides);
+    node.attrs.set("dilations", c.dilations);
+    node.attrs.set("pads", c.pads);
+    node.attrs.set("ceil_mode", int64_t(c.ceil_mode));
+    const Tensor want = run(node, {&x})[0];
+    node.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+    EXPECT_EQ(as_f32(to_nchw(run(node, {&xl})[0])), as_f32(want));
+    try {  // the Indices output is not computed channels-last
+      run(node, {&xl}, 2);
+      ADD_FAILURE() << "expected an Error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("Indices"), std::string::npos) << e.what();
+    }
+  }
+  Node gap = make_node("GlobalAveragePool");
+  const Tensor want = run(gap, {&x})[0];
+  gap.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+  const Tensor got = run(gap, {&xl})[0];
+  EXPECT_EQ(got.shape(), want.shape());
+  EXPECT_EQ(as_f32(got), as_f32(want));
+}
+
+TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
+  const std::vector<ConvCase> cases = {
+      {{2, 8, 7, 6}, {16, 8, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},    // 3x3 pad 1
+      {{1, 12, 9, 8}, {20, 12, 3, 2}, {2, 1}, {1, 2}, {0, 1, 1, 0}},  // strides, dilations, asymmetric pads
+      {{3, 16, 5, 5}, {24, 16, 1, 1}, {1, 1}, {1, 1}, {}},            // pointwise: no im2col
+  };
+  uint32_t seed = 300;
+  for (const ConvCase& c : cases) {
+    Tensor x = int_valued(DType::f32, c.x_shape, seed++), w = int_valued(DType::f32, c.w_shape, seed++);
+    Tensor bias = int_valued(DType::f32, {c.w_shape[0]}, seed++);
+    // 2:4 along the canonical K order (kernel position, input channel), so every tactic applies.
+    Tensor wc = ops::conv_weight_canonical(w);
+    for (int64_t i = 0; i < wc.numel(); ++i)
+      if (i % 4 >= 2) wc.data<float>()[i] = 0.0f;
+    // Back to the ONNX layout for the reference loop: canonical [OC][pos · IC + ic] -> [OC][IC][pos].
+    const int64_t OC = c.w_shape[0], IC = c.w_shape[1], kvol = wc.dim(1) / IC;
+    for (int64_t o = 0; o < OC; ++o)
+      for (int64_t ic = 0; ic < IC; ++ic)
+        for (int64_t pos = 0; pos < kvol; ++pos)
+          w.data<float>()[(o * IC + ic) * kvol + pos] = wc.data<float>()[o * wc.dim(1) + pos * IC + ic];
+    Node node = conv_node(c);
+    ConvShape s = ops::conv_shape(node, c.x_shape, c.w_shape);
+    const std::vector<float> want = as_f32(naive_conv(s, x, w, &bias));
+    const Tensor xl = to_nhwc(x);
+    for (Tactic t : {Tactic::dense_blas, Tactic::dense_onednn, Tactic::sparse24_cpu}) {
+      auto state = std::make_shared<ConvLinearNode>();
+      state->weight_shape = c.w_shape;
+      state->source_op = "Conv";
+      state->layer = std::make_shared<LinearLayer>(
+          wc, std::vector<float>(bias.data<float>(), bias.data<float>() + OC), Activation::none);
+      state->layer->set_tactic(t);
+      Node n = node;
+      n.state = state;
+      std::vector<Tensor> out(1);
+      const Tensor* in[] = {&x};
+      state->run(n, in, out);
+      EXPECT_EQ(as_f32(out[0]), want) << tactic_name(t) << " channels-first " << shape_str(c.x_shape);
+      n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+      const Tensor* in_l[] = {&xl};
+      state->run(n, in_l, out);
+      EXPECT_EQ(as_f32(to_nchw(out[0])), want) << tactic_name(t) << " channels-last " << shape_str(c.x_shape);
+    }
+  }
 }
 
 TEST(OpsMatMul, BatchBroadcasting) {
