@@ -70,24 +70,42 @@ void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
   }
 }
 
+bool LinearLayer::run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy) const {
+  if (tactic_ != Tactic::sparse24_cpu || !cpu::choose_spmm24_patch_kernel(packed_->dtype, cpu::active_isa()))
+    return false;
+  run_sparse(M, nullptr, 0, &patches, Y, ldy);
+  return true;
+}
+
+void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches,
+                             float* Y, int64_t ldy) const {
+  cpu::Spmm24Args a;
+  a.M = M;
+  a.X = X;
+  a.ldx = ldx;
+  a.patches = patches;
+  a.W = &*packed_;
+  a.bias = bias_.empty() ? nullptr : bias_.data();
+  // The kernels' GELU is the exact double-precision oracle; the engine uses the vectorized one of its ops
+  // for every tactic, so they agree and none pays a scalar erf per output.
+  a.act = act_ == Activation::gelu ? Activation::none : act_;
+  a.Y = Y;
+  a.ldy = ldy;
+  if (patches) {
+    const int threads = omp_get_max_threads();
+    cpu::spmm24_run(*cpu::choose_spmm24_patch_kernel(packed_->dtype, cpu::active_isa()), a, threads);
+  } else {
+    cpu::spmm24(a);
+  }
+  if (act_ == Activation::gelu) {
+#pragma omp parallel for schedule(static) if (M * N() > 16384)
+    for (int64_t m = 0; m < M; ++m) ops::gelu_f32(Y + m * ldy, Y + m * ldy, N());
+  }
+}
+
 void LinearLayer::run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t ldy) const {
   if (tactic_ == Tactic::sparse24_cpu) {
-    cpu::Spmm24Args a;
-    a.M = M;
-    a.X = X;
-    a.ldx = ldx;
-    a.W = &*packed_;
-    a.bias = bias_.empty() ? nullptr : bias_.data();
-    // The kernels' GELU is the exact double-precision oracle; the engine uses the vectorized one of its ops
-    // for every tactic, so they agree and none pays a scalar erf per output.
-    a.act = act_ == Activation::gelu ? Activation::none : act_;
-    a.Y = Y;
-    a.ldy = ldy;
-    cpu::spmm24(a);
-    if (act_ == Activation::gelu) {
-#pragma omp parallel for schedule(static) if (M * N() > 16384)
-      for (int64_t m = 0; m < M; ++m) ops::gelu_f32(Y + m * ldy, Y + m * ldy, N());
-    }
+    run_sparse(M, X, ldx, nullptr, Y, ldy);
     return;
   }
   if (tactic_ == Tactic::dense_onednn) {

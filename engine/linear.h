@@ -11,6 +11,7 @@
 #include "engine/dense_onednn.h"
 #include "format/pattern24.h"
 #include "kernels/cpu/packed24.h"
+#include "kernels/cpu/spmm24.h"
 #include "reference/gemm.h"
 
 namespace sparse24::engine {
@@ -50,12 +51,17 @@ class LinearLayer {
 
   /// Y = act(X · Wᵀ + bias) for M rows with the current tactic.
   void run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t ldy) const;
+  /// The same with X the patch matrix of a convolution read in place (kernels/cpu ConvPatches). Returns
+  /// false, doing nothing, unless the tactic is 2:4 and a kernel of the active ISA reads patches.
+  bool run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy) const;
 
   /// Median time of `reps` runs of a tactic at M rows (on scratch data), in milliseconds.
   double time_ms(Tactic t, int64_t M, int reps);
 
  private:
   void epilogue(int64_t M, float* Y, int64_t ldy) const;
+  void run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches, float* Y,
+                  int64_t ldy) const;
   Tensor weight_;
   std::vector<float> bias_;
   Activation act_;

@@ -41,6 +41,19 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
     onednn_->run(shape, x.data<float>(), outputs[0].data<float>(), nhwc);
     return;
   }
+  // 2:4 on channels-last input with at least one full panel of pixels: patches read in place, no im2col.
+  const auto& w = shape.window;
+  if (nhwc && w.rank() == 2 && shape.groups == 1 && shape.batch * shape.out_pixels() >= 64) {
+    cpu::ConvPatches p;
+    p.x = x.data<float>();
+    p.N = shape.batch;
+    p.C = shape.in_channels;
+    p.H = w.in[0], p.W = w.in[1], p.OH = w.out[0], p.OW = w.out[1], p.KH = w.kernel[0], p.KW = w.kernel[1];
+    p.stride_h = w.strides[0], p.stride_w = w.strides[1], p.dilation_h = w.dilations[0];
+    p.dilation_w = w.dilations[1], p.pad_top = w.pads_begin[0], p.pad_left = w.pads_begin[1];
+    if (l.run_patches(p, shape.batch * shape.out_pixels(), outputs[0].data<float>(), shape.out_channels))
+      return;
+  }
   ops::conv_as_gemm(
       shape, x.data<float>(),
       [&l](int64_t, int64_t M, int64_t, int64_t, const float* X, int64_t ldx, float* Y, int64_t ldy) {

@@ -9,7 +9,7 @@
 
 namespace sparse24::cpu {
 
-#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows) \
+#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows, patches) \
   void fn_name(const Spmm24Args& args, int64_t tile_begin, int64_t tile_end);
 #include "kernels/cpu/spmm24_kernels.inc"
 #undef S24_SPMM24_KERNEL
@@ -17,8 +17,8 @@ namespace sparse24::cpu {
 namespace {
 
 constexpr Spmm24Kernel kKernels[] = {
-#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows) \
-  {#fn_name, Isa::isa, DType::dtype, max_m, panel_rows, &fn_name},
+#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows, patches) \
+  {#fn_name, Isa::isa, DType::dtype, max_m, panel_rows, patches != 0, &fn_name},
 #include "kernels/cpu/spmm24_kernels.inc"
 #undef S24_SPMM24_KERNEL
 };
@@ -33,8 +33,19 @@ void validate(const Spmm24Kernel& k, const Spmm24Args& a) {
     fail("{}: the packed weight holds {} values, the kernel reads {}", k.name, dtype_name(W.dtype),
          dtype_name(k.weight_dtype));
   if (a.M < 1) fail("{}: M must be at least 1, got {}", k.name, a.M);
-  if (!a.X || !a.Y) fail("{}: X and Y must not be null", k.name);
-  if (a.ldx < W.cols) fail("{}: ldx {} is smaller than K {}", k.name, a.ldx, W.cols);
+  if (a.patches) {
+    const ConvPatches& p = *a.patches;
+    if (!k.patches) fail("{} does not read convolution patches", k.name);
+    if (!p.x || p.KH * p.KW * p.C != W.cols)
+      fail("{}: patches of {}x{}x{} do not make K = {}", k.name, p.KH, p.KW, p.C, W.cols);
+    if (a.patch_row0 < 0 || a.patch_row0 + a.M > p.N * p.OH * p.OW)
+      fail("{}: patch rows [{}, {}) outside the {} output pixels", k.name, a.patch_row0, a.patch_row0 + a.M,
+           p.N * p.OH * p.OW);
+  } else {
+    if (!a.X) fail("{}: X must not be null", k.name);
+    if (a.ldx < W.cols) fail("{}: ldx {} is smaller than K {}", k.name, a.ldx, W.cols);
+  }
+  if (!a.Y) fail("{}: Y must not be null", k.name);
   if (a.ldy < W.rows) fail("{}: ldy {} is smaller than N {}", k.name, a.ldy, W.rows);
 }
 
@@ -75,6 +86,15 @@ const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa,
   return *gemm;
 }
 
+const Spmm24Kernel* choose_spmm24_patch_kernel(DType weight_dtype, Isa isa) {
+  const Spmm24Kernel* best = nullptr;
+  for (const Spmm24Kernel& k : kKernels)
+    if (k.patches && k.weight_dtype == weight_dtype && uint8_t(k.isa) <= uint8_t(isa) &&
+        (!best || uint8_t(k.isa) > uint8_t(best->isa)))
+      best = &k;
+  return best;
+}
+
 void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads) {
   validate(kernel, args);
   if (threads <= 0) threads = omp_get_max_threads();
@@ -95,7 +115,10 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
         Spmm24Args part = args;
         part.M = m1 - m0;
         const int64_t x_bytes = args.W->dtype == DType::i8 ? 1 : 4;  // int8 or f32 activations
-        part.X = static_cast<const std::byte*>(args.X) + m0 * args.ldx * x_bytes;
+        if (args.patches)
+          part.patch_row0 = args.patch_row0 + m0;
+        else
+          part.X = static_cast<const std::byte*>(args.X) + m0 * args.ldx * x_bytes;
         part.Y = args.Y + m0 * args.ldy;
         kernel.fn(part, 0, tiles);
       }

@@ -17,16 +17,27 @@ namespace sparse24::cpu {
 using reference::Activation;
 
 /// One call's operands. X rows are ldx elements apart (ldx >= K), Y rows ldy apart (ldy >= N).
+/// A 2-D convolution's patch matrix, read in place (implicit im2col): row m of X is output pixel m's
+/// window over the channels-last input, ordered [kh][kw][c] (zeros where the window leaves the image), so
+/// K = KH·KW·C, and Y [M][OC] is the channels-last output. Only kernels listed with `patches` read it.
+struct ConvPatches {
+  const float* x = nullptr;  ///< [N][H][W][C]
+  int64_t N = 0, H = 0, W = 0, C = 0, OH = 0, OW = 0, KH = 0, KW = 0;
+  int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1, pad_top = 0, pad_left = 0;
+};
+
 struct Spmm24Args {
-  int64_t M = 0;                      ///< rows of X and Y, >= 1
-  const void* X = nullptr;            ///< float (f32/bf16 weights) or int8_t (i8 weights), [M][ldx]
-  int64_t ldx = 0;                    ///< leading dimension of X, in elements
-  float x_scale = 1.0f;               ///< i8 only: the activations' quantization scale
-  const Packed24* W = nullptr;        ///< the packed weight, N x K
-  const float* bias = nullptr;        ///< [N] or null
-  Activation act = Activation::none;  ///< epilogue after the bias
-  float* Y = nullptr;                 ///< [M][ldy] f32 output
-  int64_t ldy = 0;                    ///< leading dimension of Y, in elements
+  int64_t M = 0;                         ///< rows of X and Y, >= 1
+  const void* X = nullptr;               ///< float (f32/bf16 weights) or int8_t (i8 weights), [M][ldx]
+  int64_t ldx = 0;                       ///< leading dimension of X, in elements
+  float x_scale = 1.0f;                  ///< i8 only: the activations' quantization scale
+  const Packed24* W = nullptr;           ///< the packed weight, N x K
+  const float* bias = nullptr;           ///< [N] or null
+  Activation act = Activation::none;     ///< epilogue after the bias
+  float* Y = nullptr;                    ///< [M][ldy] f32 output
+  int64_t ldy = 0;                       ///< leading dimension of Y, in elements
+  const ConvPatches* patches = nullptr;  ///< when set, X and ldx are unused: row m is patch patch_row0 + m
+  int64_t patch_row0 = 0;
 };
 
 /// A kernel computes output tiles [tile_begin, tile_end) (16 channels each) for all M rows of one call.
@@ -39,6 +50,7 @@ struct Spmm24Kernel {
   DType weight_dtype;  ///< the Packed24 dtype it reads
   int64_t max_m;       ///< the largest M it is tuned for; 0 for any
   int64_t panel_rows;  ///< GEMM kernels that compute rows in whole panels (padding M up): the panel height
+  bool patches;        ///< reads X through ConvPatches (implicit im2col) when Spmm24Args::patches is set
   Spmm24Fn fn;         ///< the kernel
 };
 
@@ -49,6 +61,10 @@ std::span<const Spmm24Kernel> spmm24_kernels();
 /// or below it): the GEMV kernel up to its max_m, then the GEMM kernel, except where a panel GEMM would pad
 /// so many rows (per thread, after the split of spmm24_run) that the GEMV kernel is faster.
 const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads = 1);
+
+/// The kernel that reads convolution patches in place for this weight dtype at an ISA level, or null when
+/// none does (the caller then builds im2col rows).
+const Spmm24Kernel* choose_spmm24_patch_kernel(DType weight_dtype, Isa isa);
 
 /// Runs one kernel on `threads` OpenMP threads (0: omp_get_max_threads()). Throws Error when the kernel
 /// cannot run on this CPU, or the arguments do not fit the kernel or each other (dtype, shapes, strides).

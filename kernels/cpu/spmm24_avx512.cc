@@ -190,7 +190,7 @@ static_assert(kPanelRows * sizeof(float) == 256, "panel_micro turns index bits i
 
 // Per-thread scratch that grows and is kept, so a call allocates nothing once warm.
 struct PanelScratch {
-  std::vector<float, AlignedAllocator<float>> xt, partial;
+  std::vector<float, AlignedAllocator<float>> xt, partial, zeros;
 };
 PanelScratch& panel_scratch() {
   static thread_local PanelScratch s;
@@ -209,17 +209,46 @@ inline void transpose_4x4_lanes(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m5
   out[3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
 }
 
-// Xt[k][i] = X[m0 + i][k] for the panel's rows. Rows past M keep stale values: their lanes are computed
-// and never stored.
-void pack_x_panel(const float* X, int64_t ldx, int64_t rows, int64_t K, float* xt) {
+// out[i] lane c = in[c] lane i: a 16x16 transpose in registers (4x4 within lanes, then across lanes).
+inline void transpose_16x16(const __m512 in[16], __m512 out[16]) {
+  __m512 b[16];  // b[4q + j] lane L: element 4L + j of in[4q..4q+3]
+  for (int q = 0; q < 4; ++q)
+    transpose_4x4_lanes(in[4 * q], in[4 * q + 1], in[4 * q + 2], in[4 * q + 3], b + 4 * q);
+  for (int j = 0; j < 4; ++j) {
+    const __m512 u0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x44),
+                 u1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xEE);
+    const __m512 u2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x44),
+                 u3 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xEE);
+    out[j] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+    out[4 + j] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+    out[8 + j] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+    out[12 + j] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+  }
+}
+
+// Xt[k][i] = row[i][k] for k < K and the panel's n rows (n <= 64). Rows past n keep stale values: their
+// lanes are computed and never stored.
+void pack_rows_panel(const float* const* row, int64_t n, int64_t K, float* xt) {
   int64_t i = 0;
-  for (; i + 4 <= rows; i += 4) {
-    const float* x = X + i * ldx;
+  // 16 rows x 16 k at a time: one transpose, 16 aligned 64-byte stores into Xt.
+  for (; i + 16 <= n; i += 16) {
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+      __m512 in[16], out[16];
+      for (int r = 0; r < 16; ++r) in[r] = _mm512_loadu_ps(row[i + r] + k);
+      transpose_16x16(in, out);
+      for (int j = 0; j < 16; ++j) _mm512_store_ps(xt + (k + j) * kPanelRows + i, out[j]);
+    }
+    for (; k < K; ++k)
+      for (int r = 0; r < 16; ++r) xt[k * kPanelRows + i + r] = row[i + r][k];
+  }
+  for (; i + 4 <= n; i += 4) {
+    const float *r0 = row[i], *r1 = row[i + 1], *r2 = row[i + 2], *r3 = row[i + 3];
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
       __m512 u[4];
-      transpose_4x4_lanes(_mm512_loadu_ps(x + k), _mm512_loadu_ps(x + ldx + k),
-                          _mm512_loadu_ps(x + 2 * ldx + k), _mm512_loadu_ps(x + 3 * ldx + k), u);
+      transpose_4x4_lanes(_mm512_loadu_ps(r0 + k), _mm512_loadu_ps(r1 + k), _mm512_loadu_ps(r2 + k),
+                          _mm512_loadu_ps(r3 + k), u);
       for (int q = 0; q < 4; ++q) {
         _mm_store_ps(xt + (k + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 0));
         _mm_store_ps(xt + (k + 4 + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 1));
@@ -228,10 +257,33 @@ void pack_x_panel(const float* X, int64_t ldx, int64_t rows, int64_t K, float* x
       }
     }
     for (; k < K; ++k)
-      for (int r = 0; r < 4; ++r) xt[k * kPanelRows + i + r] = x[r * ldx + k];
+      for (int r = 0; r < 4; ++r) xt[k * kPanelRows + i + r] = row[i + r][k];
   }
-  for (; i < rows; ++i)
-    for (int64_t k = 0; k < K; ++k) xt[k * kPanelRows + i] = X[i * ldx + k];
+  for (; i < n; ++i)
+    for (int64_t k = 0; k < K; ++k) xt[k * kPanelRows + i] = row[i][k];
+}
+
+// Xt for rows m0.. of X [M][ldx].
+void pack_x_panel(const float* X, int64_t ldx, int64_t rows, int64_t K, float* xt) {
+  const float* row[kPanelRows];
+  for (int64_t i = 0; i < rows; ++i) row[i] = X + i * ldx;
+  pack_rows_panel(row, rows, K, xt);
+}
+
+// Xt for output pixels p0.. of a convolution, straight from its channels-last input: for each kernel
+// position, the C channels under it of every pixel in the panel (`zeros` where the window leaves the image).
+void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const float* zeros, float* xt) {
+  const float* row[kPanelRows];
+  for (int64_t kh = 0; kh < c.KH; ++kh)
+    for (int64_t kw = 0; kw < c.KW; ++kw) {
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t p = p0 + i, n = p / (c.OH * c.OW), oh = p / c.OW % c.OH, ow = p % c.OW;
+        const int64_t ih = oh * c.stride_h - c.pad_top + kh * c.dilation_h;
+        const int64_t iw = ow * c.stride_w - c.pad_left + kw * c.dilation_w;
+        row[i] = ih >= 0 && ih < c.H && iw >= 0 && iw < c.W ? c.x + ((n * c.H + ih) * c.W + iw) * c.C : zeros;
+      }
+      pack_rows_panel(row, rows, c.C, xt + (kh * c.KW + kw) * c.C * kPanelRows);
+    }
 }
 
 inline __m512 broadcast_value(const float* p) {
@@ -288,33 +340,19 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
   const __mmask16 nmask = __mmask16(valid_lanes(*a.W, tile));
   const int64_t n0 = tile * kTileRows;
   const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(nmask, a.bias + n0) : _mm512_setzero_ps();
-  // b[4q + j] lane L: row 4L + j, channels 4q..4q+3.
-  __m512 b[16];
-  for (int q = 0; q < 4; ++q) {
-    const float* p = block + 4 * q * kPanelRows;
-    transpose_4x4_lanes(_mm512_load_ps(p), _mm512_load_ps(p + kPanelRows), _mm512_load_ps(p + 2 * kPanelRows),
-                        _mm512_load_ps(p + 3 * kPanelRows), b + 4 * q);
-  }
-  for (int j = 0; j < 4; ++j) {
-    const __m512 u0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x44),
-                 u1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xEE);
-    const __m512 u2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x44),
-                 u3 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xEE);
-    const __m512 z[4] = {_mm512_shuffle_f32x4(u0, u2, 0x88), _mm512_shuffle_f32x4(u0, u2, 0xDD),
-                         _mm512_shuffle_f32x4(u1, u3, 0x88), _mm512_shuffle_f32x4(u1, u3, 0xDD)};
-    for (int L = 0; L < 4; ++L) {
-      const int64_t i = 4 * L + j;
-      if (i >= rows) continue;
-      __m512 y = z[L];
-      if (a.bias) y = _mm512_add_ps(y, bias);
-      if (a.act == Activation::relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
-      float* out = a.Y + (m0 + i) * a.ldy + n0;
-      if (nmask == 0xffff)
-        _mm512_storeu_ps(out, y);
-      else
-        _mm512_mask_storeu_ps(out, nmask, y);
-      if (a.act == Activation::gelu) gelu_row(out, nmask);
-    }
+  __m512 in[16], z[16];  // in[c]: channel c over the 16 rows; z[i]: row i over the 16 channels
+  for (int c = 0; c < 16; ++c) in[c] = _mm512_load_ps(block + c * kPanelRows);
+  transpose_16x16(in, z);
+  for (int64_t i = 0; i < rows; ++i) {
+    __m512 y = z[i];
+    if (a.bias) y = _mm512_add_ps(y, bias);
+    if (a.act == Activation::relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+    float* out = a.Y + (m0 + i) * a.ldy + n0;
+    if (nmask == 0xffff)
+      _mm512_storeu_ps(out, y);
+    else
+      _mm512_mask_storeu_ps(out, nmask, y);
+    if (a.act == Activation::gelu) gelu_row(out, nmask);
   }
 }
 
@@ -325,10 +363,14 @@ void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
   PanelScratch& scratch = panel_scratch();
   scratch.xt.resize(size_t(K * kPanelRows));
   scratch.partial.resize(size_t((te - tb) * kTileRows * kPanelRows));
+  if (a.patches) scratch.zeros.assign(size_t(a.patches->C), 0.0f);
   const float* X = static_cast<const float*>(a.X);
   for (int64_t m0 = 0; m0 < a.M; m0 += kPanelRows) {
     const int64_t rows = std::min(kPanelRows, a.M - m0);
-    pack_x_panel(X + m0 * a.ldx, a.ldx, rows, K, scratch.xt.data());
+    if (a.patches)
+      pack_patch_panel(*a.patches, a.patch_row0 + m0, rows, scratch.zeros.data(), scratch.xt.data());
+    else
+      pack_x_panel(X + m0 * a.ldx, a.ldx, rows, K, scratch.xt.data());
     for (int64_t g0 = 0; g0 < G; g0 += kPanelGroups) {
       const int64_t ng = std::min(kPanelGroups, G - g0);
       for (int64_t t = tb; t < te; ++t) {
