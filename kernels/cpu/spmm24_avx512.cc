@@ -49,11 +49,17 @@ struct PermuteFmaMicro {
       vals[v] = W.tile_values<VT>(tile + v) + s0 * 2 * kTileRows;
       meta[v] = reinterpret_cast<const uint64_t*>(W.tile_meta(tile + v)) + s0;
     }
-    __m512 acc[MR][NV];
+    // With few rows and tiles, the two kept values of a group go to separate sums (added at the end): one
+    // chain of two dependent FMAs per group would otherwise bound the loop by FMA latency when the weights
+    // come from cache.
+    constexpr bool kSplit = MR * NV <= 4;
+    __m512 acc[MR][NV], acc1[MR][NV];
     for (int m = 0; m < MR; ++m)
-      for (int v = 0; v < NV; ++v)
+      for (int v = 0; v < NV; ++v) {
         acc[m][v] =
             first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask[v], Y + m * a.ldy + v * kTileRows);
+        acc1[m][v] = _mm512_setzero_ps();
+      }
     // Lane i's nibble sits at bit 4*(i/2) of its dword after the 64-bit broadcast (see packed24.h).
     const __m512i shift0 = _mm512_set_epi32(28, 28, 24, 24, 20, 20, 16, 16, 12, 12, 8, 8, 4, 4, 0, 0);
     const __m512i shift1 = _mm512_add_epi32(shift0, _mm512_set1_epi32(2));
@@ -81,7 +87,8 @@ struct PermuteFmaMicro {
         const __m512 x = _mm512_broadcast_f32x4(_mm_loadu_ps(xg + m * a.ldx));
         for (int v = 0; v < NV; ++v) {
           acc[m][v] = _mm512_fmadd_ps(_mm512_permutevar_ps(x, ctrl0[v]), w0[v], acc[m][v]);
-          acc[m][v] = _mm512_fmadd_ps(_mm512_permutevar_ps(x, ctrl1[v]), w1[v], acc[m][v]);
+          __m512& second = kSplit ? acc1[m][v] : acc[m][v];
+          second = _mm512_fmadd_ps(_mm512_permutevar_ps(x, ctrl1[v]), w1[v], second);
         }
       }
     }
@@ -89,7 +96,7 @@ struct PermuteFmaMicro {
       const __m512 bias = last && a.bias ? _mm512_maskz_loadu_ps(mask[v], a.bias + (tile + v) * kTileRows)
                                          : _mm512_setzero_ps();
       for (int m = 0; m < MR; ++m) {
-        __m512 y = acc[m][v];
+        __m512 y = kSplit ? _mm512_add_ps(acc[m][v], acc1[m][v]) : acc[m][v];
         if (last && a.bias) y = _mm512_add_ps(y, bias);
         if (last && a.act == Activation::relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
         float* out = Y + m * a.ldy + v * kTileRows;
