@@ -516,24 +516,24 @@ Tensor naive_matmul_2d(const float* a, const float* b, int64_t M, int64_t K, int
 
 // ---- channels-last (optimize.cc's to_channels_last) ----
 
-// [N][C][H][W] <-> [N][H][W][C].
-Tensor to_nhwc(const Tensor& x) {
-  const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
-  Tensor y(DType::f32, {N, H, W, C});
+// [N][C][H][W] -> [N][H][W][C] (to_last), or back.
+Tensor move_channels(const Tensor& t, bool to_last) {
+  const int64_t N = t.dim(0), C = to_last ? t.dim(1) : t.dim(3);
+  const int64_t H = to_last ? t.dim(2) : t.dim(1), W = to_last ? t.dim(3) : t.dim(2);
+  Tensor y(DType::f32, to_last ? std::vector<int64_t>{N, H, W, C} : std::vector<int64_t>{N, C, H, W});
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c)
-      for (int64_t i = 0; i < H * W; ++i)
-        y.data<float>()[(n * H * W + i) * C + c] = x.data<float>()[(n * C + c) * H * W + i];
+      for (int64_t i = 0; i < H * W; ++i) {
+        const int64_t first = (n * C + c) * H * W + i, last = (n * H * W + i) * C + c;
+        y.data<float>()[to_last ? last : first] = t.data<float>()[to_last ? first : last];
+      }
   return y;
 }
+Tensor to_nhwc(const Tensor& x) {
+  return move_channels(x, true);
+}
 Tensor to_nchw(const Tensor& y) {
-  const int64_t N = y.dim(0), H = y.dim(1), W = y.dim(2), C = y.dim(3);
-  Tensor x(DType::f32, {N, C, H, W});
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t i = 0; i < H * W; ++i)
-        x.data<float>()[(n * C + c) * H * W + i] = y.data<float>()[(n * H * W + i) * C + c];
-  return x;
+  return move_channels(y, false);
 }
 
 TEST(OpsChannelsLast, PoolsMatchTheChannelsFirstOps) {
