@@ -70,6 +70,8 @@ def main():
         so.inter_op_num_threads = 1
         sess = ort.InferenceSession(dense, so, providers=["CPUExecutionProvider"])
         ort_ms, _ = compare_ort.ort_latency(sess, compare_ort.make_inputs(onnx.load(dense), batch, seq))
+        # Close the session first: an idle onnxruntime thread pool left alive spins on the cores sparse24 uses.
+        del sess
         s_dense = sparse24_bench(a.sparse24, dense, batch, seq, a.threads, "disable")
         s_24 = sparse24_bench(a.sparse24, pruned, batch, seq, a.threads, "enable")
         row = {"model": name, "batch": batch, "seq": seq, "threads": a.threads, "ort_dense_ms": ort_ms,
