@@ -21,9 +21,24 @@ std::string_view tactic_name(Tactic t) {
       return "2:4";
     case Tactic::dense_onednn:
       return "dense-onednn";
+    case Tactic::cuda_cublas:
+      return "cuda-cublas";
+    case Tactic::cuda_cusparselt:
+      return "cuda-cusparselt";
+    case Tactic::cuda_sp24:
+      return "cuda-2:4";
   }
   return "?";
 }
+
+namespace {
+// cuda_ index of a GPU tactic, which is also its CudaGemmKind.
+size_t cuda_slot(Tactic t) {
+  static_assert(uint8_t(CudaGemmKind::cublas) == 0 && uint8_t(CudaGemmKind::cusparselt) == 1 &&
+                uint8_t(CudaGemmKind::sp24) == 2);
+  return size_t(uint8_t(t) - uint8_t(Tactic::cuda_cublas));
+}
+}  // namespace
 
 LinearLayer::LinearLayer(Tensor weight, std::vector<float> bias, Activation act)
     : weight_(std::move(weight)), bias_(std::move(bias)), act_(act) {
@@ -51,6 +66,10 @@ void LinearLayer::set_tactic(Tactic t) {
   }
   if (t == Tactic::dense_onednn && !onednn_)
     onednn_ = std::make_shared<OnednnMatmul>(weight_.data<float>(), N(), K());
+  if (is_cuda(t) && !cuda_[cuda_slot(t)]) {
+    if (t != Tactic::cuda_cublas && !is_24_) fail("the {} tactic needs a 2:4 weight", tactic_name(t));
+    cuda_[cuda_slot(t)] = std::make_shared<CudaLinear>(CudaGemmKind(cuda_slot(t)), weight_);
+  }
   tactic_ = t;
 }
 
@@ -110,6 +129,11 @@ void LinearLayer::run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t 
   }
   if (tactic_ == Tactic::dense_onednn) {
     onednn_->run(M, X, ldx, Y, ldy);
+    epilogue(M, Y, ldy);
+    return;
+  }
+  if (is_cuda(tactic_)) {
+    cuda_[cuda_slot(tactic_)]->run(M, X, ldx, Y, ldy);
     epilogue(M, Y, ldy);
     return;
   }

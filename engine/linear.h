@@ -3,11 +3,13 @@
 //   Y[M][N] = act(X[M][K] · W[N][K]ᵀ + bias)
 // It holds the weight once in the form its tactic reads (dense for BLAS, packed 2:4 for the CPU kernels),
 // prepared when the plan is built and never repacked per call.
+#include <array>
 #include <memory>
 #include <optional>
 #include <string_view>
 #include <vector>
 
+#include "engine/cuda_linear.h"
 #include "engine/dense_onednn.h"
 #include "format/pattern24.h"
 #include "kernels/cpu/packed24.h"
@@ -23,9 +25,17 @@ enum class Tactic : uint8_t {
   dense_blas,  ///< ops::blas_sgemm: OpenBLAS sgemv for M = 1, oneDNN sgemm otherwise, split over the threads
   sparse24_cpu,  ///< sparse24's 2:4 CPU kernels (kernels/cpu)
   dense_onednn,  ///< oneDNN matmul (weights in its blocked layout)
+  // --device cuda (engine/cuda_linear.h): bf16 operands on the GPU, f32 sums, bias and activation on the host
+  cuda_cublas,      ///< cuBLAS dense
+  cuda_cusparselt,  ///< cuSPARSELt 2:4
+  cuda_sp24,        ///< sparse24's mma.sp 2:4 kernels
 };
-/// "dense-sgemm", "2:4" or "dense-onednn".
+/// "dense-sgemm", "2:4", "dense-onednn", "cuda-cublas", "cuda-cusparselt" or "cuda-2:4".
 std::string_view tactic_name(Tactic t);
+/// True for the tactics that run on the GPU.
+inline bool is_cuda(Tactic t) {
+  return t == Tactic::cuda_cublas || t == Tactic::cuda_cusparselt || t == Tactic::cuda_sp24;
+}
 
 /// A linear layer with a constant weight.
 class LinearLayer {
@@ -46,7 +56,8 @@ class LinearLayer {
   void add_bias(const std::vector<float>& b);
   /// Sets the epilogue activation (fusing a following Relu/Gelu); only from none.
   void set_activation(Activation act);
-  /// Chooses the tactic and prepares its weight form. Throws Error for 2:4 on a weight that is not 2:4.
+  /// Chooses the tactic and prepares its weight form (a GPU tactic uploads it). Throws Error for 2:4 on a
+  /// weight that is not 2:4, or for a GPU tactic that cannot run here.
   void set_tactic(Tactic t);
 
   /// Y = act(X · Wᵀ + bias) for M rows with the current tactic.
@@ -69,11 +80,12 @@ class LinearLayer {
   Tactic tactic_ = Tactic::dense_blas;
   std::optional<cpu::Packed24> packed_;
   std::shared_ptr<OnednnMatmul> onednn_;
+  std::array<std::shared_ptr<CudaLinear>, 3> cuda_;  // per GPU tactic (cuBLAS, cuSPARSELt, mma.sp), made once
 };
 
 /// True for the dense tactics.
 inline bool is_dense(Tactic t) {
-  return t != Tactic::sparse24_cpu;
+  return t == Tactic::dense_blas || t == Tactic::dense_onednn || t == Tactic::cuda_cublas;
 }
 
 }  // namespace sparse24::engine

@@ -66,9 +66,43 @@ double time_node(const Node& n, const Tensor& input, Tactic t, int reps) {
   return ms[ms.size() / 2];
 }
 
+// --device cuda: cuBLAS is the dense tactic; the 2:4 ones are sparse24's mma.sp kernel and cuSPARSELt (when
+// the library loads), timed like the CPU tactics (host time of a call, transfers included).
+template <typename TimeOf>
+void plan_cuda_layer(LayerPlan& p, LinearLayer& l, SparsityMode sparsity, int64_t M, TimeOf&& time_of) {
+  p.dense_tactic = Tactic::cuda_cublas;
+  p.tactic = Tactic::cuda_cublas;
+  if (M > 0) p.dense_ms = time_of(Tactic::cuda_cublas);
+  if (!l.is_24() || sparsity == SparsityMode::disable) return;
+  if (sparsity == SparsityMode::force || M == 0) {
+    p.tactic = Tactic::cuda_sp24;
+    return;
+  }
+  for (Tactic t : {Tactic::cuda_sp24, Tactic::cuda_cusparselt}) {
+    double ms = -1;
+    try {
+      ms = time_of(t);
+    } catch (const Error&) {  // cuSPARSELt not installed, or a shape its kernel refuses: not a candidate
+      continue;
+    }
+    if (p.sparse_ms < 0 || ms < p.sparse_ms) {
+      p.sparse_ms = ms;
+      if (ms < p.dense_ms) p.tactic = t;
+    }
+  }
+}
+
 }  // namespace
 
+Device parse_device(const std::string& s) {
+  if (s == "cpu") return Device::cpu;
+  if (s == "cuda") return Device::cuda;
+  fail("--device must be cpu or cuda, got '{}'", s);
+}
+
 void plan_tactics(CompiledModel& model, const PlanOptions& o) {
+  if (o.device == Device::cuda)
+    if (std::string why = cuda_unavailable_reason(); !why.empty()) fail("--device cuda: {}", why);
   set_threads(o.threads);
   model.sparsity = o.sparsity;
   model.batch = o.batch;
@@ -101,6 +135,12 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
       return it == conv_inputs.end() ? l->time_ms(t, M[i], o.timing_reps)
                                      : time_node(n, it->second, t, o.timing_reps);
     };
+    if (o.device == Device::cuda) {
+      plan_cuda_layer(p, *l, o.sparsity, M[i], time_of);
+      l->set_tactic(p.tactic);
+      model.layers.push_back(p);
+      continue;
+    }
     if (M[i] > 0) {  // the dense tactic: the faster of sgemm and oneDNN (matmul; for a Conv, its convolution)
       const double sgemm = time_of(Tactic::dense_blas), onednn = time_of(Tactic::dense_onednn);
       p.dense_tactic = onednn < sgemm ? Tactic::dense_onednn : Tactic::dense_blas;

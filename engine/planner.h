@@ -21,9 +21,18 @@ enum class SparsityMode : uint8_t {
 SparsityMode parse_sparsity(const std::string& s);
 std::string_view sparsity_name(SparsityMode m);
 
+/// Where the linear layers run.
+enum class Device : uint8_t {
+  cpu,   ///< dense-sgemm, dense-onednn, 2:4 (kernels/cpu)
+  cuda,  ///< cuda-cublas, cuda-cusparselt, cuda-2:4 (engine/cuda_linear.h); the other ops stay on the CPU
+};
+/// Parses cpu|cuda; throws Error otherwise.
+Device parse_device(const std::string& s);
+
 /// How to plan.
 struct PlanOptions {
   SparsityMode sparsity = SparsityMode::enable;
+  Device device = Device::cpu;
   int threads = 0;      ///< 0: all cores
   int64_t batch = 1;    ///< the first symbolic input dimension
   int64_t seq = 128;    ///< every other symbolic input dimension

@@ -25,11 +25,13 @@ using namespace sparse24::engine;
 struct EngineArgs {
   std::string model;
   std::string sparsity = "enable";
+  std::string device = "cpu";
   int threads = 0;
   int64_t batch = 1, seq = 128;
   PlanOptions plan() const {
     PlanOptions o;
     o.sparsity = parse_sparsity(sparsity);
+    o.device = parse_device(device);
     o.threads = threads;
     o.batch = batch;
     o.seq = seq;
@@ -47,6 +49,10 @@ void add_engine_options(CLI::App* cmd, EngineArgs& a, bool planning, bool model_
   cmd->add_option(
          "--sparsity", a.sparsity,
          "disable: dense only; enable: 2:4 where timed faster; force: 2:4 wherever the weight is 2:4")
+      ->capture_default_str();
+  cmd->add_option("--device", a.device,
+                  "cpu, or cuda: linear layers on the GPU (cuBLAS / cuSPARSELt / sparse24 mma.sp, bf16), the "
+                  "other ops on the CPU")
       ->capture_default_str();
   cmd->add_option("--batch", a.batch, "batch size the layers are timed at (first symbolic input dim)")
       ->capture_default_str();

@@ -77,6 +77,11 @@ SPARSE24_SIMD_CLONES void attention_softmax_row_f32_generic(float* row, const fl
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+// GCC 12's AVX-512 headers fill the unused operand of unmasked intrinsics with an undefined register and then
+// warn about it (-W[maybe-]uninitialized, a known false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 // 16 lanes at a time, with FMA: GCC's clones use 256-bit vectors and no contraction. e^x as 2^n · p(r):
 // n = round(x·log2 e), r = x - n·ln 2 (two FMAs, ln 2 split), p the degree-6 Taylor polynomial (truncation
 // below 2e-7 relative on |r| <= ln2/2), 2^n applied by vscalefps (exact, down to subnormals and zero).
@@ -127,6 +132,7 @@ __attribute__((target("avx512f,avx512dq,fma"))) void attention_softmax_row_f32_a
     _mm512_mask_storeu_ps(row + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + i), inv));
   }
 }
+#pragma GCC diagnostic pop
 #endif
 
 void attention_softmax_row_f32(float* row, const float* mask, int64_t mask_step, int64_t n) {

@@ -99,3 +99,27 @@ def test_minilm_embeddings_match_sentence_transformers(sparse24, tmp_path):
     assert len(want) >= 20
     cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     assert cos.min() >= 0.9999, f"lowest cosine {cos.min()}"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_device_cuda_runs_or_says_why_not(sparse24, tmp_path, case):
+    """--device cuda: with a GPU, the linear layers run there (bf16 operands, f32 sums) and the outputs match
+    onnxruntime to bf16 precision; without one, one clear line and exit 1, and no output written."""
+    make, feeds_for = CASES[case]
+    model_path = pruned(sparse24, tmp_path, make(), case)
+    feeds = feeds_for(2)
+    args = []
+    for k, v in feeds.items():
+        np.save(tmp_path / f"in_{k}.npy", v)
+        args += ["--input", f"{k}={tmp_path / f'in_{k}.npy'}"]
+    out = tmp_path / "out_cuda"
+    p = sparse24("run", model_path, *args, "-o", out, "--device", "cuda", "--batch", "2", "--seq", "12",
+                 check=False)
+    if p.returncode != 0:
+        assert p.returncode == 1
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--device cuda" in lines[0], p.stderr
+        assert not out.exists()
+        pytest.skip(f"no GPU here: {lines[0]}")
+    got = {f[:-4]: np.load(out / f) for f in os.listdir(out)}
+    assert_close(got, ort_outputs(model_path, feeds), rtol=3e-2)
