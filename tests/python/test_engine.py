@@ -123,3 +123,18 @@ def test_device_cuda_runs_or_says_why_not(sparse24, tmp_path, case):
         pytest.skip(f"no GPU here: {lines[0]}")
     got = {f[:-4]: np.load(out / f) for f in os.listdir(out)}
     assert_close(got, ort_outputs(model_path, feeds), rtol=3e-2)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "ref"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_lower_isa_paths_match_onnxruntime(sparse24, tmp_path, monkeypatch, case, isa):
+    """The same models with SPARSE24_ISA forcing the AVX2 or portable kernels (and the engine's non-AVX-512
+    softmax, and im2col for 2:4 convolutions): what a CPU without AVX-512 runs."""
+    if isa == "avx2" and "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this CPU has no AVX2")
+    monkeypatch.setenv("SPARSE24_ISA", isa)
+    make, feeds_for = CASES[case]
+    model_path = pruned(sparse24, tmp_path, make(), case)
+    feeds = feeds_for(3)
+    got = run_engine(sparse24, tmp_path, model_path, feeds, "--sparsity", "force", "--batch", "3", "--seq", "12")
+    assert_close(got, ort_outputs(model_path, feeds))
