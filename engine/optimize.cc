@@ -415,31 +415,40 @@ int fuse_attention(Graph& g) {
     const int64_t axis = softmax.attrs.get_int("axis", softmax.opset < 13 ? 1 : -1);
     if (axis != -1 && axis != 3) continue;
     std::vector<int> nodes = {int(si)};
-    ValueId x = softmax.inputs[0], mask = kNoValue;
-    if (int a = prod.sole(g, uses, x, "Add"); a >= 0) {
-      // The mask is the operand that is not the scaled scores.
-      const Node& add = g.nodes[size_t(a)];
-      const int p0 = prod.of[size_t(add.inputs[0])];
-      const bool first_is_scores =
-          p0 >= 0 && (g.nodes[size_t(p0)].op == "Div" || g.nodes[size_t(p0)].op == "Mul" ||
-                      g.nodes[size_t(p0)].op == "MatMul");
-      x = first_is_scores ? add.inputs[0] : add.inputs[1];
-      mask = first_is_scores ? add.inputs[1] : add.inputs[0];
-      nodes.push_back(a);
-    }
+    // The scores: MatMul(q, k), then optionally a scalar Div or Mul. Returns the MatMul node (or -1) and
+    // the nodes and scale it passed.
+    auto scores_from = [&](ValueId v, std::vector<int>& passed, float& scale) {
+      for (const char* op : {"Div", "Mul"})
+        if (int d = prod.sole(g, uses, v, op); d >= 0) {
+          auto c = as_scalar(constant(g, g.nodes[size_t(d)].inputs[1]));
+          if (!c || (std::string(op) == "Div" && *c == 0.0f)) return -1;
+          scale = std::string(op) == "Div" ? 1.0f / *c : *c;
+          v = g.nodes[size_t(d)].inputs[0];
+          passed.push_back(d);
+          break;
+        }
+      const int mm = prod.sole(g, uses, v, "MatMul");
+      if (mm >= 0) passed.push_back(mm);
+      return mm;
+    };
+    ValueId mask = kNoValue;
     float scale = 1.0f;
-    for (const char* op : {"Div", "Mul"})
-      if (int d = prod.sole(g, uses, x, op); d >= 0) {
-        auto c = as_scalar(constant(g, g.nodes[size_t(d)].inputs[1]));
-        if (!c || (std::string(op) == "Div" && *c == 0.0f)) break;
-        scale = std::string(op) == "Div" ? 1.0f / *c : *c;
-        x = g.nodes[size_t(d)].inputs[0];
-        nodes.push_back(d);
-        break;
+    int qk = -1;
+    if (int a = prod.sole(g, uses, softmax.inputs[0], "Add"); a >= 0) {
+      // Add(scores, mask) in either order: the scores are the operand that leads back to the MatMul.
+      nodes.push_back(a);
+      for (int side = 0; side < 2 && qk < 0; ++side) {
+        std::vector<int> passed;
+        scale = 1.0f;
+        qk = scores_from(g.nodes[size_t(a)].inputs[size_t(side)], passed, scale);
+        if (qk < 0) continue;
+        mask = g.nodes[size_t(a)].inputs[size_t(1 - side)];
+        nodes.insert(nodes.end(), passed.begin(), passed.end());
       }
-    const int qk = prod.sole(g, uses, x, "MatMul");
+    } else {
+      qk = scores_from(softmax.inputs[0], nodes, scale);
+    }
     if (qk < 0) continue;
-    nodes.push_back(qk);
     auto q = match_head_split(g, uses, prod, g.nodes[size_t(qk)].inputs[0], bhsd);
     auto k = match_head_split(g, uses, prod, g.nodes[size_t(qk)].inputs[1], bhds);
     const int pv = uses.sole_reader(softmax.outputs[0]);

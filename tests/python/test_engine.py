@@ -138,3 +138,27 @@ def test_lower_isa_paths_match_onnxruntime(sparse24, tmp_path, monkeypatch, case
     feeds = feeds_for(3)
     got = run_engine(sparse24, tmp_path, model_path, feeds, "--sparsity", "force", "--batch", "3", "--seq", "12")
     assert_close(got, ort_outputs(model_path, feeds))
+
+
+def test_attention_fusion_takes_the_mask_add_in_either_order(sparse24, tmp_path):
+    """Add(mask, scores) fuses like Add(scores, mask), also when the mask comes out of a Mul (as Hugging Face's
+    (1 - mask) · min exports it): the scores are the operand that leads back to the MatMul."""
+    from onnx import helper, numpy_helper
+    model = models.transformer()
+    g = model.graph
+    mask_value = next(n.output[0] for n in g.node if n.op_type == "Where")
+    g.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), "c_mask_one"))
+    swapped = 0
+    for node in g.node:
+        if node.op_type == "Add" and mask_value in node.input:
+            scores = node.input[0] if node.input[1] == mask_value else node.input[1]
+            node.input[0], node.input[1] = "mask_scaled", scores
+            swapped += 1
+    where = next(i for i, n in enumerate(g.node) if n.op_type == "Where")
+    g.node.insert(where + 1, helper.make_node("Mul", [mask_value, "c_mask_one"], ["mask_scaled"], name="mask_scale"))
+    assert swapped == 2, "the test model changed: expected one mask Add per layer"
+    model_path = pruned(sparse24, tmp_path, model, "transformer_swapped")
+    p = sparse24("build", model_path, "-o", tmp_path / "t.plan", "--batch", "2", "--seq", "12")
+    assert "2 attention blocks fused" in p.stdout, p.stdout
+    feeds = CASES["transformer"][1](2)
+    assert_close(run_engine(sparse24, tmp_path, tmp_path / "t.plan", feeds), ort_outputs(model_path, feeds))
