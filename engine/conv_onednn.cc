@@ -2,8 +2,10 @@
 
 #include <map>
 #include <mutex>
+#include <unordered_map>
 
 #include "engine/onednn_context.h"
+#include "engine/ops/simd_kernels.h"
 #include "util/error.h"
 
 namespace sparse24::engine {
@@ -33,8 +35,10 @@ struct OnednnConv::Impl {
   mutable std::mutex mutex;
   mutable std::map<std::vector<int64_t>, Prepared> cache;
 
-  const Prepared& prepare(const ops::ConvShape& s, bool channels_last) const {
-    std::vector<int64_t> key = {s.batch, s.in_channels, int64_t(channels_last)};
+  const Prepared& prepare(const ops::ConvShape& s, bool channels_last, bool residual,
+                          bool residual_relu) const {
+    std::vector<int64_t> key = {s.batch, s.in_channels, int64_t(channels_last), int64_t(residual),
+                                int64_t(residual_relu)};
     key.insert(key.end(), s.window.in.begin(), s.window.in.end());
     std::lock_guard lock(mutex);
     if (auto it = cache.find(key); it != cache.end()) return it->second;
@@ -58,6 +62,11 @@ struct OnednnConv::Impl {
       po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
     if (act == reference::Activation::gelu)
       po.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+    if (residual) {  // y += r in the layout the caller gives y, read where the primitive writes y
+      po.append_binary(dnnl::algorithm::binary_add,
+                       dnnl::memory::desc(dst_dims, dt::f32, plain_tag(rank, channels_last)));
+      if (residual_relu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    }
     dnnl::primitive_attr attr;
     attr.set_post_ops(po);
     dnnl::convolution_forward::primitive_desc pd(d, attr, onednn_engine());
@@ -94,9 +103,16 @@ OnednnConv::OnednnConv(const Tensor& wc, const std::vector<int64_t>& weight_shap
 
 OnednnConv::~OnednnConv() = default;
 
-void OnednnConv::run(const ops::ConvShape& s, const float* x, float* y, bool channels_last) const {
+void OnednnConv::run(const ops::ConvShape& s, const float* x, float* y, bool channels_last,
+                     const float* residual, bool residual_relu) const {
   try {
-    const Prepared& p = impl_->prepare(s, channels_last);
+    const Prepared& p = impl_->prepare(s, channels_last, residual != nullptr, residual_relu);
+    if (residual && p.dst_md != p.dst_user) {
+      // The primitive writes a blocked layout here: the residual is added after the reorder instead.
+      run(s, x, y, channels_last);
+      ops::residual_add_f32(y, residual, s.batch * s.out_channels * s.out_pixels(), residual_relu);
+      return;
+    }
     dnnl::memory src_user(p.src_user, onednn_engine(), const_cast<float*>(x)),
         dst_user(p.dst_user, onednn_engine(), y);
     dnnl::memory src = src_user, dst = dst_user;
@@ -105,9 +121,15 @@ void OnednnConv::run(const ops::ConvShape& s, const float* x, float* y, bool cha
       dnnl::reorder(src_user, src).execute(onednn_stream(), src_user, src);
     }
     if (p.dst_md != p.dst_user) dst = dnnl::memory(p.dst_md, onednn_engine());
-    p.prim.execute(
-        onednn_stream(),
-        {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, p.weights}, {DNNL_ARG_BIAS, p.bias}, {DNNL_ARG_DST, dst}});
+    std::unordered_map<int, dnnl::memory> args = {
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, p.weights}, {DNNL_ARG_BIAS, p.bias}, {DNNL_ARG_DST, dst}};
+    if (residual) {
+      // The binary post-op follows the activation post-op, if the layer has one.
+      const int index = impl_->act == reference::Activation::none ? 0 : 1;
+      args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1] =
+          dnnl::memory(p.dst_user, onednn_engine(), const_cast<float*>(residual));
+    }
+    p.prim.execute(onednn_stream(), args);
     if (p.dst_md != p.dst_user) dnnl::reorder(dst, dst_user).execute(onednn_stream(), dst, dst_user);
     onednn_stream().wait();
   } catch (const dnnl::error& e) {

@@ -18,8 +18,11 @@ class OnednnConv {
              const std::vector<float>& bias, reference::Activation act);
   ~OnednnConv();
   /// y[batch][OC][out...] = act(conv(x) + bias); with channels_last, x [batch][in...][IC] and
-  /// y [batch][out...][OC] (the layout oneDNN computes in here: no reorders).
-  void run(const ops::ConvShape& shape, const float* x, float* y, bool channels_last = false) const;
+  /// y [batch][out...][OC] (the layout oneDNN computes in here: no reorders). With a residual r (y's shape
+  /// and layout), y = post(act(conv(x) + bias) + r), post being ReLU when residual_relu: a residual block's
+  /// Add and ReLU as post-ops of the convolution.
+  void run(const ops::ConvShape& shape, const float* x, float* y, bool channels_last = false,
+           const float* residual = nullptr, bool residual_relu = false) const;
 
  private:
   struct Impl;

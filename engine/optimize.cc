@@ -6,6 +6,7 @@
 #include "engine/ops/conv_gemm.h"
 #include "engine/ops/op.h"
 #include "engine/ops/op_util.h"
+#include "engine/ops/simd_kernels.h"
 #include "util/error.h"
 
 namespace sparse24::engine {
@@ -31,16 +32,32 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
   const bool nhwc = ops::channels_last(node);
   ops::ConvShape shape =
       ops::conv_shape(node, nhwc ? ops::channels_first_shape(x.shape()) : x.shape(), weight_shape);
-  outputs[0] = Tensor::uninitialized(
-      DType::f32, nhwc ? ops::channels_last_shape(shape.output_shape()) : shape.output_shape());
+  const std::vector<int64_t> out_shape =
+      nhwc ? ops::channels_last_shape(shape.output_shape()) : shape.output_shape();
+  outputs[0] = Tensor::uninitialized(DType::f32, out_shape);
+  // A fused residual (fuse_residual): y = post(conv(x) + r), post = ReLU when the node says so.
+  const Tensor* residual = inputs.size() > 1 ? inputs[1] : nullptr;
+  const bool residual_relu = node.attrs.get_int("sparse24_residual_relu", 0) != 0;
+  if (residual && (residual->dtype() != DType::f32 || residual->shape() != out_shape))
+    fail("node '{}' (Conv + residual Add): the residual is {} {}, the convolution's output f32 {}", node.name,
+         dtype_name(residual->dtype()), shape_str(residual->shape()), shape_str(out_shape));
+  float* y = outputs[0].data<float>();
   const LinearLayer& l = *layer;
   if (l.tactic() == Tactic::dense_onednn) {
     std::call_once(onednn_once_, [&] {
       onednn_ = std::make_unique<OnednnConv>(l.weight(), weight_shape, l.bias(), l.activation());
     });
-    onednn_->run(shape, x.data<float>(), outputs[0].data<float>(), nhwc);
+    onednn_->run(shape, x.data<float>(), y, nhwc, residual ? residual->data<float>() : nullptr,
+                 residual_relu);
     return;
   }
+  run_as_gemm(node, shape, x, nhwc, y);
+  if (residual) ops::residual_add_f32(y, residual->data<float>(), outputs[0].numel(), residual_relu);
+}
+
+void ConvLinearNode::run_as_gemm(const Node&, const ops::ConvShape& shape, const Tensor& x, bool nhwc,
+                                 float* y) const {
+  const LinearLayer& l = *layer;
   // 2:4 on channels-last input with at least one full panel of pixels: patches read in place, no im2col.
   const auto& w = shape.window;
   if (nhwc && w.rank() == 2 && shape.groups == 1 && shape.batch * shape.out_pixels() >= 64) {
@@ -51,15 +68,14 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
     p.H = w.in[0], p.W = w.in[1], p.OH = w.out[0], p.OW = w.out[1], p.KH = w.kernel[0], p.KW = w.kernel[1];
     p.stride_h = w.strides[0], p.stride_w = w.strides[1], p.dilation_h = w.dilations[0];
     p.dilation_w = w.dilations[1], p.pad_top = w.pads_begin[0], p.pad_left = w.pads_begin[1];
-    if (l.run_patches(p, shape.batch * shape.out_pixels(), outputs[0].data<float>(), shape.out_channels))
-      return;
+    if (l.run_patches(p, shape.batch * shape.out_pixels(), y, shape.out_channels)) return;
   }
   ops::conv_as_gemm(
       shape, x.data<float>(),
       [&l](int64_t, int64_t M, int64_t, int64_t, const float* X, int64_t ldx, float* Y, int64_t ldy) {
         l.run(M, X, ldx, Y, ldy);
       },
-      nullptr, outputs[0].data<float>(), nhwc);
+      nullptr, y, nhwc);
 }
 
 LinearLayer* linear_layer(const Node& node) {
@@ -596,6 +612,40 @@ int to_channels_last(Graph& g) {
   return moved;
 }
 
+// Conv (no activation of its own) -> Add(., r) -> Relu?, where nothing else reads the Conv's or the Add's
+// output: the Conv node takes r as a second input and the Relu as an attribute (ConvLinearNode), and moves to
+// the Add's (or Relu's) place, after r is made. A residual block's sum then costs no pass over memory with
+// oneDNN's convolution (binary post-op), and one instead of two otherwise.
+int fuse_residual(Graph& g) {
+  Uses uses(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  int fused = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const auto* conv = dynamic_cast<const ConvLinearNode*>(g.nodes[i].state.get());
+    if (!conv || dead[i] || g.nodes[i].inputs.size() != 1 || conv->layer->activation() != Activation::none)
+      continue;
+    const ValueId y = g.nodes[i].outputs[0];
+    const int a = uses.sole_reader(y);
+    if (a < 0 || g.nodes[size_t(a)].op != "Add" || g.nodes[size_t(a)].inputs.size() != 2) continue;
+    const Node& add = g.nodes[size_t(a)];
+    const ValueId r = add.inputs[0] == y ? add.inputs[1] : add.inputs[0];
+    if (r == y || r == kNoValue || constant(g, r)) continue;
+    int last = a;
+    const int relu = uses.sole_reader(add.outputs[0]);
+    if (relu >= 0 && g.nodes[size_t(relu)].op == "Relu") last = relu;
+    Node moved = std::move(g.nodes[i]);
+    moved.inputs.push_back(r);
+    moved.outputs = g.nodes[size_t(last)].outputs;
+    moved.attrs.set("sparse24_residual_relu", int64_t(last == relu));
+    dead[i] = true;
+    if (last != a) dead[size_t(a)] = true;
+    g.nodes[size_t(last)] = std::move(moved);
+    ++fused;
+  }
+  erase_marked(g, dead);
+  return fused;
+}
+
 // Constants nothing reads any more (weights now held by linear layers, inputs of folded nodes) are dropped,
 // so neither memory nor the plan file carries them twice.
 void drop_unread_constants(Graph& g) {
@@ -615,6 +665,7 @@ OptimizeReport optimize(Graph& graph) {
   rep.fused_attention = fuse_attention(graph);
   rep.fused_add_layer_norm = fuse_add_layer_norm(graph);
   rep.channels_last_convs = to_channels_last(graph);
+  rep.fused_residuals = fuse_residual(graph);
   drop_unread_constants(graph);
   return rep;
 }

@@ -3,7 +3,8 @@
 // Gemm before it, lower Gemm / MatMul / Conv with constant weights to linear layers, and fuse a following
 // bias Add and Relu / Gelu (also GELU as PyTorch exports it: x·0.5·(1+erf(x/√2))) into their epilogue, and
 // replace BERT's attention subgraph (head split, Q·Kᵀ, scale, mask, softmax, ·V, head merge) by one node
-// and a residual Add feeding LayerNormalization by one node; run 2-D CNN sections channels-last.
+// and a residual Add feeding LayerNormalization by one node; run 2-D CNN sections channels-last, with a
+// residual block's Add (and Relu) taken into its last convolution.
 #include <mutex>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "engine/conv_onednn.h"
 #include "engine/ir.h"
 #include "engine/linear.h"
+#include "engine/ops/conv_gemm.h"
 
 namespace sparse24::engine {
 
@@ -24,11 +26,14 @@ struct LinearNode : NodeState {
 /// A Conv (groups = 1, constant weight) whose GEMM is a LinearLayer on the canonical weight [OC][k·IC]:
 /// im2col patches with input channels innermost, so 2:4 groups line up with the kernels'.
 /// With the dense-onednn tactic it runs oneDNN's convolution primitive on the NCHW input instead.
+/// An optional second input is a residual added after the convolution (then ReLU when the node's
+/// sparse24_residual_relu attribute is 1): fuse_residual's Conv -> Add -> Relu.
 struct ConvLinearNode : LinearNode {
   void run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const override;
   std::vector<int64_t> weight_shape;  ///< the ONNX weight shape [OC][IC][k...]
 
  private:
+  void run_as_gemm(const Node& node, const ops::ConvShape& shape, const Tensor& x, bool nhwc, float* y) const;
   mutable std::once_flag onednn_once_;
   mutable std::unique_ptr<OnednnConv> onednn_;  // made at the first dense-onednn run (after fusion)
 };
@@ -39,6 +44,7 @@ struct OptimizeReport {
   int fused_attention = 0;       ///< attention subgraphs replaced by one FusedAttention node
   int fused_add_layer_norm = 0;  ///< Add -> LayerNormalization pairs replaced by AddLayerNormalization
   int channels_last_convs = 0;   ///< 2-D convolutions run on channels-last tensors
+  int fused_residuals = 0;       ///< Conv -> Add -> (Relu) residual sums taken into the convolution
 };
 
 /// Rewrites the graph in place (see the file comment). The result computes the same outputs.

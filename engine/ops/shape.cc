@@ -131,6 +131,19 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
   }
   out[0] = Tensor::uninitialized(x.dtype(), out_shape);
   if (x.numel() == 0) return;
+  // A permutation that only moves dims of size 1 keeps every element in place (NCHW -> NHWC with C = 1).
+  int64_t last = -1;
+  bool in_order = true;
+  for (int i = 0; i < rank && in_order; ++i) {
+    const int64_t p = normalize_axis(node, perm[size_t(i)], rank);
+    if (x.shape()[size_t(p)] == 1) continue;
+    in_order = p > last;
+    last = p;
+  }
+  if (in_order) {
+    std::memcpy(out[0].bytes(), x.bytes(), x.nbytes());
+    return;
+  }
   // The output is written in order; each of its rows reads the input at a stride (a block copy when the last
   // axis stays last). Rows are independent, so they split across threads.
   const size_t es = dtype_size(x.dtype());

@@ -30,6 +30,16 @@ SPARSE24_SIMD_CLONES void sigmoid_f32(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + vexp(-x[i]));
 }
 
+SPARSE24_SIMD_CLONES void residual_add_f32(float* y, const float* r, int64_t n, bool relu) {
+  if (relu)
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = y[i] + r[i];
+      y[i] = v > 0.0f ? v : 0.0f;
+    }
+  else
+    for (int64_t i = 0; i < n; ++i) y[i] += r[i];
+}
+
 SPARSE24_SIMD_CLONES void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax) {
   float mx = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : mx)

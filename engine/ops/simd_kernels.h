@@ -14,6 +14,8 @@ void erf_f32(const float* x, float* y, int64_t n);
 void gelu_f32(const float* x, float* y, int64_t n);
 /// y[i] = 1 / (1 + e^-x).
 void sigmoid_f32(const float* x, float* y, int64_t n);
+/// y[i] = y[i] + r[i], then max(., 0) when relu: a residual block's Add (and ReLU) after its convolution.
+void residual_add_f32(float* y, const float* r, int64_t n, bool relu);
 /// Softmax (or log-softmax) of one contiguous row of n values.
 void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax);
 /// In place, one row of attention probabilities: row = softmax(row + mask), mask read at mask[j * mask_step]

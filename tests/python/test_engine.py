@@ -79,6 +79,7 @@ def test_plan_file_runs_like_the_model(sparse24, tmp_path, case):
         assert "5 Add+LayerNormalization fused" in p.stdout, p.stdout  # embeddings, then 2 per layer
     if case == "cnn":  # stem and both block convolutions run channels-last
         assert "3 convolutions channels-last" in p.stdout, p.stdout
+        assert "1 residual Adds fused" in p.stdout, p.stdout  # the block's skip Add and its Relu
     # f32 2:4 weights are stored compressed: values half, metadata 1/32 of their dense bytes (47% saved).
     dense_plan = tmp_path / f"{case}_dense.plan"
     sparse24("build", model_path, "-o", dense_plan, "--sparsity", "disable", "--batch", "2", "--seq", "12")

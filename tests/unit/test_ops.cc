@@ -607,6 +607,20 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
       const Tensor* in_l[] = {&xl};
       state->run(n, in_l, out);
       EXPECT_EQ(as_f32(to_nchw(out[0])), want) << tactic_name(t) << " channels-last " << shape_str(c.x_shape);
+      // A fused residual block: relu(conv + r), in both layouts.
+      Tensor r = int_valued(DType::f32, s.output_shape(), seed);
+      std::vector<float> want_res = want;
+      for (size_t e = 0; e < want_res.size(); ++e)
+        want_res[e] = std::max(0.0f, want_res[e] + r.data<float>()[e]);
+      n.attrs.set("sparse24_residual_relu", int64_t(1));
+      const Tensor rl = to_nhwc(r);
+      const Tensor* in_lr[] = {&xl, &rl};
+      state->run(n, in_lr, out);
+      EXPECT_EQ(as_f32(to_nchw(out[0])), want_res) << tactic_name(t) << " channels-last + residual";
+      n.attrs.set(ops::kLayoutAttr, std::string(""));
+      const Tensor* in_r[] = {&x, &r};
+      state->run(n, in_r, out);
+      EXPECT_EQ(as_f32(out[0]), want_res) << tactic_name(t) << " channels-first + residual";
     }
   }
 }
