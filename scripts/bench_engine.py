@@ -5,6 +5,7 @@ model, and sparse24 on the 2:4-pruned model, all in this run on this machine, wi
 
 Models: all-MiniLM-L6-v2 (batch 1 and 8, seq 128), an MLP and a CNN for 28x28 images (batch 1 and 64).
 Ratios: sparse24 2:4 / onnxruntime dense (target <= 0.75) and sparse24 dense / onnxruntime dense (<= 1.15).
+Each figure is the median over --rounds alternating rounds of the three measurements.
 """
 import argparse
 import json
@@ -45,6 +46,8 @@ def main():
     ap.add_argument("--json", default=os.path.join(ROOT, "build", "bench_engine.json"))
     ap.add_argument("--sparse24", default=os.path.join(ROOT, "build", "sparse24"))
     ap.add_argument("--only", default=None, help="run only the models whose name contains this")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the three measurements")
+    ap.add_argument("--seconds", type=float, default=1.0, help="onnxruntime timing per round")
     a = ap.parse_args()
 
     work = os.path.join(ROOT, "build", "bench_models")
@@ -65,18 +68,26 @@ def main():
             onnx.save(builders[name](), dense)
         if not os.path.exists(pruned):
             subprocess.run([a.sparse24, "prune", dense, "-o", pruned], check=True, capture_output=True)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = a.threads
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(dense, so, providers=["CPUExecutionProvider"])
-        ort_ms, _ = compare_ort.ort_latency(sess, compare_ort.make_inputs(onnx.load(dense), batch, seq))
-        # Close the session first: an idle onnxruntime thread pool left alive spins on the cores sparse24 uses.
-        del sess
-        s_dense = sparse24_bench(a.sparse24, dense, batch, seq, a.threads, "disable")
-        s_24 = sparse24_bench(a.sparse24, pruned, batch, seq, a.threads, "enable")
+        # The three are measured in alternating rounds and each figure is the median over the rounds, so a
+        # change in the machine's state (this VM's second vCPU comes and goes) hits all three alike.
+        ort_runs, dense_runs, sparse_runs = [], [], []
+        for _ in range(a.rounds):
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = a.threads
+            so.inter_op_num_threads = 1
+            sess = ort.InferenceSession(dense, so, providers=["CPUExecutionProvider"])
+            ort_runs.append(compare_ort.ort_latency(sess, compare_ort.make_inputs(onnx.load(dense), batch, seq),
+                                                    seconds=a.seconds)[0])
+            # Close the session first: an idle onnxruntime thread pool left alive spins on the cores.
+            del sess
+            s_dense = sparse24_bench(a.sparse24, dense, batch, seq, a.threads, "disable")
+            s_24 = sparse24_bench(a.sparse24, pruned, batch, seq, a.threads, "enable")
+            dense_runs.append(s_dense["median_ms"])
+            sparse_runs.append(s_24["median_ms"])
+        ort_ms, dense_ms, sparse_ms = (float(np.median(x)) for x in (ort_runs, dense_runs, sparse_runs))
         row = {"model": name, "batch": batch, "seq": seq, "threads": a.threads, "ort_dense_ms": ort_ms,
-               "sparse24_dense_ms": s_dense["median_ms"], "sparse24_24_ms": s_24["median_ms"],
-               "dense_vs_ort": s_dense["median_ms"] / ort_ms, "sparse_vs_ort": s_24["median_ms"] / ort_ms,
+               "sparse24_dense_ms": dense_ms, "sparse24_24_ms": sparse_ms, "rounds": a.rounds,
+               "dense_vs_ort": dense_ms / ort_ms, "sparse_vs_ort": sparse_ms / ort_ms,
                "layers_on_24": sum(1 for l in s_24["layers"] if l["tactic"] == "2:4"),
                "linear_layers": sum(1 for l in s_24["layers"] if l["tactic"] != "-")}
         rows.append(row)
