@@ -87,6 +87,7 @@ def main():
         ort_ms, dense_ms, sparse_ms = (float(np.median(x)) for x in (ort_runs, dense_runs, sparse_runs))
         row = {"model": name, "batch": batch, "seq": seq, "threads": a.threads, "ort_dense_ms": ort_ms,
                "sparse24_dense_ms": dense_ms, "sparse24_24_ms": sparse_ms, "rounds": a.rounds,
+               "ort_rounds_ms": ort_runs, "sparse24_dense_rounds_ms": dense_runs, "sparse24_24_rounds_ms": sparse_runs,
                "dense_vs_ort": dense_ms / ort_ms, "sparse_vs_ort": sparse_ms / ort_ms,
                "layers_on_24": sum(1 for l in s_24["layers"] if l["tactic"] == "2:4"),
                "linear_layers": sum(1 for l in s_24["layers"] if l["tactic"] != "-")}
