@@ -90,14 +90,15 @@ void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
 }
 
 bool LinearLayer::run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy) const {
-  if (tactic_ != Tactic::sparse24_cpu || !cpu::choose_spmm24_patch_kernel(packed_->dtype, cpu::active_isa()))
-    return false;
-  run_sparse(M, nullptr, 0, &patches, Y, ldy);
+  if (tactic_ != Tactic::sparse24_cpu) return false;
+  const cpu::Spmm24Kernel* kernel = cpu::choose_spmm24_patch_kernel(packed_->dtype, cpu::active_isa());
+  if (!kernel) return false;
+  run_sparse(M, nullptr, 0, &patches, kernel, Y, ldy);
   return true;
 }
 
 void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches,
-                             float* Y, int64_t ldy) const {
+                             const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy) const {
   cpu::Spmm24Args a;
   a.M = M;
   a.X = X;
@@ -110,12 +111,10 @@ void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::
   a.act = act_ == Activation::gelu ? Activation::none : act_;
   a.Y = Y;
   a.ldy = ldy;
-  if (patches) {
-    const int threads = omp_get_max_threads();
-    cpu::spmm24_run(*cpu::choose_spmm24_patch_kernel(packed_->dtype, cpu::active_isa()), a, threads);
-  } else {
+  if (kernel)
+    cpu::spmm24_run(*kernel, a);
+  else
     cpu::spmm24(a);
-  }
   if (act_ == Activation::gelu) {
 #pragma omp parallel for schedule(static) if (M * N() > 16384)
     for (int64_t m = 0; m < M; ++m) ops::gelu_f32(Y + m * ldy, Y + m * ldy, N());
@@ -124,7 +123,7 @@ void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::
 
 void LinearLayer::run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t ldy) const {
   if (tactic_ == Tactic::sparse24_cpu) {
-    run_sparse(M, X, ldx, nullptr, Y, ldy);
+    run_sparse(M, X, ldx, nullptr, nullptr, Y, ldy);
     return;
   }
   if (tactic_ == Tactic::dense_onednn) {

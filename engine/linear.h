@@ -71,8 +71,9 @@ class LinearLayer {
 
  private:
   void epilogue(int64_t M, float* Y, int64_t ldy) const;
-  void run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches, float* Y,
-                  int64_t ldy) const;
+  // The 2:4 kernels: `kernel` when given (it reads `patches`), else the one the dispatcher picks for M.
+  void run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches,
+                  const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy) const;
   Tensor weight_;
   std::vector<float> bias_;
   Activation act_;

@@ -391,9 +391,9 @@ std::optional<HeadSplit> match_head_split(const Graph& g, const Uses& uses, cons
 }
 
 // Makes node lq the one linear layer Y = X · [Wq; Wk; Wv]ᵀ + [bq; bk; bv] when the three nodes are plain
-// linear layers (no activation, not yet planned) of the same input and size. Returns the merged layer, or
-// null (and changes nothing) when they are not.
-LinearLayer* merge_projections(Graph& g, int lq, int lk, int lv) {
+// linear layers (no activation, not yet planned) of the same input and size. Returns false (and changes
+// nothing) when they are not.
+bool merge_projections(Graph& g, int lq, int lk, int lv) {
   const Node* n[3] = {&g.nodes[size_t(lq)], &g.nodes[size_t(lk)], &g.nodes[size_t(lv)]};
   LinearLayer* l[3];
   for (int i = 0; i < 3; ++i) {
@@ -401,7 +401,7 @@ LinearLayer* merge_projections(Graph& g, int lq, int lk, int lv) {
     if (!l[i] || dynamic_cast<const ConvLinearNode*>(n[i]->state.get()) ||
         l[i]->activation() != Activation::none || n[i]->inputs[0] != n[0]->inputs[0] ||
         l[i]->K() != l[0]->K() || l[i]->N() != l[0]->N())
-      return nullptr;
+      return false;
   }
   const int64_t N = l[0]->N(), K = l[0]->K();
   Tensor w(DType::f32, {3 * N, K});
@@ -415,7 +415,7 @@ LinearLayer* merge_projections(Graph& g, int lq, int lk, int lv) {
   Node& merged = g.nodes[size_t(lq)];
   merged.name += "+key+value";
   merged.state = state;
-  return state->layer.get();
+  return true;
 }
 
 int fuse_attention(Graph& g) {
@@ -491,8 +491,7 @@ int fuse_attention(Graph& g) {
     ValueId qkv = kNoValue;
     const int lq = prod.of[size_t(q->source)], lk = prod.of[size_t(k->source)],
               lv = prod.of[size_t(v->source)];
-    if (LinearLayer* merged = lq >= 0 && lk >= 0 && lv >= 0 ? merge_projections(g, lq, lk, lv) : nullptr) {
-      (void)merged;
+    if (lq >= 0 && lk >= 0 && lv >= 0 && merge_projections(g, lq, lk, lv)) {
       qkv = q->source;
       dead[size_t(lk)] = dead[size_t(lv)] = true;
     }

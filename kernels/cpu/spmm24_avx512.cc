@@ -398,8 +398,6 @@ void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
   }
 }
 
-}  // namespace
-
 // With one or two rows the kernel only streams weights. Where a tile's weights are short (K up to ~1K f32)
 // it takes one tile at a time: consecutive tiles are adjacent in memory, so values and metadata are two
 // long sequential streams. Where they are long, two (f32) or four (bf16, int8) tiles at a time keep more
@@ -410,24 +408,29 @@ bool one_tile_at_a_time(const Packed24& W) {
   return W.steps <= 256;  // K <= 1024 (f32, bf16), K <= 2048 (i8: steps are pairs of groups)
 }
 
+// The permute GEMV for f32 or bf16 values, LongNv tiles at a time on long tiles. Up to 8 rows every weight
+// is still read once, so the one-tile choice holds there too (f32 768x768, M = 8: 1.80-1.87 against
+// 1.70-2.03; 4096x4096: 1.71-1.75 against 2.17-2.30).
+template <template <int, int> class Micro, int LongNv>
+void permute_gemv(const Spmm24Args& a, int64_t tb, int64_t te) {
+  const bool one_tile = one_tile_at_a_time(*a.W);
+  if (a.M <= 2 && one_tile) return drive<Micro, 2, 1>(a, tb, te, a.W->steps, te - tb);
+  if (a.M <= 2) return drive<Micro, 2, LongNv>(a, tb, te, a.W->steps, te - tb);
+  if (a.M <= 8 && one_tile)
+    return drive<Micro, 8, 1>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+  drive<Micro, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+}
+
+}  // namespace
+
 void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  if (a.M <= 2 && one_tile_at_a_time(*a.W)) return drive<F32W, 2, 1>(a, tb, te, a.W->steps, te - tb);
-  if (a.M <= 2) return drive<F32W, 2, 2>(a, tb, te, a.W->steps, te - tb);
-  // Up to 8 rows every weight is still read once: the same choice (768x768, M = 8: 1.80-1.87 against
-  // 1.70-2.03; 4096x4096: 1.71-1.75 against 2.17-2.30).
-  if (a.M <= 8 && one_tile_at_a_time(*a.W))
-    return drive<F32W, 8, 1>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
-  drive<F32W, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+  permute_gemv<F32W, 2>(a, tb, te);
 }
 void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<float>(a, tb, te);
 }
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  if (a.M <= 2 && one_tile_at_a_time(*a.W)) return drive<BF16W, 2, 1>(a, tb, te, a.W->steps, te - tb);
-  if (a.M <= 2) return drive<BF16W, 2, 4>(a, tb, te, a.W->steps, te - tb);
-  if (a.M <= 8 && one_tile_at_a_time(*a.W))
-    return drive<BF16W, 8, 1>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
-  drive<BF16W, 8, 2>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
+  permute_gemv<BF16W, 4>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<uint16_t>(a, tb, te);
