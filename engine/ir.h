@@ -24,6 +24,7 @@ class Attributes {
   using Attr = std::variant<int64_t, float, std::string, std::vector<int64_t>, std::vector<float>, Tensor>;
   void set(const std::string& name, Attr value) { attrs_[name] = std::move(value); }
   bool has(const std::string& name) const { return attrs_.count(name) != 0; }
+  void erase(const std::string& name) { attrs_.erase(name); }
   int64_t get_int(const std::string& name, int64_t dflt) const;
   float get_float(const std::string& name, float dflt) const;
   std::string get_string(const std::string& name, const std::string& dflt) const;

@@ -27,6 +27,8 @@ std::string_view tactic_name(Tactic t) {
       return "cuda-cusparselt";
     case Tactic::cuda_sp24:
       return "cuda-2:4";
+    case Tactic::dense_direct:
+      return "dense-direct";
   }
   return "?";
 }

@@ -29,8 +29,9 @@ enum class Tactic : uint8_t {
   cuda_cublas,      ///< cuBLAS dense
   cuda_cusparselt,  ///< cuSPARSELt 2:4
   cuda_sp24,        ///< sparse24's mma.sp 2:4 kernels
+  dense_direct,     ///< a short-K Conv's direct kernel (ops/conv_direct.h); as a GEMM, dense_blas
 };
-/// "dense-sgemm", "2:4", "dense-onednn", "cuda-cublas", "cuda-cusparselt" or "cuda-2:4".
+/// "dense-sgemm", "2:4", "dense-onednn", "cuda-cublas", "cuda-cusparselt", "cuda-2:4" or "dense-direct".
 std::string_view tactic_name(Tactic t);
 /// True for the tactics that run on the GPU.
 inline bool is_cuda(Tactic t) {
@@ -86,7 +87,8 @@ class LinearLayer {
 
 /// True for the dense tactics.
 inline bool is_dense(Tactic t) {
-  return t == Tactic::dense_blas || t == Tactic::dense_onednn || t == Tactic::cuda_cublas;
+  return t == Tactic::dense_blas || t == Tactic::dense_onednn || t == Tactic::cuda_cublas ||
+         t == Tactic::dense_direct;
 }
 
 }  // namespace sparse24::engine

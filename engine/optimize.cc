@@ -3,8 +3,10 @@
 #include <cmath>
 #include <map>
 
+#include "engine/ops/conv_direct.h"
 #include "engine/ops/conv_gemm.h"
 #include "engine/ops/op.h"
+#include "engine/ops/op_impl.h"
 #include "engine/ops/op_util.h"
 #include "engine/ops/simd_kernels.h"
 #include "util/error.h"
@@ -32,6 +34,8 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
   const bool nhwc = ops::channels_last(node);
   ops::ConvShape shape =
       ops::conv_shape(node, nhwc ? ops::channels_first_shape(x.shape()) : x.shape(), weight_shape);
+  const std::vector<int64_t> pool = node.attrs.get_ints(kPoolAttr);
+  if (!pool.empty()) return run_pooled(node, shape, x, pool, outputs[0]);
   const std::vector<int64_t> out_shape =
       nhwc ? ops::channels_last_shape(shape.output_shape()) : shape.output_shape();
   outputs[0] = Tensor::uninitialized(DType::f32, out_shape);
@@ -43,6 +47,14 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
          dtype_name(residual->dtype()), shape_str(residual->shape()), shape_str(out_shape));
   float* y = outputs[0].data<float>();
   const LinearLayer& l = *layer;
+  if (l.tactic() == Tactic::dense_direct) {
+    if (!nhwc || !ops::direct_conv_applies(shape))
+      fail("node '{}' (Conv): the dense-direct tactic runs 2-D channels-last convolutions with K <= {}",
+           node.name, ops::kDirectConvMaxK);
+    ops::conv_direct_nhwc(direct_weights(), shape, 1, 1, x.data<float>(), y);
+    if (residual) ops::residual_add_f32(y, residual->data<float>(), outputs[0].numel(), residual_relu);
+    return;
+  }
   if (l.tactic() == Tactic::dense_onednn) {
     std::call_once(onednn_once_, [&] {
       onednn_ = std::make_unique<OnednnConv>(l.weight(), weight_shape, l.bias(), l.activation());
@@ -53,6 +65,52 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
   }
   run_as_gemm(node, shape, x, nhwc, y);
   if (residual) ops::residual_add_f32(y, residual->data<float>(), outputs[0].numel(), residual_relu);
+}
+
+bool ConvLinearNode::supports_direct(const Node& node) const {
+  return weight_shape.size() == 4 && node.attrs.get_int("group", 1) == 1 &&
+         weight_shape[1] * weight_shape[2] * weight_shape[3] <= ops::kDirectConvMaxK &&
+         ops::channels_last(node);
+}
+
+const ops::DirectConvWeights& ConvLinearNode::direct_weights() const {
+  std::call_once(direct_once_, [&] {
+    direct_ = std::make_unique<ops::DirectConvWeights>(
+        ops::direct_conv_weights(layer->weight(), layer->bias(), layer->activation() == Activation::relu));
+  });
+  return *direct_;
+}
+
+// The convolution followed by its fused max pool (fuse_conv_pool): in one pass with the dense-direct tactic;
+// with any other, the convolution into a scratch tensor and then the pool.
+void ConvLinearNode::run_pooled(const Node& node, const ops::ConvShape& shape, const Tensor& x,
+                                const std::vector<int64_t>& pool, Tensor& out) const {
+  if (pool.size() != 2 || pool[0] < 1 || pool[1] < 1 || !ops::channels_last(node) || shape.window.rank() != 2)
+    fail("node '{}' (Conv + MaxPool): the fused pool needs a 2-D channels-last convolution and a 2-D window",
+         node.name);
+  const auto& w = shape.window;
+  if (layer->tactic() == Tactic::dense_direct) {
+    if (!ops::direct_conv_applies(shape))
+      fail("node '{}' (Conv): the dense-direct tactic runs convolutions with K <= {}", node.name,
+           ops::kDirectConvMaxK);
+    out = Tensor::uninitialized(DType::f32,
+                                {shape.batch, w.out[0] / pool[0], w.out[1] / pool[1], shape.out_channels});
+    ops::conv_direct_nhwc(direct_weights(), shape, pool[0], pool[1], x.data<float>(), out.data<float>());
+    return;
+  }
+  Node conv = node;
+  conv.attrs.erase(kPoolAttr);
+  Tensor full;
+  const Tensor* in[1] = {&x};
+  run(conv, in, std::span<Tensor>(&full, 1));
+  Node max_pool;
+  max_pool.name = node.name + "/max_pool";
+  max_pool.op = "MaxPool";
+  max_pool.attrs.set("kernel_shape", pool);
+  max_pool.attrs.set("strides", pool);
+  max_pool.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+  const Tensor* pool_in[1] = {&full};
+  ops::run_max_pool(max_pool, pool_in, std::span<Tensor>(&out, 1));
 }
 
 void ConvLinearNode::run_as_gemm(const Node&, const ops::ConvShape& shape, const Tensor& x, bool nhwc,
@@ -645,6 +703,43 @@ int fuse_residual(Graph& g) {
   return fused;
 }
 
+// Conv (channels-last, short K: ops/conv_direct.h, no activation or ReLU) -> MaxPool whose window equals its
+// strides, with no padding, dilation or Indices output, where nothing else reads the Conv's output: the Conv
+// takes the pool as its sparse24_pool attribute and the MaxPool's place. The direct kernel then keeps each
+// pool window in registers, and the full-size activation (the largest tensor of a CNN's stem) is never
+// written or read back.
+int fuse_conv_pool(Graph& g) {
+  Uses uses(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  int fused = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const auto* conv = dynamic_cast<const ConvLinearNode*>(g.nodes[i].state.get());
+    if (!conv || g.nodes[i].inputs.size() != 1 || !conv->supports_direct(g.nodes[i]) ||
+        (conv->layer->activation() != Activation::none && conv->layer->activation() != Activation::relu))
+      continue;
+    const int p = uses.sole_reader(g.nodes[i].outputs[0]);
+    if (p < 0) continue;
+    const Node& pool = g.nodes[size_t(p)];
+    const std::vector<int64_t> kernel = pool.attrs.get_ints("kernel_shape");
+    const std::vector<int64_t> pads = pool.attrs.get_ints("pads", {0, 0, 0, 0});
+    const std::vector<int64_t> dilations = pool.attrs.get_ints("dilations", {1, 1});
+    const std::string auto_pad = pool.attrs.get_string("auto_pad", "NOTSET");
+    if (pool.op != "MaxPool" || !ops::channels_last(pool) || pool.outputs.size() != 1 || kernel.size() != 2 ||
+        pool.attrs.get_ints("strides", {1, 1}) != kernel || pool.attrs.get_int("ceil_mode", 0) != 0 ||
+        pads != std::vector<int64_t>{0, 0, 0, 0} || dilations != std::vector<int64_t>{1, 1} ||
+        (auto_pad != "NOTSET" && auto_pad != "VALID"))
+      continue;
+    Node moved = std::move(g.nodes[i]);
+    moved.attrs.set(kPoolAttr, kernel);
+    moved.outputs = pool.outputs;
+    dead[i] = true;
+    g.nodes[size_t(p)] = std::move(moved);
+    ++fused;
+  }
+  erase_marked(g, dead);
+  return fused;
+}
+
 // Constants nothing reads any more (weights now held by linear layers, inputs of folded nodes) are dropped,
 // so neither memory nor the plan file carries them twice.
 void drop_unread_constants(Graph& g) {
@@ -665,6 +760,7 @@ OptimizeReport optimize(Graph& graph) {
   rep.fused_add_layer_norm = fuse_add_layer_norm(graph);
   rep.channels_last_convs = to_channels_last(graph);
   rep.fused_residuals = fuse_residual(graph);
+  rep.fused_pools = fuse_conv_pool(graph);
   drop_unread_constants(graph);
   return rep;
 }

@@ -12,6 +12,7 @@
 #include "engine/conv_onednn.h"
 #include "engine/ir.h"
 #include "engine/linear.h"
+#include "engine/ops/conv_direct.h"
 #include "engine/ops/conv_gemm.h"
 
 namespace sparse24::engine {
@@ -28,15 +29,26 @@ struct LinearNode : NodeState {
 /// With the dense-onednn tactic it runs oneDNN's convolution primitive on the NCHW input instead.
 /// An optional second input is a residual added after the convolution (then ReLU when the node's
 /// sparse24_residual_relu attribute is 1): fuse_residual's Conv -> Add -> Relu.
+/// With the sparse24_pool attribute [ph, pw] (fuse_conv_pool) a non-overlapping max pool follows, and the
+/// node's output is the pooled tensor.
 struct ConvLinearNode : LinearNode {
   void run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const override;
+  /// True when the dense-direct tactic (ops/conv_direct.h) can run this node.
+  bool supports_direct(const Node& node) const;
   std::vector<int64_t> weight_shape;  ///< the ONNX weight shape [OC][IC][k...]
 
  private:
   void run_as_gemm(const Node& node, const ops::ConvShape& shape, const Tensor& x, bool nhwc, float* y) const;
-  mutable std::once_flag onednn_once_;
+  void run_pooled(const Node& node, const ops::ConvShape& shape, const Tensor& x,
+                  const std::vector<int64_t>& pool, Tensor& out) const;
+  const ops::DirectConvWeights& direct_weights() const;
+  mutable std::once_flag onednn_once_, direct_once_;
   mutable std::unique_ptr<OnednnConv> onednn_;  // made at the first dense-onednn run (after fusion)
+  mutable std::unique_ptr<ops::DirectConvWeights> direct_;  // made at the first dense-direct run
 };
+
+/// The attribute fuse_conv_pool puts on a Conv: its max pool's window [ph, pw] (= strides, no padding).
+inline constexpr const char* kPoolAttr = "sparse24_pool";
 
 /// What optimize() did, for reports and tests.
 struct OptimizeReport {
@@ -45,6 +57,7 @@ struct OptimizeReport {
   int fused_add_layer_norm = 0;  ///< Add -> LayerNormalization pairs replaced by AddLayerNormalization
   int channels_last_convs = 0;   ///< 2-D convolutions run on channels-last tensors
   int fused_residuals = 0;       ///< Conv -> Add -> (Relu) residual sums taken into the convolution
+  int fused_pools = 0;           ///< Conv -> MaxPool pairs run as one node (a short-K convolution's pool)
 };
 
 /// Rewrites the graph in place (see the file comment). The result computes the same outputs.

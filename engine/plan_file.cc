@@ -190,7 +190,7 @@ std::shared_ptr<LinearNode> read_linear(Reader& r) {
   }
   ln->source_op = r.str();
   uint8_t tactic = r.pod<uint8_t>(), act = r.pod<uint8_t>();
-  if (tactic > uint8_t(Tactic::cuda_sp24) || act > uint8_t(Activation::gelu)) r.corrupt();
+  if (tactic > uint8_t(Tactic::dense_direct) || act > uint8_t(Activation::gelu)) r.corrupt();
   if (is_cuda(Tactic(tactic)))
     if (std::string why = cuda_unavailable_reason(); !why.empty())
       fail("this plan runs layers on the GPU (built with --device cuda), but {}", why);
@@ -366,7 +366,7 @@ CompiledModel load_plan(const fs::path& path) {
     p.K = r.pod<int64_t>();
     p.is_24 = r.pod<uint8_t>();
     uint8_t t = r.pod<uint8_t>(), dt = r.pod<uint8_t>();
-    if (t > uint8_t(Tactic::cuda_sp24) || dt > uint8_t(Tactic::cuda_sp24) || !is_dense(Tactic(dt)))
+    if (t > uint8_t(Tactic::dense_direct) || dt > uint8_t(Tactic::dense_direct) || !is_dense(Tactic(dt)))
       r.corrupt();
     p.tactic = Tactic(t);
     p.dense_tactic = Tactic(dt);

@@ -9,8 +9,8 @@
 
 namespace sparse24::engine {
 
-/// Current format version; older or newer files are refused.
-constexpr uint32_t kPlanVersion = 1;
+/// Current format version; older or newer files are refused. 2: the dense-direct tactic and fused pools.
+constexpr uint32_t kPlanVersion = 2;
 
 /// Writes a compiled model atomically.
 void save_plan(const CompiledModel& model, const std::filesystem::path& path);

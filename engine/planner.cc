@@ -120,6 +120,7 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
               const Node& n = model.graph.nodes[i];
               if (LinearLayer* l = linear_layer(n)) {
                 M[i] = out[0].numel() / l->N();  // rows of the GEMM (Conv: batch · output pixels)
+                for (int64_t p : n.attrs.get_ints(kPoolAttr)) M[i] *= p;  // before its fused pool
                 if (dynamic_cast<const ConvLinearNode*>(n.state.get())) conv_inputs[i] = *in[0];
               }
             });
@@ -141,10 +142,19 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
       model.layers.push_back(p);
       continue;
     }
-    if (M[i] > 0) {  // the dense tactic: the faster of sgemm and oneDNN (matmul; for a Conv, its convolution)
-      const double sgemm = time_of(Tactic::dense_blas), onednn = time_of(Tactic::dense_onednn);
-      p.dense_tactic = onednn < sgemm ? Tactic::dense_onednn : Tactic::dense_blas;
-      p.dense_ms = std::min(sgemm, onednn);
+    if (M[i] > 0) {  // the dense tactic: the fastest of sgemm, oneDNN (matmul; for a Conv, its convolution)
+      // and, for a short-K Conv, the direct kernel
+      p.dense_tactic = Tactic::dense_blas;
+      p.dense_ms = time_of(Tactic::dense_blas);
+      const auto* conv = dynamic_cast<const ConvLinearNode*>(n.state.get());
+      for (Tactic t : {Tactic::dense_onednn, Tactic::dense_direct}) {
+        if (t == Tactic::dense_direct && !(conv && conv->supports_direct(n))) continue;
+        const double ms = time_of(t);
+        if (ms < p.dense_ms) {
+          p.dense_tactic = t;
+          p.dense_ms = ms;
+        }
+      }
     }
     p.tactic = p.dense_tactic;
     if (l->is_24() && o.sparsity == SparsityMode::force) {

@@ -49,6 +49,8 @@ rng = np.random.default_rng(7)
 CASES = {
     "mlp": (models.mlp, lambda b: {"pixels": rng.random((b, 784), dtype=np.float32)}),
     "cnn": (models.cnn, lambda b: {"pixels": rng.random((b, 4, 16, 16), dtype=np.float32)}),
+    # one input channel: the stem's K is 9, short enough for the direct kernel and its fused MaxPool
+    "cnn_gray": (lambda: models.cnn(channels=1), lambda b: {"pixels": rng.random((b, 1, 16, 16), dtype=np.float32)}),
     "transformer": (models.transformer, lambda b: {
         "input_ids": rng.integers(1, 100, (b, 12)).astype(np.int64),
         "attention_mask": np.concatenate([np.ones((b, 9), np.int64), (rng.random((b, 3)) < 0.5).astype(np.int64)], 1)}),
@@ -77,9 +79,11 @@ def test_plan_file_runs_like_the_model(sparse24, tmp_path, case):
     if case == "transformer":  # both layers' attention runs as one FusedAttention node each
         assert "2 attention blocks fused" in p.stdout, p.stdout
         assert "5 Add+LayerNormalization fused" in p.stdout, p.stdout  # embeddings, then 2 per layer
-    if case == "cnn":  # stem and both block convolutions run channels-last
+    if case.startswith("cnn"):  # stem and both block convolutions run channels-last
         assert "3 convolutions channels-last" in p.stdout, p.stdout
         assert "1 residual Adds fused" in p.stdout, p.stdout  # the block's skip Add and its Relu
+        # the stem and its MaxPool are one node where the stem's K (channels x 3 x 3) is at most 32
+        assert f"{int(case == 'cnn_gray')} Conv+MaxPool fused" in p.stdout, p.stdout
     # f32 2:4 weights are stored compressed: values half, metadata 1/32 of their dense bytes (47% saved).
     dense_plan = tmp_path / f"{case}_dense.plan"
     sparse24("build", model_path, "-o", dense_plan, "--sparsity", "disable", "--batch", "2", "--seq", "12")

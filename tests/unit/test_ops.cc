@@ -9,6 +9,7 @@
 #include <numbers>
 #include <random>
 
+#include "engine/ops/conv_direct.h"
 #include "engine/ops/conv_gemm.h"
 #include "engine/ops/op.h"
 #include "engine/ops/op_util.h"
@@ -622,6 +623,81 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
       state->run(n, in_r, out);
       EXPECT_EQ(as_f32(out[0]), want_res) << tactic_name(t) << " channels-first + residual";
     }
+  }
+}
+
+// The max pool of act(conv) in the definition's order: pool windows of pool_h x pool_w with equal strides,
+// rows and columns past the last whole window dropped. y [N][OC][OH][OW] -> [N][OC][OH/ph][OW/pw].
+std::vector<float> relu_max_pool(const Tensor& y, bool relu, int64_t ph, int64_t pw) {
+  const int64_t N = y.dim(0), OC = y.dim(1), OH = y.dim(2), OW = y.dim(3), PH = OH / ph, PW = OW / pw;
+  std::vector<float> out;
+  for (int64_t p = 0; p < N * OC; ++p)
+    for (int64_t i = 0; i < PH; ++i)
+      for (int64_t j = 0; j < PW; ++j) {
+        float m = -std::numeric_limits<float>::infinity();
+        for (int64_t a = 0; a < ph; ++a)
+          for (int64_t b = 0; b < pw; ++b) {
+            float v = y.data<float>()[(p * OH + i * ph + a) * OW + j * pw + b];
+            m = std::max(m, relu ? std::max(v, 0.0f) : v);
+          }
+        out.push_back(m);
+      }
+  return out;
+}
+
+TEST(OpsChannelsLast, ShortKConvAndFusedPoolMatchTheDirectLoopOnEveryIsa) {
+  const std::vector<ConvCase> cases = {
+      {{2, 1, 9, 10}, {16, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},  // a gray stem
+      {{1, 3, 11, 7}, {70, 3, 3, 3}, {2, 1}, {1, 1}, {0, 1, 1, 0}},  // RGB, K = 27, 70 channels, asymmetric
+      {{3, 2, 8, 8}, {5, 2, 2, 2}, {1, 1}, {2, 2}, {2, 2, 2, 2}},    // dilated, 5 channels
+      {{1, 1, 12, 12}, {8, 1, 5, 5}, {1, 2}, {1, 1}, {2, 2, 2, 2}},  // K = 25
+  };
+  std::vector<cpu::Isa> isas = {cpu::Isa::ref};
+  for (cpu::Isa isa : {cpu::Isa::avx2, cpu::Isa::avx512})
+    if (cpu::cpu_supports(isa)) isas.push_back(isa);
+  uint32_t seed = 900;
+  for (const ConvCase& c : cases) {
+    const Tensor x = int_valued(DType::f32, c.x_shape, seed++), w = int_valued(DType::f32, c.w_shape, seed++);
+    const Tensor bias = int_valued(DType::f32, {c.w_shape[0]}, seed++);
+    const Node node = conv_node(c);
+    const ConvShape s = ops::conv_shape(node, c.x_shape, c.w_shape);
+    ASSERT_TRUE(ops::direct_conv_applies(s)) << shape_str(c.w_shape);
+    const Tensor conv = naive_conv(s, x, w, &bias);
+    const Tensor xl = to_nhwc(x);
+    const Tensor wc = ops::conv_weight_canonical(w);
+    const std::vector<float> b(bias.data<float>(), bias.data<float>() + bias.numel());
+    for (bool relu : {false, true})
+      for (auto [ph, pw] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 2}, {3, 2}}) {
+        const std::vector<float> want = relu_max_pool(conv, relu, ph, pw);
+        const std::vector<int64_t> pooled = {s.batch, s.out_channels, s.window.out[0] / ph,
+                                             s.window.out[1] / pw};
+        const ops::DirectConvWeights dw = ops::direct_conv_weights(wc, b, relu);
+        for (cpu::Isa isa : isas) {
+          Tensor y(DType::f32, ops::channels_last_shape(pooled));
+          ops::conv_direct_nhwc(dw, s, ph, pw, xl.data<float>(), y.data<float>(), isa);
+          EXPECT_EQ(as_f32(to_nchw(y)), want) << cpu::isa_name(isa) << " " << shape_str(c.w_shape) << " relu "
+                                              << relu << " pool " << ph << "x" << pw;
+        }
+        // The fused node (fuse_conv_pool's sparse24_pool attribute) with its direct tactic and with the
+        // others, which pool after the convolution.
+        if (ph == 1) continue;
+        for (Tactic t : {Tactic::dense_direct, Tactic::dense_blas, Tactic::dense_onednn}) {
+          auto state = std::make_shared<ConvLinearNode>();
+          state->weight_shape = c.w_shape;
+          state->source_op = "Conv";
+          state->layer = std::make_shared<LinearLayer>(wc, b, relu ? Activation::relu : Activation::none);
+          state->layer->set_tactic(t);
+          Node n = node;
+          n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+          n.attrs.set(kPoolAttr, std::vector<int64_t>{ph, pw});
+          n.state = state;
+          ASSERT_TRUE(state->supports_direct(n));
+          std::vector<Tensor> out(1);
+          const Tensor* in[] = {&xl};
+          state->run(n, in, out);
+          EXPECT_EQ(as_f32(to_nchw(out[0])), want) << tactic_name(t) << " " << shape_str(c.w_shape);
+        }
+      }
   }
 }
 
