@@ -293,11 +293,13 @@ void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const floa
     }
 }
 
-inline __m512 broadcast_value(const float* p) {
-  return _mm512_set1_ps(*p);
+// The kept values of four consecutive channels as f32 (bf16 widened exactly by a 16-bit shift).
+inline __m128 load_four(const float* p) {
+  return _mm_loadu_ps(p);
 }
-inline __m512 broadcast_value(const uint16_t* p) {
-  return _mm512_set1_ps(bf16_to_f32(*p));
+inline __m128 load_four(const uint16_t* p) {
+  return _mm_castsi128_ps(
+      _mm_slli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), 16));
 }
 
 // Channels lane0..lane0+3 of one tile over groups [g0, g0+ng), for the 64 panel rows. Sums start at zero
@@ -326,9 +328,12 @@ void panel_micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, cons
       if (g % 8 == 7) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps + g + 1), _MM_HINT_T0);
     }
     const uint64_t bits = meta[g];
-    for (int j = 0; j < 2; ++j)
+    for (int j = 0; j < 2; ++j) {
+      // One load for the four channels, then a register broadcast each: the loads are the limit here (the
+      // FMAs below each read a line of Xt), the shuffle port has room.
+      const __m512 wj = _mm512_castps128_ps512(load_four(vals + j * kTileRows));
       for (int r = 0; r < NR; ++r) {
-        const __m512 w = broadcast_value(vals + j * kTileRows + r);
+        const __m512 w = _mm512_permutexvar_ps(_mm512_set1_epi32(r), wj);
         // The lane's two index bits, already scaled to the byte offset of an Xt row (256 bytes).
         const int shift = 32 * ((lane0 + r) % 2) + 4 * ((lane0 + r) / 2) + 2 * j;
         const uint64_t offset = (shift >= 8 ? bits >> (shift - 8) : bits << (8 - shift)) & 0x300;
@@ -336,6 +341,7 @@ void panel_micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, cons
         for (int v = 0; v < kPanelVecs; ++v)
           acc[r][v] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * v), acc[r][v]);
       }
+    }
   }
   for (int r = 0; r < NR; ++r)
     for (int v = 0; v < kPanelVecs; ++v) _mm512_store_ps(partial + r * kPanelRows + 16 * v, acc[r][v]);
