@@ -4,7 +4,7 @@
 // bias Add and Relu / Gelu (also GELU as PyTorch exports it: x·0.5·(1+erf(x/√2))) into their epilogue, and
 // replace BERT's attention subgraph (head split, Q·Kᵀ, scale, mask, softmax, ·V, head merge) by one node
 // and a residual Add feeding LayerNormalization by one node; run 2-D CNN sections channels-last, with a
-// residual block's Add (and Relu) taken into its last convolution.
+// residual block's Add (and Relu) taken into its last convolution and a stem convolution's MaxPool into it.
 #include <mutex>
 #include <string>
 #include <vector>
