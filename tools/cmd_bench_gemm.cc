@@ -241,9 +241,10 @@ void run_bench(const BenchOptions& o) {
   for (auto [N, K] : shapes) {
     const Tensor dense = make_weight(dtype, N, K, uint32_t(N * 31 + K));
     const Sparse24 compressed = compress_24(dense);
-    const cpu::Packed24 packed = cpu::pack_24(compressed);
-    const int sparse_copies = copies_for(o, packed.stream_bytes());
-    const std::vector<cpu::Packed24> sparse_w(size_t(sparse_copies), packed);
+    const int sparse_copies = copies_for(o, cpu::pack_24(compressed).stream_bytes());
+    // Each copy packed as a layer packs its weight (pack_24 also chooses the pages it lives on).
+    std::vector<cpu::Packed24> sparse_w;
+    for (int i = 0; i < sparse_copies; ++i) sparse_w.push_back(cpu::pack_24(compressed));
     // Dense copies in the benchmark's dtype (f32 for OpenBLAS too when the dtype is f32).
     const int64_t dense_bytes = int64_t(dense.nbytes());
     const int dense_copies = copies_for(o, dense_bytes);
@@ -285,7 +286,7 @@ void run_bench(const BenchOptions& o) {
         const cpu::Spmm24Kernel& kernel = cpu::choose_spmm24_kernel(dtype, M, isa, int(threads));
         Row r{M, N, K, int(threads), o.dtype, "", kernel.name, mm->impl};
         r.dense_bytes = dense_bytes;
-        r.sparse_bytes = packed.stream_bytes();
+        r.sparse_bytes = sparse_w.front().stream_bytes();
         omp_set_num_threads(int(threads));
         openblas_set_num_threads(int(threads));
         auto openblas_f32 = [&](const std::vector<void*>& w) {

@@ -1,5 +1,8 @@
 #include "kernels/cpu/packed24.h"
 
+#include <sys/mman.h>
+
+#include <cstdint>
 #include <cstring>
 
 #include "util/error.h"
@@ -20,6 +23,24 @@ uint8_t portable_nibble(const Sparse24& w, int64_t r, int64_t g) {
 void set_portable_nibble(Sparse24& w, int64_t r, int64_t g, uint8_t nib) {
   size_t i = size_t(r * w.groups_per_row() + g);
   w.meta[i / 2] = uint8_t(w.meta[i / 2] | (nib << (4 * (i % 2))));
+}
+
+// Fills buf with n bytes of `fill`, its 2 MiB-aligned interior on transparent huge pages where the OS offers
+// them on request (madvise mode, as Debian ships): the GEMV kernels stream the packed weights once per call,
+// and on 4 KiB pages the hardware prefetchers stop at every page boundary. Measured on Zen 5, one thread,
+// the same run with and without: f32 11008x4096 M = 1 2.94-3.01 -> 2.72 ms, M = 8 3.27-3.29 -> 2.95 ms;
+// 4096x4096 and bf16 within noise. The advice comes before the first touch, so the pages are made huge as
+// they are faulted in.
+void assign_zeroed(AlignedBytes& buf, size_t n, std::byte fill = std::byte{0}) {
+  buf.clear();
+  buf.reserve(n);
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(buf.data()) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(buf.data()) + n) & ~(kHuge - 1);
+#ifdef MADV_HUGEPAGE
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advice only
+#endif
+  buf.assign(n, fill);
 }
 
 }  // namespace
@@ -43,8 +64,8 @@ Packed24 pack_24(const Sparse24& w, const std::vector<float>& scales) {
   const size_t esize = dtype_size(w.dtype);
   if (w.dtype != DType::i8) {
     p.steps = G;
-    p.values.assign(size_t(p.tiles * G * 2 * kTileRows) * esize, std::byte{0});
-    p.meta.assign(size_t(p.tiles * G) * 8, std::byte{0});
+    assign_zeroed(p.values, size_t(p.tiles * G * 2 * kTileRows) * esize);
+    assign_zeroed(p.meta, size_t(p.tiles * G) * 8);
     for (int64_t r = 0; r < w.rows; ++r) {
       const int64_t t = r / kTileRows, lane = r % kTileRows;
       for (int64_t g = 0; g < G; ++g) {
@@ -63,9 +84,9 @@ Packed24 pack_24(const Sparse24& w, const std::vector<float>& scales) {
 
   const int64_t P = (G + 1) / 2;
   p.steps = P;
-  p.values.assign(size_t(p.tiles * P * kTileRows * 4), std::byte{0});
+  assign_zeroed(p.values, size_t(p.tiles * P * kTileRows * 4));
   // Padding groups keep the legal pair (0, 1) with zero values.
-  p.meta.assign(size_t(p.tiles * P * kTileRows), std::byte{0x44});
+  assign_zeroed(p.meta, size_t(p.tiles * P * kTileRows), std::byte{0x44});
   p.row_sums.assign(size_t(p.tiles * kTileRows), 0);
   p.scales.assign(size_t(p.tiles * kTileRows), 1.0f);
   const int8_t* v = w.value_data<int8_t>();
