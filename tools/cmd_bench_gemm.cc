@@ -283,7 +283,8 @@ void run_bench(const BenchOptions& o) {
         mm.emplace(dnn, M, N, K, dt::u8, dt::s8, dt::s32, xu.data(), yi.data(), dense_ptrs);
       }
       for (int64_t threads : threads_list) {
-        const cpu::Spmm24Kernel& kernel = cpu::choose_spmm24_kernel(dtype, M, isa, int(threads));
+        const cpu::Spmm24Kernel& kernel =
+            cpu::choose_spmm24_kernel(dtype, M, isa, int(threads), sparse_w.front().stream_bytes());
         Row r{M, N, K, int(threads), o.dtype, "", kernel.name, mm->impl};
         r.dense_bytes = dense_bytes;
         r.sparse_bytes = sparse_w.front().stream_bytes();

@@ -55,19 +55,36 @@ std::span<const Spmm24Kernel> spmm24_kernels() {
   return kKernels;
 }
 
+// Rows a panel GEMM kernel computes for M rows: whole panels, except that a last panel of at most half the
+// height runs at half height (the AVX-512 kernels' 32-row panel).
+int64_t padded_panel_rows(int64_t M, int64_t panel_rows) {
+  const int64_t tail = M % panel_rows, half = panel_rows / 2;
+  return M - tail + (tail == 0 ? 0 : tail <= half ? half : panel_rows);
+}
+
 // Rows of X a thread gives a panel GEMM kernel in spmm24_run: whole panels each when there are at least as
 // many panels as threads, else a share of every panel (the split over tiles).
 double panel_rows_per_thread(int64_t M, int64_t panel_rows, int threads) {
+  if (threads == 1) return double(padded_panel_rows(M, panel_rows));
   const int64_t panels = (M + panel_rows - 1) / panel_rows;
   if (panels >= threads) return double(panel_rows * ((panels + threads - 1) / threads));
-  return double(panel_rows * panels) / threads;
+  return double(padded_panel_rows(M, panel_rows)) / threads;
 }
 
 // A full panel row costs this fraction of a GEMV row (AVX-512 f32, 1024x1024 and 768x3072, 1 and 2 threads:
-// 285-298 against 255-263 effective GFLOP/s per thread, measured on Zen 5).
+// 285-298 against 255-263 effective GFLOP/s per thread; a 32-row panel at M = 32, 0.82-0.83; measured on
+// Zen 5).
 constexpr double kPanelRowCost = 0.89;
 
-const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads) {
+// Above this many packed bytes, a GEMV kernel keeps the M it is listed for: it reads the weights once, in
+// order, while a panel GEMM with a single panel visits every tile's slice of each K block in turn and, with
+// the weights in memory, waits on them (f32, M = 32, one thread, against the GEMV: 1.66-1.72x oneDNN
+// against 1.51-1.54x up to 4096x2048 (17.6 MB packed); 1.26 against 1.50 at 4096x4096 (35 MB), 1.21
+// against 1.51 at 11008x4096).
+constexpr int64_t kGemvStreamBytes = int64_t(24) << 20;
+
+const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads,
+                                         int64_t weight_bytes) {
   const Spmm24Kernel *gemv = nullptr, *gemm = nullptr;
   for (const Spmm24Kernel& k : kKernels) {
     if (k.weight_dtype != weight_dtype || uint8_t(k.isa) > uint8_t(isa)) continue;
@@ -78,11 +95,11 @@ const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa,
   if (!gemm) fail("no 2:4 CPU kernel takes {} weights", dtype_name(weight_dtype));
   // A GEMV kernel of a lower ISA than the GEMM kernel is never preferred.
   if (!gemv || gemv->isa != gemm->isa) return *gemm;
-  if (M <= gemv->max_m) return *gemv;
-  if (gemm->panel_rows > 0 &&
-      kPanelRowCost * panel_rows_per_thread(M, gemm->panel_rows, std::max(1, threads)) >
-          double(M) / std::max(1, threads))
-    return *gemv;
+  threads = std::max(1, threads);
+  if (gemm->panel_rows == 0) return M <= gemv->max_m ? *gemv : *gemm;
+  if (M <= gemv->max_m && weight_bytes > kGemvStreamBytes) return *gemv;
+  // Otherwise the GEMV kernel wherever the panels' padding costs more than its rows (all M up to 24).
+  if (kPanelRowCost * panel_rows_per_thread(M, gemm->panel_rows, threads) > double(M) / threads) return *gemv;
   return *gemm;
 }
 
@@ -144,7 +161,8 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
 void spmm24(const Spmm24Args& args, int threads) {
   if (!args.W) fail("spmm24: no weight given");
   if (threads <= 0) threads = omp_get_max_threads();
-  spmm24_run(choose_spmm24_kernel(args.W->dtype, args.M, active_isa(), threads), args, threads);
+  spmm24_run(choose_spmm24_kernel(args.W->dtype, args.M, active_isa(), threads, args.W->stream_bytes()), args,
+             threads);
 }
 
 float gelu_erf(float x) {

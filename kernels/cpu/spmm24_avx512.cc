@@ -186,14 +186,14 @@ struct ShuffleDotMicro {
 // The GEMM path for larger M turns the problem around: a panel of 64 rows of X is transposed to
 // Xt[k][64] (four registers per k), and every kept weight is broadcast and multiplied into the four Xt
 // registers of the k it keeps; the packed nibble only moves the load address. No permutes are left in the
-// inner loop (the GEMV path needs one per kept weight and row, and the shuffle port then limits it).
+// inner loop (the GEMV path needs one per kept weight and row, and the shuffle port then limits it). A
+// last panel of at most 32 rows (and so every M <= 32) runs as a 32-row panel: two registers per k, eight
+// channels per micro-kernel, half the padding.
 constexpr int kPanelVecs = 4;
-constexpr int64_t kPanelRows = 16 * kPanelVecs;
-// K steps (groups) per block: 4 * 32 Xt rows of 64 floats = 32 KiB, within L1.
-constexpr int64_t kPanelGroups = 32;
-// Output channels per micro-tile: 4 x 4 accumulators.
-constexpr int kPanelNr = 4;
-static_assert(kPanelRows * sizeof(float) == 256, "panel_micro turns index bits into 256-byte Xt row offsets");
+constexpr int64_t kPanelRows = 16 * kPanelVecs;  // the tallest panel: scratch sizes and thread splits
+// K steps (groups) per block: 4 * 32 Xt rows of 64 floats = 32 KiB, within L1 (the 32-row panel takes
+// 64 groups, the same bytes).
+constexpr int64_t kPanelGroupBytes = 32 * 4 * kPanelRows * sizeof(float);
 
 // Per-thread scratch that grows and is kept, so a call allocates nothing once warm.
 struct PanelScratch {
@@ -233,9 +233,9 @@ inline void transpose_16x16(const __m512 in[16], __m512 out[16]) {
   }
 }
 
-// Xt[k][i] = row[i][k] for k < K and the panel's n rows (n <= 64). Rows past n keep stale values: their
-// lanes are computed and never stored.
-void pack_rows_panel(const float* const* row, int64_t n, int64_t K, float* xt) {
+// Xt[k][i] = row[i][k] (Xt rows ld floats apart) for k < K and the panel's n rows (n <= ld). Rows past n
+// keep stale values: their lanes are computed and never stored.
+void pack_rows_panel(const float* const* row, int64_t n, int64_t K, float* xt, int64_t ld) {
   int64_t i = 0;
   // 16 rows x 16 k at a time: one transpose, 16 aligned 64-byte stores into Xt.
   for (; i + 16 <= n; i += 16) {
@@ -244,10 +244,10 @@ void pack_rows_panel(const float* const* row, int64_t n, int64_t K, float* xt) {
       __m512 in[16], out[16];
       for (int r = 0; r < 16; ++r) in[r] = _mm512_loadu_ps(row[i + r] + k);
       transpose_16x16(in, out);
-      for (int j = 0; j < 16; ++j) _mm512_store_ps(xt + (k + j) * kPanelRows + i, out[j]);
+      for (int j = 0; j < 16; ++j) _mm512_store_ps(xt + (k + j) * ld + i, out[j]);
     }
     for (; k < K; ++k)
-      for (int r = 0; r < 16; ++r) xt[k * kPanelRows + i + r] = row[i + r][k];
+      for (int r = 0; r < 16; ++r) xt[k * ld + i + r] = row[i + r][k];
   }
   for (; i + 4 <= n; i += 4) {
     const float *r0 = row[i], *r1 = row[i + 1], *r2 = row[i + 2], *r3 = row[i + 3];
@@ -257,29 +257,30 @@ void pack_rows_panel(const float* const* row, int64_t n, int64_t K, float* xt) {
       transpose_4x4_lanes(_mm512_loadu_ps(r0 + k), _mm512_loadu_ps(r1 + k), _mm512_loadu_ps(r2 + k),
                           _mm512_loadu_ps(r3 + k), u);
       for (int q = 0; q < 4; ++q) {
-        _mm_store_ps(xt + (k + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 0));
-        _mm_store_ps(xt + (k + 4 + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 1));
-        _mm_store_ps(xt + (k + 8 + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 2));
-        _mm_store_ps(xt + (k + 12 + q) * kPanelRows + i, _mm512_extractf32x4_ps(u[q], 3));
+        _mm_store_ps(xt + (k + q) * ld + i, _mm512_extractf32x4_ps(u[q], 0));
+        _mm_store_ps(xt + (k + 4 + q) * ld + i, _mm512_extractf32x4_ps(u[q], 1));
+        _mm_store_ps(xt + (k + 8 + q) * ld + i, _mm512_extractf32x4_ps(u[q], 2));
+        _mm_store_ps(xt + (k + 12 + q) * ld + i, _mm512_extractf32x4_ps(u[q], 3));
       }
     }
     for (; k < K; ++k)
-      for (int r = 0; r < 4; ++r) xt[k * kPanelRows + i + r] = row[i + r][k];
+      for (int r = 0; r < 4; ++r) xt[k * ld + i + r] = row[i + r][k];
   }
   for (; i < n; ++i)
-    for (int64_t k = 0; k < K; ++k) xt[k * kPanelRows + i] = row[i][k];
+    for (int64_t k = 0; k < K; ++k) xt[k * ld + i] = row[i][k];
 }
 
 // Xt for rows m0.. of X [M][ldx].
-void pack_x_panel(const float* X, int64_t ldx, int64_t rows, int64_t K, float* xt) {
+void pack_x_panel(const float* X, int64_t ldx, int64_t rows, int64_t K, float* xt, int64_t ld) {
   const float* row[kPanelRows];
   for (int64_t i = 0; i < rows; ++i) row[i] = X + i * ldx;
-  pack_rows_panel(row, rows, K, xt);
+  pack_rows_panel(row, rows, K, xt, ld);
 }
 
 // Xt for output pixels p0.. of a convolution, straight from its channels-last input: for each kernel
 // position, the C channels under it of every pixel in the panel (`zeros` where the window leaves the image).
-void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const float* zeros, float* xt) {
+void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const float* zeros, float* xt,
+                      int64_t ld) {
   const float* row[kPanelRows];
   for (int64_t kh = 0; kh < c.KH; ++kh)
     for (int64_t kw = 0; kw < c.KW; ++kw) {
@@ -289,35 +290,55 @@ void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const floa
         const int64_t iw = ow * c.stride_w - c.pad_left + kw * c.dilation_w;
         row[i] = ih >= 0 && ih < c.H && iw >= 0 && iw < c.W ? c.x + ((n * c.H + ih) * c.W + iw) * c.C : zeros;
       }
-      pack_rows_panel(row, rows, c.C, xt + (kh * c.KW + kw) * c.C * kPanelRows);
+      pack_rows_panel(row, rows, c.C, xt + (kh * c.KW + kw) * c.C * ld, ld);
     }
 }
 
-// The kept values of four consecutive channels as f32 (bf16 widened exactly by a 16-bit shift).
-inline __m128 load_four(const float* p) {
-  return _mm_loadu_ps(p);
+// The kept values of NR (4 or 8) consecutive channels as f32 in the low lanes (bf16 widened exactly by a
+// 16-bit shift).
+template <int NR>
+inline __m512 load_kept(const float* p) {
+  if constexpr (NR == 4) return _mm512_castps128_ps512(_mm_loadu_ps(p));
+  return _mm512_castps256_ps512(_mm256_loadu_ps(p));
 }
-inline __m128 load_four(const uint16_t* p) {
-  return _mm_castsi128_ps(
-      _mm_slli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), 16));
+template <int NR>
+inline __m512 load_kept(const uint16_t* p) {
+  if constexpr (NR == 4)
+    return _mm512_castps128_ps512(_mm_castsi128_ps(
+        _mm_slli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), 16)));
+  return _mm512_castps256_ps512(_mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16)));
 }
 
-// Channels lane0..lane0+3 of one tile over groups [g0, g0+ng), for the 64 panel rows. Sums start at zero
-// or from `partial` ([4][64]) and end there; store_panel_tile writes Y once the tile's K is done.
-// `prefetch` (or null) asks to pull in the same K slice of the next tile: slices of consecutive tiles lie a
-// whole tile apart, too far for the hardware prefetchers.
-template <typename VT, int Lane0>
+// A panel of PV registers (16·PV rows) per k; each micro-kernel takes NR = 16/PV channels of a tile, so it
+// always holds 16 sums.
+template <int PV>
+struct Panel {
+  static constexpr int64_t rows = 16 * PV;
+  static constexpr int nr = 16 / PV;
+  static constexpr int row_shift = PV == 4 ? 8 : 7;  // log2 of an Xt row's bytes
+  static constexpr int64_t groups = kPanelGroupBytes / (4 * rows * int64_t(sizeof(float)));
+  static_assert(rows * sizeof(float) == size_t(1) << row_shift, "Xt rows are 2^row_shift bytes");
+};
+
+// Channels lane0..lane0+NR-1 of one tile over groups [g0, g0+ng), for the panel's rows. Sums start at zero
+// or from `partial` ([NR][rows]) and end there; store_tile_block writes Y once the tile's K is done.
+// `prefetch` asks to pull in the same K slice of the next tile: slices of consecutive tiles lie a whole tile
+// apart, too far for the hardware prefetchers.
+template <typename VT, int PV, int Lane0>
 void panel_micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, const float* xt, float* partial,
                  bool first, bool prefetch) {
-  constexpr int NR = kPanelNr, lane0 = Lane0;
+  using P = Panel<PV>;
+  constexpr int NR = P::nr, lane0 = Lane0;
+  constexpr int64_t rows = P::rows;
   const Packed24& W = *a.W;
-  __m512 acc[NR][kPanelVecs];
+  __m512 acc[NR][PV];
   for (int r = 0; r < NR; ++r)
-    for (int v = 0; v < kPanelVecs; ++v)
-      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(partial + r * kPanelRows + 16 * v);
+    for (int v = 0; v < PV; ++v)
+      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(partial + r * rows + 16 * v);
   const VT* vals = W.tile_values<VT>(tile) + g0 * 2 * kTileRows + lane0;
   const uint64_t* meta = reinterpret_cast<const uint64_t*>(W.tile_meta(tile)) + g0;
-  const float* xg = xt + g0 * 4 * kPanelRows;
+  const float* xg = xt + g0 * 4 * rows;
   const char* next_vals =
       prefetch ? reinterpret_cast<const char*>(W.tile_values<VT>(tile + 1) + g0 * 2 * kTileRows) : nullptr;
   if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps), _MM_HINT_T0);
@@ -325,7 +346,7 @@ void panel_micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, cons
   // loading it in the group itself left the loop waiting on it (inner loop alone on L1-resident data:
   // 210 GFLOP/s, 234 with the word two groups ahead).
   uint64_t next_bits = meta[0], later_bits = meta[std::min<int64_t>(1, ng - 1)];
-  for (int64_t g = 0; g < ng; ++g, xg += 4 * kPanelRows, vals += 2 * kTileRows) {
+  for (int64_t g = 0; g < ng; ++g, xg += 4 * rows, vals += 2 * kTileRows) {
     uint64_t bits = next_bits;
     next_bits = later_bits;
     later_bits = meta[std::min(g + 2, ng - 1)];
@@ -336,32 +357,33 @@ void panel_micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, cons
       if (g % 8 == 7) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps + g + 1), _MM_HINT_T0);
     }
     for (int j = 0; j < 2; ++j) {
-      // One load for the four channels, then a register broadcast each: the loads are the limit here (the
+      // One load for the NR channels, then a register broadcast each: the loads are the limit here (the
       // FMAs below each read a line of Xt), the shuffle port has room.
-      const __m512 wj = _mm512_castps128_ps512(load_four(vals + j * kTileRows));
+      const __m512 wj = load_kept<NR>(vals + j * kTileRows);
       for (int r = 0; r < NR; ++r) {
         const __m512 w = _mm512_permutexvar_ps(_mm512_set1_epi32(r), wj);
-        // The lane's two index bits, already scaled to the byte offset of an Xt row (256 bytes).
+        // The lane's two index bits, already scaled to the byte offset of an Xt row.
+        constexpr int s = P::row_shift;
         const int shift = 32 * ((lane0 + r) % 2) + 4 * ((lane0 + r) / 2) + 2 * j;
-        const uint64_t offset = (shift >= 8 ? bits >> (shift - 8) : bits << (8 - shift)) & 0x300;
+        const uint64_t offset = (shift >= s ? bits >> (shift - s) : bits << (s - shift)) & (uint64_t(3) << s);
         const float* x = reinterpret_cast<const float*>(reinterpret_cast<const char*>(xg) + offset);
-        for (int v = 0; v < kPanelVecs; ++v)
-          acc[r][v] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * v), acc[r][v]);
+        for (int v = 0; v < PV; ++v) acc[r][v] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * v), acc[r][v]);
       }
     }
   }
   for (int r = 0; r < NR; ++r)
-    for (int v = 0; v < kPanelVecs; ++v) _mm512_store_ps(partial + r * kPanelRows + 16 * v, acc[r][v]);
+    for (int v = 0; v < PV; ++v) _mm512_store_ps(partial + r * rows + 16 * v, acc[r][v]);
 }
 
-// Writes rows m0..m0+rows-1 (at most 16) of one finished tile: block[c * 64 + i] holds channel c, row i.
+// Writes rows m0..m0+rows-1 (at most 16) of one finished tile: block[c * ld + i] holds channel c, row i.
 // The 16x16 block is transposed in registers, so each row of Y gets one 64-byte store, bias and activation.
-void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t tile, const float* block) {
+void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t tile, const float* block,
+                      int64_t ld) {
   const __mmask16 nmask = __mmask16(valid_lanes(*a.W, tile));
   const int64_t n0 = tile * kTileRows;
   const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(nmask, a.bias + n0) : _mm512_setzero_ps();
   __m512 in[16], z[16];  // in[c]: channel c over the 16 rows; z[i]: row i over the 16 channels
-  for (int c = 0; c < 16; ++c) in[c] = _mm512_load_ps(block + c * kPanelRows);
+  for (int c = 0; c < 16; ++c) in[c] = _mm512_load_ps(block + c * ld);
   transpose_16x16(in, z);
   for (int64_t i = 0; i < rows; ++i) {
     __m512 y = z[i];
@@ -376,38 +398,52 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
   }
 }
 
-template <typename VT>
-void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
-  const Packed24& W = *a.W;
-  const int64_t K = W.cols, G = W.steps;
-  PanelScratch& scratch = panel_scratch();
-  scratch.xt.resize(size_t(K * kPanelRows));
-  scratch.partial.resize(size_t((te - tb) * kTileRows * kPanelRows));
-  if (a.patches) scratch.zeros.assign(size_t(a.patches->C), 0.0f);
-  const float* X = static_cast<const float*>(a.X);
-  for (int64_t m0 = 0; m0 < a.M; m0 += kPanelRows) {
-    const int64_t rows = std::min(kPanelRows, a.M - m0);
-    if (a.patches)
-      pack_patch_panel(*a.patches, a.patch_row0 + m0, rows, scratch.zeros.data(), scratch.xt.data());
-    else
-      pack_x_panel(X + m0 * a.ldx, a.ldx, rows, K, scratch.xt.data());
-    for (int64_t g0 = 0; g0 < G; g0 += kPanelGroups) {
-      const int64_t ng = std::min(kPanelGroups, G - g0);
-      for (int64_t t = tb; t < te; ++t) {
-        float* partial = scratch.partial.data() + (t - tb) * kTileRows * kPanelRows;
-        const bool first = g0 == 0;
-        const float* xt = scratch.xt.data();
-        panel_micro<VT, 0>(a, t, g0, ng, xt, partial, first, t + 1 < te);
-        panel_micro<VT, 4>(a, t, g0, ng, xt, partial + 4 * kPanelRows, first, false);
-        panel_micro<VT, 8>(a, t, g0, ng, xt, partial + 8 * kPanelRows, first, false);
-        panel_micro<VT, 12>(a, t, g0, ng, xt, partial + 12 * kPanelRows, first, false);
+// One panel of `rows` (<= 16·PV) rows from m0: pack it, run every tile over every K block, write Y.
+template <typename VT, int PV>
+void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t rows,
+                PanelScratch& scratch) {
+  using P = Panel<PV>;
+  const int64_t K = a.W->cols, G = a.W->steps;
+  float* xt = scratch.xt.data();
+  if (a.patches)
+    pack_patch_panel(*a.patches, a.patch_row0 + m0, rows, scratch.zeros.data(), xt, P::rows);
+  else
+    pack_x_panel(static_cast<const float*>(a.X) + m0 * a.ldx, a.ldx, rows, K, xt, P::rows);
+  for (int64_t g0 = 0; g0 < G; g0 += P::groups) {
+    const int64_t ng = std::min(P::groups, G - g0);
+    const bool first = g0 == 0;
+    for (int64_t t = tb; t < te; ++t) {
+      float* partial = scratch.partial.data() + (t - tb) * kTileRows * P::rows;
+      if constexpr (PV == 4) {
+        panel_micro<VT, 4, 0>(a, t, g0, ng, xt, partial, first, t + 1 < te);
+        panel_micro<VT, 4, 4>(a, t, g0, ng, xt, partial + 4 * P::rows, first, false);
+        panel_micro<VT, 4, 8>(a, t, g0, ng, xt, partial + 8 * P::rows, first, false);
+        panel_micro<VT, 4, 12>(a, t, g0, ng, xt, partial + 12 * P::rows, first, false);
+      } else {
+        panel_micro<VT, 2, 0>(a, t, g0, ng, xt, partial, first, t + 1 < te);
+        panel_micro<VT, 2, 8>(a, t, g0, ng, xt, partial + 8 * P::rows, first, false);
       }
     }
-    // Row block by row block, each row of Y left to right: the stores run as a few sequential streams.
-    for (int v = 0; v < kPanelVecs && 16 * v < rows; ++v)
-      for (int64_t t = tb; t < te; ++t)
-        store_tile_block(a, m0 + 16 * v, std::min<int64_t>(16, rows - 16 * v), t,
-                         scratch.partial.data() + (t - tb) * kTileRows * kPanelRows + 16 * v);
+  }
+  // Row block by row block, each row of Y left to right: the stores run as a few sequential streams.
+  for (int v = 0; v < PV && 16 * v < rows; ++v)
+    for (int64_t t = tb; t < te; ++t)
+      store_tile_block(a, m0 + 16 * v, std::min<int64_t>(16, rows - 16 * v), t,
+                       scratch.partial.data() + (t - tb) * kTileRows * P::rows + 16 * v, P::rows);
+}
+
+template <typename VT>
+void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
+  PanelScratch& scratch = panel_scratch();
+  scratch.xt.resize(size_t(a.W->cols * kPanelRows));
+  scratch.partial.resize(size_t((te - tb) * kTileRows * kPanelRows));
+  if (a.patches) scratch.zeros.assign(size_t(a.patches->C), 0.0f);
+  for (int64_t m0 = 0; m0 < a.M; m0 += kPanelRows) {
+    const int64_t rows = std::min(kPanelRows, a.M - m0);
+    if (rows > Panel<2>::rows)
+      panel_pass<VT, 4>(a, tb, te, m0, rows, scratch);
+    else
+      panel_pass<VT, 2>(a, tb, te, m0, rows, scratch);
   }
 }
 

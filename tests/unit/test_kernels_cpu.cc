@@ -261,11 +261,18 @@ TEST(Spmm24Dispatch, picks_gemv_for_small_m_and_gemm_above) {
       }
     }
     if (large_panel_rows(dt, isa) == 64) {
-      // Measured cases (docs/performance.md): M = 96 pads a 64-row panel by a third, M = 128 not at all.
-      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 96, isa, 1), &small);
+      // Measured cases (docs/performance.md): M = 112 pads its second 64-row panel by a quarter; M = 96 is
+      // a 64-row and a 32-row panel, M = 128 two 64-row panels, with no padding.
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 112, isa, 1), &small);
+      EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 96, isa, 1).max_m, 0);
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 128, isa, 1).max_m, 0);
       EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 192, isa, 2), &small);  // 3 panels on 2 threads
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 256, isa, 2).max_m, 0);
+      // M = 32 fills the half-height panel: the GEMM kernel, unless the weights are large enough that the
+      // GEMV kernel's single ordered pass over them wins; M = 24 would still pad a quarter of it.
+      EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 32, isa, 1, int64_t(1) << 20).max_m, 0);
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 32, isa, 1, int64_t(64) << 20), &small);
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 24, isa, 1, int64_t(1) << 20), &small);
     }
   }
 }
