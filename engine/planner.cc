@@ -66,6 +66,36 @@ double time_node(const Node& n, const Tensor& input, Tactic t, int reps) {
   return ms[ms.size() / 2];
 }
 
+// Median times of a layer's CPU tactics, timed in alternation: every round runs each tactic once, so a change
+// in the machine's state (on a shared VM the second vCPU and the memory bandwidth come and go) hits them all
+// alike, where timing one tactic's runs after another's handed the slower one the lucky moment. `run`
+// runs the layer once with whatever tactic is set; a first untimed round prepares each tactic's weights and
+// primitives.
+template <typename Run>
+std::vector<double> time_tactics(LinearLayer& l, const std::vector<Tactic>& tactics, int reps, Run&& run) {
+  const Tactic saved = l.tactic();
+  for (Tactic t : tactics) {
+    l.set_tactic(t);
+    run();
+  }
+  std::vector<std::vector<double>> ms(tactics.size());
+  for (int r = 0; r < reps; ++r)
+    for (size_t i = 0; i < tactics.size(); ++i) {
+      l.set_tactic(tactics[i]);
+      const auto t0 = std::chrono::steady_clock::now();
+      run();
+      ms[i].push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+  l.set_tactic(saved);
+  std::vector<double> median;
+  for (auto& v : ms) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    median.push_back(v[v.size() / 2]);
+  }
+  return median;
+}
+
 // --device cuda: cuBLAS is the dense tactic; the 2:4 ones are sparse24's mma.sp kernel and cuSPARSELt (when
 // the library loads), timed like the CPU tactics (host time of a call, transfers included).
 template <typename TimeOf>
@@ -130,39 +160,52 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
     LinearLayer* l = linear_layer(n);
     if (!l) continue;
     LayerPlan p{n.name, static_cast<const LinearNode&>(*n.state).source_op, M[i], l->N(), l->K(), l->is_24()};
-    // A tactic's time: the GEMM alone at M for a linear node, the whole node for a Conv.
-    auto time_of = [&](Tactic t) {
-      auto it = conv_inputs.find(i);
-      return it == conv_inputs.end() ? l->time_ms(t, M[i], o.timing_reps)
-                                     : time_node(n, it->second, t, o.timing_reps);
-    };
     if (o.device == Device::cuda) {
+      // A tactic's time: the GEMM alone at M for a linear node, the whole node for a Conv.
+      auto time_of = [&](Tactic t) {
+        auto it = conv_inputs.find(i);
+        return it == conv_inputs.end() ? l->time_ms(t, M[i], o.timing_reps)
+                                       : time_node(n, it->second, t, o.timing_reps);
+      };
       plan_cuda_layer(p, *l, o.sparsity, M[i], time_of);
       l->set_tactic(p.tactic);
       model.layers.push_back(p);
       continue;
     }
-    if (M[i] > 0) {  // the dense tactic: the fastest of sgemm, oneDNN (matmul; for a Conv, its convolution)
-      // and, for a short-K Conv, the direct kernel
-      p.dense_tactic = Tactic::dense_blas;
-      p.dense_ms = time_of(Tactic::dense_blas);
-      const auto* conv = dynamic_cast<const ConvLinearNode*>(n.state.get());
-      for (Tactic t : {Tactic::dense_onednn, Tactic::dense_direct}) {
-        if (t == Tactic::dense_direct && !(conv && conv->supports_direct(n))) continue;
-        const double ms = time_of(t);
-        if (ms < p.dense_ms) {
-          p.dense_tactic = t;
-          p.dense_ms = ms;
-        }
+    // The dense tactic is the fastest of sgemm, oneDNN (matmul; for a Conv, its convolution) and, for a
+    // short-K Conv, the direct kernel; with --sparsity enable the 2:4 kernel is timed in the same rounds.
+    const auto* conv = dynamic_cast<const ConvLinearNode*>(n.state.get());
+    std::vector<Tactic> dense = {Tactic::dense_blas, Tactic::dense_onednn};
+    if (conv && conv->supports_direct(n)) dense.push_back(Tactic::dense_direct);
+    const bool time_sparse = l->is_24() && o.sparsity == SparsityMode::enable;
+    p.dense_tactic = Tactic::dense_blas;
+    if (M[i] > 0) {
+      std::vector<Tactic> tactics = dense;
+      if (time_sparse) tactics.push_back(Tactic::sparse24_cpu);
+      std::vector<double> ms;
+      if (auto it = conv_inputs.find(i); it != conv_inputs.end()) {
+        const Tensor* in[1] = {&it->second};
+        Tensor out[1];
+        ms = time_tactics(*l, tactics, o.timing_reps, [&] { n.state->run(n, in, out); });
+      } else {
+        const std::vector<float> X(size_t(M[i] * l->K()), 0.5f);
+        std::vector<float> Y(size_t(M[i] * l->N()));
+        ms = time_tactics(*l, tactics, o.timing_reps,
+                          [&] { l->run(M[i], X.data(), l->K(), Y.data(), l->N()); });
       }
+      p.dense_ms = ms[0];
+      for (size_t t = 1; t < dense.size(); ++t)
+        if (ms[t] < p.dense_ms) {
+          p.dense_tactic = dense[t];
+          p.dense_ms = ms[t];
+        }
+      if (time_sparse) p.sparse_ms = ms.back();
     }
     p.tactic = p.dense_tactic;
-    if (l->is_24() && o.sparsity == SparsityMode::force) {
+    if (l->is_24() && o.sparsity == SparsityMode::force)
       p.tactic = Tactic::sparse24_cpu;
-    } else if (l->is_24() && o.sparsity == SparsityMode::enable && M[i] > 0) {
-      p.sparse_ms = time_of(Tactic::sparse24_cpu);
-      if (p.sparse_ms < p.dense_ms) p.tactic = Tactic::sparse24_cpu;
-    }
+    else if (time_sparse && M[i] > 0 && p.sparse_ms < p.dense_ms)
+      p.tactic = Tactic::sparse24_cpu;
     l->set_tactic(p.tactic);
     model.layers.push_back(p);
   }
