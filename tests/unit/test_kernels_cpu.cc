@@ -133,7 +133,8 @@ class Spmm24KernelTest : public ::testing::TestWithParam<Spmm24Kernel> {
   }
 };
 
-const int64_t kMs[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 33, 128};
+// 80 and 96: a 64-row panel, then a last panel of at most 32 rows (the AVX-512 GEMM runs it at half height).
+const int64_t kMs[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 33, 80, 96, 128};
 const int64_t kNs[] = {1, 3, 8, 15, 16, 17, 64, 384};
 
 // Full cross product of M and N for the small K; the epilogue rotates over the cases so each K and each M
@@ -159,7 +160,7 @@ TEST_P(Spmm24KernelTest, small_k_every_m_and_n) {
 TEST_P(Spmm24KernelTest, large_k_subset) {
   int i = 0;
   for (int64_t K : {768, 3072})
-    for (int64_t M : {1, 3, 4, 5, 9, 33})
+    for (int64_t M : {1, 3, 4, 5, 9, 33, 96})
       for (int64_t N : {1, 17, 64}) {
         check_case(GetParam(), {M, N, K, i % 2 == 0, i % 3 == 0 ? Activation::relu : Activation::none},
                    uint32_t(5000 + i++));
