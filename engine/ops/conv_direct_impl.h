@@ -1,7 +1,7 @@
 #pragma once
-// The direct convolution's loop nest, shared by the AVX2 and AVX-512 files: each includes it with its own
-// vector type (V: lanes, load, broadcast, fma, max, add, relu, store of the first n lanes), compiled with its
-// own flags, inside an unnamed namespace so the two copies never mix at link time.
+// The direct convolution's loop nest, shared by the AVX2, AVX-512 and portable builds: each file includes it
+// with its own vector type (V: lanes, load, broadcast, fma, max, add, relu, store of the first n lanes) and
+// compiles it with its own flags, inside an unnamed namespace so the copies never mix at link time.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
