@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
 #include "engine/ops/conv_gemm.h"
@@ -140,22 +139,6 @@ void LinearLayer::run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t 
   }
   ops::blas_sgemm(false, true, M, N(), K(), 1.0f, X, ldx, weight_.data<float>(), K(), 0.0f, Y, ldy);
   epilogue(M, Y, ldy);
-}
-
-double LinearLayer::time_ms(Tactic t, int64_t M, int reps) {
-  Tactic saved = tactic_;
-  set_tactic(t);
-  std::vector<float> X(size_t(M * K()), 0.5f), Y(size_t(M * N()));
-  run(M, X.data(), K(), Y.data(), N());  // warm-up
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    run(M, X.data(), K(), Y.data(), N());
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  tactic_ = saved;
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
 }
 
 }  // namespace sparse24::engine

@@ -67,9 +67,6 @@ class LinearLayer {
   /// false, doing nothing, unless the tactic is 2:4 and a kernel of the active ISA reads patches.
   bool run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy) const;
 
-  /// Median time of `reps` runs of a tactic at M rows (on scratch data), in milliseconds.
-  double time_ms(Tactic t, int64_t M, int reps);
-
  private:
   void epilogue(int64_t M, float* Y, int64_t ldy) const;
   // The 2:4 kernels: `kernel` when given (it reads `patches`), else the one the dispatcher picks for M.

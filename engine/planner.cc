@@ -46,27 +46,7 @@ std::map<std::string, Tensor> sample_inputs(const Graph& graph, int64_t batch, i
 
 namespace {
 
-// Median time of `reps` runs of a lowered node on `input` with its layer set to tactic t (after a warm-up
-// run, which also makes any per-shape primitive).
-double time_node(const Node& n, const Tensor& input, Tactic t, int reps) {
-  LinearLayer& l = *linear_layer(n);
-  const Tactic saved = l.tactic();
-  l.set_tactic(t);
-  const Tensor* in[1] = {&input};
-  Tensor out[1];
-  n.state->run(n, in, out);
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    n.state->run(n, in, out);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  l.set_tactic(saved);
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
-}
-
-// Median times of a layer's CPU tactics, timed in alternation: every round runs each tactic once, so a change
+// Median times of a layer's tactics, timed in alternation: every round runs each tactic once, so a change
 // in the machine's state (on a shared VM the second vCPU and the memory bandwidth come and go) hits them all
 // alike, where timing one tactic's runs after another's handed the slower one the lucky moment. `run`
 // runs the layer once with whatever tactic is set; a first untimed round prepares each tactic's weights and
@@ -160,14 +140,22 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
     LinearLayer* l = linear_layer(n);
     if (!l) continue;
     LayerPlan p{n.name, static_cast<const LinearNode&>(*n.state).source_op, M[i], l->N(), l->K(), l->is_24()};
+    // One run of the layer with whatever tactic is set: the GEMM alone at M for a linear node (on scratch
+    // data), the whole node for a Conv (its tactics differ in more than the GEMM).
+    const auto conv_input = conv_inputs.find(i);
+    const std::vector<float> X(conv_input == conv_inputs.end() ? size_t(M[i] * l->K()) : 0, 0.5f);
+    std::vector<float> Y(conv_input == conv_inputs.end() ? size_t(M[i] * l->N()) : 0);
+    const Tensor* in[1] = {conv_input == conv_inputs.end() ? nullptr : &conv_input->second};
+    Tensor out[1];
+    auto run_once = [&] {
+      if (in[0])
+        n.state->run(n, in, out);
+      else
+        l->run(M[i], X.data(), l->K(), Y.data(), l->N());
+    };
     if (o.device == Device::cuda) {
-      // A tactic's time: the GEMM alone at M for a linear node, the whole node for a Conv.
-      auto time_of = [&](Tactic t) {
-        auto it = conv_inputs.find(i);
-        return it == conv_inputs.end() ? l->time_ms(t, M[i], o.timing_reps)
-                                       : time_node(n, it->second, t, o.timing_reps);
-      };
-      plan_cuda_layer(p, *l, o.sparsity, M[i], time_of);
+      plan_cuda_layer(p, *l, o.sparsity, M[i],
+                      [&](Tactic t) { return time_tactics(*l, {t}, o.timing_reps, run_once)[0]; });
       l->set_tactic(p.tactic);
       model.layers.push_back(p);
       continue;
@@ -182,17 +170,7 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
     if (M[i] > 0) {
       std::vector<Tactic> tactics = dense;
       if (time_sparse) tactics.push_back(Tactic::sparse24_cpu);
-      std::vector<double> ms;
-      if (auto it = conv_inputs.find(i); it != conv_inputs.end()) {
-        const Tensor* in[1] = {&it->second};
-        Tensor out[1];
-        ms = time_tactics(*l, tactics, o.timing_reps, [&] { n.state->run(n, in, out); });
-      } else {
-        const std::vector<float> X(size_t(M[i] * l->K()), 0.5f);
-        std::vector<float> Y(size_t(M[i] * l->N()));
-        ms = time_tactics(*l, tactics, o.timing_reps,
-                          [&] { l->run(M[i], X.data(), l->K(), Y.data(), l->N()); });
-      }
+      const std::vector<double> ms = time_tactics(*l, tactics, o.timing_reps, run_once);
       p.dense_ms = ms[0];
       for (size_t t = 1; t < dense.size(); ++t)
         if (ms[t] < p.dense_ms) {
