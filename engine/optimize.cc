@@ -48,10 +48,7 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
   float* y = outputs[0].data<float>();
   const LinearLayer& l = *layer;
   if (l.tactic() == Tactic::dense_direct) {
-    if (!nhwc || !ops::direct_conv_applies(shape))
-      fail("node '{}' (Conv): the dense-direct tactic runs 2-D channels-last convolutions with K <= {}",
-           node.name, ops::kDirectConvMaxK);
-    ops::conv_direct_nhwc(direct_weights(), shape, 1, 1, x.data<float>(), y);
+    run_direct(node, shape, x, 1, 1, y);
     if (residual) ops::residual_add_f32(y, residual->data<float>(), outputs[0].numel(), residual_relu);
     return;
   }
@@ -73,12 +70,16 @@ bool ConvLinearNode::supports_direct(const Node& node) const {
          ops::channels_last(node);
 }
 
-const ops::DirectConvWeights& ConvLinearNode::direct_weights() const {
+void ConvLinearNode::run_direct(const Node& node, const ops::ConvShape& shape, const Tensor& x,
+                                int64_t pool_h, int64_t pool_w, float* y) const {
+  if (!ops::channels_last(node) || !ops::direct_conv_applies(shape))
+    fail("node '{}' (Conv): the dense-direct tactic runs 2-D channels-last convolutions with K <= {}",
+         node.name, ops::kDirectConvMaxK);
   std::call_once(direct_once_, [&] {
     direct_ = std::make_unique<ops::DirectConvWeights>(
         ops::direct_conv_weights(layer->weight(), layer->bias(), layer->activation() == Activation::relu));
   });
-  return *direct_;
+  ops::conv_direct_nhwc(*direct_, shape, pool_h, pool_w, x.data<float>(), y);
 }
 
 // The convolution followed by its fused max pool (fuse_conv_pool): in one pass with the dense-direct tactic;
@@ -90,12 +91,9 @@ void ConvLinearNode::run_pooled(const Node& node, const ops::ConvShape& shape, c
          node.name);
   const auto& w = shape.window;
   if (layer->tactic() == Tactic::dense_direct) {
-    if (!ops::direct_conv_applies(shape))
-      fail("node '{}' (Conv): the dense-direct tactic runs convolutions with K <= {}", node.name,
-           ops::kDirectConvMaxK);
     out = Tensor::uninitialized(DType::f32,
                                 {shape.batch, w.out[0] / pool[0], w.out[1] / pool[1], shape.out_channels});
-    ops::conv_direct_nhwc(direct_weights(), shape, pool[0], pool[1], x.data<float>(), out.data<float>());
+    run_direct(node, shape, x, pool[0], pool[1], out.data<float>());
     return;
   }
   Node conv = node;

@@ -41,7 +41,9 @@ struct ConvLinearNode : LinearNode {
   void run_as_gemm(const Node& node, const ops::ConvShape& shape, const Tensor& x, bool nhwc, float* y) const;
   void run_pooled(const Node& node, const ops::ConvShape& shape, const Tensor& x,
                   const std::vector<int64_t>& pool, Tensor& out) const;
-  const ops::DirectConvWeights& direct_weights() const;
+  // The dense-direct tactic (ops::conv_direct_nhwc), its weights made at the first call; pool 1 x 1 for none.
+  void run_direct(const Node& node, const ops::ConvShape& shape, const Tensor& x, int64_t pool_h,
+                  int64_t pool_w, float* y) const;
   mutable std::once_flag onednn_once_, direct_once_;
   mutable std::unique_ptr<OnednnConv> onednn_;  // made at the first dense-onednn run (after fusion)
   mutable std::unique_ptr<ops::DirectConvWeights> direct_;  // made at the first dense-direct run
