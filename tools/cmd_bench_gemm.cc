@@ -241,10 +241,11 @@ void run_bench(const BenchOptions& o) {
   for (auto [N, K] : shapes) {
     const Tensor dense = make_weight(dtype, N, K, uint32_t(N * 31 + K));
     const Sparse24 compressed = compress_24(dense);
-    const int sparse_copies = copies_for(o, cpu::pack_24(compressed).stream_bytes());
     // Each copy packed as a layer packs its weight (pack_24 also chooses the pages it lives on).
     std::vector<cpu::Packed24> sparse_w;
-    for (int i = 0; i < sparse_copies; ++i) sparse_w.push_back(cpu::pack_24(compressed));
+    sparse_w.push_back(cpu::pack_24(compressed));
+    const int sparse_copies = copies_for(o, sparse_w.front().stream_bytes());
+    while (int(sparse_w.size()) < sparse_copies) sparse_w.push_back(cpu::pack_24(compressed));
     // Dense copies in the benchmark's dtype (f32 for OpenBLAS too when the dtype is f32).
     const int64_t dense_bytes = int64_t(dense.nbytes());
     const int dense_copies = copies_for(o, dense_bytes);

@@ -190,7 +190,7 @@ struct ShuffleDotMicro {
 // last panel of at most 32 rows (and so every M <= 32) runs as a 32-row panel: two registers per k, eight
 // channels per micro-kernel, half the padding.
 constexpr int kPanelVecs = 4;
-constexpr int64_t kPanelRows = 16 * kPanelVecs;  // the tallest panel: scratch sizes and thread splits
+constexpr int64_t kPanelRows = 16 * kPanelVecs;  // the tallest panel: scratch sizes and the panel loop's step
 // K steps (groups) per block: 4 * 32 Xt rows of 64 floats = 32 KiB, within L1 (the 32-row panel takes
 // 64 groups, the same bytes).
 constexpr int64_t kPanelGroupBytes = 32 * 4 * kPanelRows * sizeof(float);
