@@ -56,18 +56,22 @@ std::span<const Spmm24Kernel> spmm24_kernels() {
 }
 
 // Rows a panel GEMM kernel computes for M rows: whole panels, except that a last panel of at most half the
-// height runs at half height (the AVX-512 kernels' 32-row panel).
+// height runs at half height (the AVX-512 kernels' 32-row and the AVX2 kernels' 8-row panel).
 int64_t padded_panel_rows(int64_t M, int64_t panel_rows) {
   const int64_t tail = M % panel_rows, half = panel_rows / 2;
   return M - tail + (tail == 0 ? 0 : tail <= half ? half : panel_rows);
 }
 
-// Rows of X a thread gives a panel GEMM kernel in spmm24_run: whole panels each when there are at least as
-// many panels as threads, else a share of every panel (the split over tiles).
+// spmm24_run gives each thread of a GEMM kernel whole blocks of this many rows of X when there are at least
+// as many blocks as threads (a multiple of every panel height, so the panels are those of one thread).
+constexpr int64_t kThreadBlockRows = 64;
+
+// Rows of X the busiest thread gives a panel GEMM kernel in spmm24_run: whole row blocks when there are at
+// least as many blocks as threads, else a share of every panel (the split over tiles).
 double panel_rows_per_thread(int64_t M, int64_t panel_rows, int threads) {
   if (threads == 1) return double(padded_panel_rows(M, panel_rows));
-  const int64_t panels = (M + panel_rows - 1) / panel_rows;
-  if (panels >= threads) return double(panel_rows * ((panels + threads - 1) / threads));
+  const int64_t blocks = (M + kThreadBlockRows - 1) / kThreadBlockRows;
+  if (blocks >= threads) return double(kThreadBlockRows * ((blocks + threads - 1) / threads));
   return double(padded_panel_rows(M, panel_rows)) / threads;
 }
 
@@ -116,18 +120,17 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
   validate(kernel, args);
   if (threads <= 0) threads = omp_get_max_threads();
   const int64_t tiles = args.W->tiles;
-  // GEMM kernels at large M: whole 64-row panels per thread. Each thread then packs only its own rows of X
+  // GEMM kernels at large M: whole 64-row blocks per thread. Each thread then packs only its own rows of X
   // and reuses the weights across its panels, where a split over tiles would pack every row twice. The
   // panels are those of a one-thread run, so the results do not change.
-  constexpr int64_t kRowsPerPanel = 64;
-  const int64_t panels = (args.M + kRowsPerPanel - 1) / kRowsPerPanel;
-  if (kernel.max_m == 0 && threads > 1 && panels >= 2) {
-    const int nt = int(std::min<int64_t>(threads, panels));
+  const int64_t blocks = (args.M + kThreadBlockRows - 1) / kThreadBlockRows;
+  if (kernel.max_m == 0 && threads > 1 && blocks >= 2) {
+    const int nt = int(std::min<int64_t>(threads, blocks));
 #pragma omp parallel num_threads(nt)
     {
       const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-      const int64_t m0 = std::min(args.M, kRowsPerPanel * (panels * t / n));
-      const int64_t m1 = std::min(args.M, kRowsPerPanel * (panels * (t + 1) / n));
+      const int64_t m0 = std::min(args.M, kThreadBlockRows * (blocks * t / n));
+      const int64_t m1 = std::min(args.M, kThreadBlockRows * (blocks * (t + 1) / n));
       if (m0 < m1) {
         Spmm24Args part = args;
         part.M = m1 - m0;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/cpu/spmm24_driver.h"
+#include "kernels/cpu/spmm24_panel.h"
 
 namespace sparse24::cpu {
 namespace {
@@ -183,26 +184,10 @@ struct ShuffleDotMicro {
   }
 };
 
-// The GEMM path for larger M turns the problem around: a panel of 64 rows of X is transposed to
-// Xt[k][64] (four registers per k), and every kept weight is broadcast and multiplied into the four Xt
-// registers of the k it keeps; the packed nibble only moves the load address. No permutes are left in the
-// inner loop (the GEMV path needs one per kept weight and row, and the shuffle port then limits it). A
-// last panel of at most 32 rows (and so every M <= 32) runs as a 32-row panel: two registers per k, eight
-// channels per micro-kernel, half the padding.
-constexpr int kPanelVecs = 4;
-constexpr int64_t kPanelRows = 16 * kPanelVecs;  // the tallest panel: scratch sizes and the panel loop's step
-// K steps (groups) per block: 4 * 32 Xt rows of 64 floats = 32 KiB, within L1 (the 32-row panel takes
-// 64 groups, the same bytes).
-constexpr int64_t kPanelGroupBytes = 32 * 4 * kPanelRows * sizeof(float);
-
-// Per-thread scratch that grows and is kept, so a call allocates nothing once warm.
-struct PanelScratch {
-  std::vector<float, AlignedAllocator<float>> xt, partial, zeros;
-};
-PanelScratch& panel_scratch() {
-  static thread_local PanelScratch s;
-  return s;
-}
+// The GEMM path for larger M: the panel GEMM of spmm24_panel.h, 16 rows per register. A 64-row panel
+// takes four registers per k and four channels per micro-kernel; a last panel of at most 32 rows (and so
+// every M <= 32) runs as a 32-row panel: two registers per k, eight channels per micro-kernel, half the
+// padding. (The GEMV path needs a permute per kept weight and row, and the shuffle port then limits it.)
 
 // Within each 128-bit lane, a 4x4 transpose of four registers: out[q] lane L = (a0, a1, a2, a3)[4L + q].
 inline void transpose_4x4_lanes(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 out[4]) {
@@ -233,9 +218,8 @@ inline void transpose_16x16(const __m512 in[16], __m512 out[16]) {
   }
 }
 
-// Xt[k][i] = row[i][k] (Xt rows ld floats apart) for k < K and the panel's n rows (n <= ld). Rows past n
-// keep stale values: their lanes are computed and never stored.
-void pack_rows_panel(const float* const* row, int64_t n, int64_t K, float* xt, int64_t ld) {
+// Xt[k][i] = row[i][k] (Xt rows ld floats apart) for k < K and the panel's n rows (n <= ld).
+void pack_rows_16(const float* const* row, int64_t n, int64_t K, float* xt, int64_t ld) {
   int64_t i = 0;
   // 16 rows x 16 k at a time: one transpose, 16 aligned 64-byte stores into Xt.
   for (; i + 16 <= n; i += 16) {
@@ -270,30 +254,6 @@ void pack_rows_panel(const float* const* row, int64_t n, int64_t K, float* xt, i
     for (int64_t k = 0; k < K; ++k) xt[k * ld + i] = row[i][k];
 }
 
-// Xt for rows m0.. of X [M][ldx].
-void pack_x_panel(const float* X, int64_t ldx, int64_t rows, int64_t K, float* xt, int64_t ld) {
-  const float* row[kPanelRows];
-  for (int64_t i = 0; i < rows; ++i) row[i] = X + i * ldx;
-  pack_rows_panel(row, rows, K, xt, ld);
-}
-
-// Xt for output pixels p0.. of a convolution, straight from its channels-last input: for each kernel
-// position, the C channels under it of every pixel in the panel (`zeros` where the window leaves the image).
-void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const float* zeros, float* xt,
-                      int64_t ld) {
-  const float* row[kPanelRows];
-  for (int64_t kh = 0; kh < c.KH; ++kh)
-    for (int64_t kw = 0; kw < c.KW; ++kw) {
-      for (int64_t i = 0; i < rows; ++i) {
-        const int64_t p = p0 + i, n = p / (c.OH * c.OW), oh = p / c.OW % c.OH, ow = p % c.OW;
-        const int64_t ih = oh * c.stride_h - c.pad_top + kh * c.dilation_h;
-        const int64_t iw = ow * c.stride_w - c.pad_left + kw * c.dilation_w;
-        row[i] = ih >= 0 && ih < c.H && iw >= 0 && iw < c.W ? c.x + ((n * c.H + ih) * c.W + iw) * c.C : zeros;
-      }
-      pack_rows_panel(row, rows, c.C, xt + (kh * c.KW + kw) * c.C * ld, ld);
-    }
-}
-
 // The kept values of NR (4 or 8) consecutive channels as f32 in the low lanes (bf16 widened exactly by a
 // 16-bit shift).
 template <int NR>
@@ -308,71 +268,6 @@ inline __m512 load_kept(const uint16_t* p) {
         _mm_slli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), 16)));
   return _mm512_castps256_ps512(_mm256_castsi256_ps(
       _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16)));
-}
-
-// A panel of PV registers (16·PV rows) per k; each micro-kernel takes NR = 16/PV channels of a tile, so it
-// always holds 16 sums.
-template <int PV>
-struct Panel {
-  static constexpr int64_t rows = 16 * PV;
-  static constexpr int nr = 16 / PV;
-  static constexpr int row_shift = PV == 4 ? 8 : 7;  // log2 of an Xt row's bytes
-  static constexpr int64_t groups = kPanelGroupBytes / (4 * rows * int64_t(sizeof(float)));
-  static_assert(rows * sizeof(float) == size_t(1) << row_shift, "Xt rows are 2^row_shift bytes");
-};
-
-// Channels lane0..lane0+NR-1 of one tile over groups [g0, g0+ng), for the panel's rows. Sums start at zero
-// or from `partial` ([NR][rows]) and end there; store_tile_block writes Y once the tile's K is done.
-// `prefetch` asks to pull in the same K slice of the next tile: slices of consecutive tiles lie a whole tile
-// apart, too far for the hardware prefetchers.
-template <typename VT, int PV, int Lane0>
-void panel_micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, const float* xt, float* partial,
-                 bool first, bool prefetch) {
-  using P = Panel<PV>;
-  constexpr int NR = P::nr, lane0 = Lane0;
-  constexpr int64_t rows = P::rows;
-  const Packed24& W = *a.W;
-  __m512 acc[NR][PV];
-  for (int r = 0; r < NR; ++r)
-    for (int v = 0; v < PV; ++v)
-      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(partial + r * rows + 16 * v);
-  const VT* vals = W.tile_values<VT>(tile) + g0 * 2 * kTileRows + lane0;
-  const uint64_t* meta = reinterpret_cast<const uint64_t*>(W.tile_meta(tile)) + g0;
-  const float* xg = xt + g0 * 4 * rows;
-  const char* next_vals =
-      prefetch ? reinterpret_cast<const char*>(W.tile_values<VT>(tile + 1) + g0 * 2 * kTileRows) : nullptr;
-  if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps), _MM_HINT_T0);
-  // Each group's metadata word is loaded two groups ahead: its index bits are the FMAs' load addresses, and
-  // loading it in the group itself left the loop waiting on it (inner loop alone on L1-resident data:
-  // 210 GFLOP/s, 234 with the word two groups ahead).
-  uint64_t next_bits = meta[0], later_bits = meta[std::min<int64_t>(1, ng - 1)];
-  for (int64_t g = 0; g < ng; ++g, xg += 4 * rows, vals += 2 * kTileRows) {
-    uint64_t bits = next_bits;
-    next_bits = later_bits;
-    later_bits = meta[std::min(g + 2, ng - 1)];
-    __asm__ volatile("" : "+r"(bits));  // keeps it the register loaded early, not a reload of meta[g]
-    if (next_vals) {
-      for (size_t line = 0; line < 2 * kTileRows * sizeof(VT); line += 64)
-        _mm_prefetch(next_vals + g * 2 * kTileRows * sizeof(VT) + line, _MM_HINT_T1);
-      if (g % 8 == 7) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps + g + 1), _MM_HINT_T0);
-    }
-    for (int j = 0; j < 2; ++j) {
-      // One load for the NR channels, then a register broadcast each: the loads are the limit here (the
-      // FMAs below each read a line of Xt), the shuffle port has room.
-      const __m512 wj = load_kept<NR>(vals + j * kTileRows);
-      for (int r = 0; r < NR; ++r) {
-        const __m512 w = _mm512_permutexvar_ps(_mm512_set1_epi32(r), wj);
-        // The lane's two index bits, already scaled to the byte offset of an Xt row.
-        constexpr int s = P::row_shift;
-        const int shift = 32 * ((lane0 + r) % 2) + 4 * ((lane0 + r) / 2) + 2 * j;
-        const uint64_t offset = (shift >= s ? bits >> (shift - s) : bits << (s - shift)) & (uint64_t(3) << s);
-        const float* x = reinterpret_cast<const float*>(reinterpret_cast<const char*>(xg) + offset);
-        for (int v = 0; v < PV; ++v) acc[r][v] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * v), acc[r][v]);
-      }
-    }
-  }
-  for (int r = 0; r < NR; ++r)
-    for (int v = 0; v < PV; ++v) _mm512_store_ps(partial + r * rows + 16 * v, acc[r][v]);
 }
 
 // Writes rows m0..m0+rows-1 (at most 16) of one finished tile: block[c * ld + i] holds channel c, row i.
@@ -398,54 +293,87 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
   }
 }
 
-// One panel of `rows` (<= 16·PV) rows from m0: pack it, run every tile over every K block, write Y.
-template <typename VT, int PV>
-void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t rows,
-                PanelScratch& scratch) {
-  using P = Panel<PV>;
-  const int64_t K = a.W->cols, G = a.W->steps;
-  float* xt = scratch.xt.data();
-  if (a.patches)
-    pack_patch_panel(*a.patches, a.patch_row0 + m0, rows, scratch.zeros.data(), xt, P::rows);
-  else
-    pack_x_panel(static_cast<const float*>(a.X) + m0 * a.ldx, a.ldx, rows, K, xt, P::rows);
-  for (int64_t g0 = 0; g0 < G; g0 += P::groups) {
-    const int64_t ng = std::min(P::groups, G - g0);
-    const bool first = g0 == 0;
-    for (int64_t t = tb; t < te; ++t) {
-      float* partial = scratch.partial.data() + (t - tb) * kTileRows * P::rows;
-      if constexpr (PV == 4) {
-        panel_micro<VT, 4, 0>(a, t, g0, ng, xt, partial, first, t + 1 < te);
-        panel_micro<VT, 4, 4>(a, t, g0, ng, xt, partial + 4 * P::rows, first, false);
-        panel_micro<VT, 4, 8>(a, t, g0, ng, xt, partial + 8 * P::rows, first, false);
-        panel_micro<VT, 4, 12>(a, t, g0, ng, xt, partial + 12 * P::rows, first, false);
-      } else {
-        panel_micro<VT, 2, 0>(a, t, g0, ng, xt, partial, first, t + 1 < te);
-        panel_micro<VT, 2, 8>(a, t, g0, ng, xt, partial + 8 * P::rows, first, false);
+// A panel of PV registers (16·PV rows) per k; each micro-kernel takes NR = 16/PV channels of a tile, so it
+// always holds 16 sums. The panel kind spmm24_panel.h runs.
+template <int PV>
+struct Avx512Panel {
+  static constexpr int64_t rows = 16 * PV;
+  static constexpr int nr = 16 / PV;
+  static constexpr int row_shift = PV == 4 ? 8 : 7;  // log2 of an Xt row's bytes
+  static constexpr int64_t groups = kPanelBlockBytes / (4 * rows * int64_t(sizeof(float)));
+  static constexpr int64_t store_rows = 16;
+  static_assert(rows * sizeof(float) == size_t(1) << row_shift, "Xt rows are 2^row_shift bytes");
+
+  static void pack_rows(const float* const* row, int64_t n, int64_t K, float* xt) {
+    pack_rows_16(row, n, K, xt, rows);
+  }
+
+  static void store_block(const Spmm24Args& a, int64_t m0, int64_t n, int64_t tile, const float* block) {
+    store_tile_block(a, m0, n, tile, block, rows);
+  }
+
+  // Channels Lane0..Lane0+NR-1 of one tile over groups [g0, g0+ng), for the panel's rows.
+  template <typename VT, int Lane0>
+  static void micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, const float* xt, float* partial,
+                    bool first, bool prefetch) {
+    constexpr int NR = nr;
+    const Packed24& W = *a.W;
+    __m512 acc[NR][PV];
+    for (int r = 0; r < NR; ++r)
+      for (int v = 0; v < PV; ++v)
+        acc[r][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(partial + r * rows + 16 * v);
+    const VT* vals = W.tile_values<VT>(tile) + g0 * 2 * kTileRows + Lane0;
+    const uint64_t* meta = reinterpret_cast<const uint64_t*>(W.tile_meta(tile)) + g0;
+    const float* xg = xt + g0 * 4 * rows;
+    // Slices of consecutive tiles lie a whole tile apart, too far for the hardware prefetchers.
+    const char* next_vals =
+        prefetch ? reinterpret_cast<const char*>(W.tile_values<VT>(tile + 1) + g0 * 2 * kTileRows) : nullptr;
+    if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps), _MM_HINT_T0);
+    // Each group's metadata word is loaded two groups ahead: its index bits are the FMAs' load addresses,
+    // and loading it in the group itself left the loop waiting on it (inner loop alone on L1-resident data:
+    // 210 GFLOP/s, 234 with the word two groups ahead).
+    uint64_t next_bits = meta[0], later_bits = meta[std::min<int64_t>(1, ng - 1)];
+    for (int64_t g = 0; g < ng; ++g, xg += 4 * rows, vals += 2 * kTileRows) {
+      uint64_t bits = next_bits;
+      next_bits = later_bits;
+      later_bits = meta[std::min(g + 2, ng - 1)];
+      __asm__ volatile("" : "+r"(bits));  // keeps it the register loaded early, not a reload of meta[g]
+      if (next_vals) {
+        for (size_t line = 0; line < 2 * kTileRows * sizeof(VT); line += 64)
+          _mm_prefetch(next_vals + g * 2 * kTileRows * sizeof(VT) + line, _MM_HINT_T1);
+        if (g % 8 == 7) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps + g + 1), _MM_HINT_T0);
+      }
+      for (int j = 0; j < 2; ++j) {
+        // One load for the NR channels, then a register broadcast each: the loads are the limit here (the
+        // FMAs below each read a line of Xt), the shuffle port has room.
+        const __m512 wj = load_kept<NR>(vals + j * kTileRows);
+        for (int r = 0; r < NR; ++r) {
+          const __m512 w = _mm512_permutexvar_ps(_mm512_set1_epi32(r), wj);
+          // The lane's two index bits, already scaled to the byte offset of an Xt row.
+          constexpr int s = row_shift;
+          const int shift = 32 * ((Lane0 + r) % 2) + 4 * ((Lane0 + r) / 2) + 2 * j;
+          const uint64_t offset =
+              (shift >= s ? bits >> (shift - s) : bits << (s - shift)) & (uint64_t(3) << s);
+          const float* x = reinterpret_cast<const float*>(reinterpret_cast<const char*>(xg) + offset);
+          for (int v = 0; v < PV; ++v) acc[r][v] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * v), acc[r][v]);
+        }
       }
     }
+    for (int r = 0; r < NR; ++r)
+      for (int v = 0; v < PV; ++v) _mm512_store_ps(partial + r * rows + 16 * v, acc[r][v]);
   }
-  // Row block by row block, each row of Y left to right: the stores run as a few sequential streams.
-  for (int v = 0; v < PV && 16 * v < rows; ++v)
-    for (int64_t t = tb; t < te; ++t)
-      store_tile_block(a, m0 + 16 * v, std::min<int64_t>(16, rows - 16 * v), t,
-                       scratch.partial.data() + (t - tb) * kTileRows * P::rows + 16 * v, P::rows);
-}
 
-template <typename VT>
-void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
-  PanelScratch& scratch = panel_scratch();
-  scratch.xt.resize(size_t(a.W->cols * kPanelRows));
-  scratch.partial.resize(size_t((te - tb) * kTileRows * kPanelRows));
-  if (a.patches) scratch.zeros.assign(size_t(a.patches->C), 0.0f);
-  for (int64_t m0 = 0; m0 < a.M; m0 += kPanelRows) {
-    const int64_t rows = std::min(kPanelRows, a.M - m0);
-    if (rows > Panel<2>::rows)
-      panel_pass<VT, 4>(a, tb, te, m0, rows, scratch);
-    else
-      panel_pass<VT, 2>(a, tb, te, m0, rows, scratch);
+  template <typename VT>
+  static void tile(const Spmm24Args& a, int64_t t, int64_t g0, int64_t ng, const float* xt, float* partial,
+                   bool first, bool prefetch) {
+    micro<VT, 0>(a, t, g0, ng, xt, partial, first, prefetch);
+    micro<VT, nr>(a, t, g0, ng, xt, partial + nr * rows, first, false);
+    if constexpr (PV == 4) {
+      micro<VT, 8>(a, t, g0, ng, xt, partial + 8 * rows, first, false);
+      micro<VT, 12>(a, t, g0, ng, xt, partial + 12 * rows, first, false);
+    }
   }
-}
+};
 
 // With one or two rows the kernel only streams weights. Where a tile's weights are short (K up to ~1K f32)
 // it takes one tile at a time: consecutive tiles are adjacent in memory, so values and metadata are two
@@ -476,13 +404,13 @@ void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<F32W, 2>(a, tb, te);
 }
 void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<float>(a, tb, te);
+  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, float>(a, tb, te);
 }
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<BF16W, 4>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<uint16_t>(a, tb, te);
+  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, uint16_t>(a, tb, te);
 }
 // i8 sums stay in registers over all of K (an i32 partial cannot wait in the f32 output).
 void i8_spmm_24_gemv_avx512vnni(const Spmm24Args& a, int64_t tb, int64_t te) {

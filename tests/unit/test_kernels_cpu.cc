@@ -176,6 +176,76 @@ TEST_P(Spmm24KernelTest, gelu_within_1e6_relative) {
     }
 }
 
+// Kernels that read convolution patches in place against the reference on the explicit im2col rows
+// (channels-last input, K ordered kernel row, kernel column, channel), over strides, dilations, padding that
+// leaves the image, and row ranges that start mid-image, on 1 and 2 threads.
+class Spmm24PatchKernelTest : public Spmm24KernelTest {};
+
+std::vector<Spmm24Kernel> patch_kernels() {
+  std::vector<Spmm24Kernel> out;
+  for (const Spmm24Kernel& k : cpu::spmm24_kernels())
+    if (k.patches) out.push_back(k);
+  return out;
+}
+
+TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
+  const Spmm24Kernel& k = GetParam();
+  struct Geometry {
+    int64_t N, H, W, C, KH, KW, stride, dilation, pad, OC;
+  };
+  const Geometry geometries[] = {{2, 7, 9, 8, 3, 3, 1, 1, 1, 17},   // 2 images of 63 pixels, a 3x3 kernel
+                                 {1, 12, 10, 4, 3, 2, 2, 1, 0, 16},  // stride 2, a 3x2 kernel
+                                 {3, 6, 6, 12, 2, 2, 1, 2, 2, 40}};  // dilation 2, padding past the kernel
+  uint32_t seed = 300;
+  for (const Geometry& g : geometries) {
+    cpu::ConvPatches c;
+    c.N = g.N, c.H = g.H, c.W = g.W, c.C = g.C, c.KH = g.KH, c.KW = g.KW;
+    c.stride_h = c.stride_w = g.stride, c.dilation_h = c.dilation_w = g.dilation, c.pad_top = c.pad_left = g.pad;
+    c.OH = (g.H + 2 * g.pad - g.dilation * (g.KH - 1) - 1) / g.stride + 1;
+    c.OW = (g.W + 2 * g.pad - g.dilation * (g.KW - 1) - 1) / g.stride + 1;
+    const int64_t K = g.KH * g.KW * g.C, pixels = g.N * c.OH * c.OW;
+    std::mt19937 rng(seed++);
+    std::vector<float> x(size_t(g.N * g.H * g.W * g.C));
+    for (float& v : x) v = float(int(rng() % 15) - 7);
+    c.x = x.data();
+    // The im2col rows the patches stand for.
+    std::vector<float> cols(size_t(pixels * K), 0.0f);
+    for (int64_t p = 0; p < pixels; ++p) {
+      const int64_t n = p / (c.OH * c.OW), oh = p / c.OW % c.OH, ow = p % c.OW;
+      for (int64_t kh = 0; kh < g.KH; ++kh)
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          const int64_t ih = oh * g.stride - g.pad + kh * g.dilation, iw = ow * g.stride - g.pad + kw * g.dilation;
+          if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+          for (int64_t ch = 0; ch < g.C; ++ch)
+            cols[size_t(p * K + (kh * g.KW + kw) * g.C + ch)] = x[size_t(((n * g.H + ih) * g.W + iw) * g.C + ch)];
+        }
+    }
+    const Sparse24 w = compress_24(test::random_24_tensor(k.weight_dtype, g.OC, K, seed++));
+    const cpu::Packed24 packed = cpu::pack_24(w);
+    std::vector<float> bias(size_t(g.OC));
+    for (float& b : bias) b = float(int(rng() % 9) - 4);
+    for (const auto& [row0, M] : {std::pair<int64_t, int64_t>{0, pixels}, {5, pixels - 5}, {3, 9}, {2, 6}}) {
+      std::vector<float> want(size_t(M * g.OC));
+      reference::gemm_24_f32(M, cols.data() + row0 * K, K, w, bias.data(), Activation::relu, want.data(), g.OC);
+      for (int threads : {1, 2}) {
+        std::vector<float> got(size_t(M * g.OC), -12345.0f);
+        cpu::Spmm24Args a;
+        a.M = M;
+        a.W = &packed;
+        a.bias = bias.data();
+        a.act = Activation::relu;
+        a.Y = got.data();
+        a.ldy = g.OC;
+        a.patches = &c;
+        a.patch_row0 = row0;
+        cpu::spmm24_run(k, a, threads);
+        ASSERT_EQ(got, want) << k.name << " " << g.KH << "x" << g.KW << " stride " << g.stride << " dilation "
+                             << g.dilation << " rows [" << row0 << ", " << row0 + M << ") threads " << threads;
+      }
+    }
+  }
+}
+
 // The int8 kernels again with values over the whole int8 range (the +128 shift and its row-sum correction).
 class Spmm24I8KernelTest : public Spmm24KernelTest {};
 
@@ -211,6 +281,8 @@ INSTANTIATE_TEST_SUITE_P(Registry, Spmm24KernelTest,
                          ::testing::ValuesIn(cpu::spmm24_kernels().begin(), cpu::spmm24_kernels().end()),
                          [](const auto& info) { return std::string(info.param.name); });
 INSTANTIATE_TEST_SUITE_P(Registry, Spmm24I8KernelTest, ::testing::ValuesIn(i8_kernels()),
+                         [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Registry, Spmm24PatchKernelTest, ::testing::ValuesIn(patch_kernels()),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Packed24, round_trip_is_exact) {
@@ -275,6 +347,19 @@ TEST(Spmm24Dispatch, picks_gemv_for_small_m_and_gemm_above) {
       EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 32, isa, 1, int64_t(64) << 20), &small);
       EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 24, isa, 1, int64_t(1) << 20), &small);
     }
+  }
+}
+
+// The AVX2 GEMM computes 16-row panels and a last panel of at most 8 rows at half height; the choice needs
+// no AVX2 CPU, only the registry.
+TEST(Spmm24Dispatch, avx2_panels) {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    const Spmm24Kernel& gemm = cpu::choose_spmm24_kernel(dt, 512, cpu::Isa::avx2, 1);
+    ASSERT_EQ(gemm.panel_rows, 16) << gemm.name;
+    ASSERT_TRUE(gemm.patches) << gemm.name;
+    EXPECT_EQ(cpu::choose_spmm24_patch_kernel(dt, cpu::Isa::avx2), &gemm);
+    for (int64_t M : {1, 4, 7, 12}) EXPECT_GT(cpu::choose_spmm24_kernel(dt, M, cpu::Isa::avx2, 1).max_m, 0) << M;
+    for (int64_t M : {8, 16, 24, 32, 40, 128}) EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, M, cpu::Isa::avx2, 1), &gemm) << M;
   }
 }
 
