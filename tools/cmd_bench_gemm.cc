@@ -238,6 +238,7 @@ void run_bench(const BenchOptions& o) {
   Table table({"N x K", "M", "thr", "openblas ms", "onednn ms", "sparse ms", "eff GF/s", "act GF/s",
                "sparse GB/s", "dense GB/s", "ratio", "vs"});
   using dt = dnnl::memory::data_type;
+  bool said_no_bf16 = false;
   for (auto [N, K] : shapes) {
     const Tensor dense = make_weight(dtype, N, K, uint32_t(N * 31 + K));
     const Sparse24 compressed = compress_24(dense);
@@ -278,16 +279,28 @@ void run_bench(const BenchOptions& o) {
       if (dtype == DType::f32)
         mm.emplace(dnn, M, N, K, dt::f32, dt::f32, dt::f32, xf.data(), y.data(), dense_ptrs);
       else if (dtype == DType::bf16) {
-        mm.emplace(dnn, M, N, K, dt::bf16, dt::bf16, dt::f32, xbf.data(), y.data(), dense_ptrs);
         mm_f32.emplace(dnn, M, N, K, dt::f32, dt::f32, dt::f32, xf.data(), y.data(), f32_ptrs);
+        // oneDNN has bf16 matmuls only where the CPU has AVX-512 (an AVX2 CPU has no dense bf16 to compare
+        // with): the ratio is then against dense f32, and says so.
+        try {
+          mm.emplace(dnn, M, N, K, dt::bf16, dt::bf16, dt::f32, xbf.data(), y.data(), dense_ptrs);
+        } catch (const dnnl::error&) {
+          if (!said_no_bf16)
+            fmt::print("oneDNN has no bf16 matmul on this CPU: bf16 ratios are against dense f32\n\n");
+          said_no_bf16 = true;
+        }
       } else {
         mm.emplace(dnn, M, N, K, dt::u8, dt::s8, dt::s32, xu.data(), yi.data(), dense_ptrs);
       }
+      // Without a bf16 matmul the dense side is f32 (OpenBLAS and oneDNN), on the same values.
+      const bool f32_dense = dtype == DType::f32 || !mm;
+      OneDnnMatmul& dense_mm = mm ? *mm : *mm_f32;
+      const std::vector<void*>& dense_mm_ptrs = mm ? dense_ptrs : f32_ptrs;
       for (int64_t threads : threads_list) {
         const cpu::Spmm24Kernel& kernel =
             cpu::choose_spmm24_kernel(dtype, M, isa, int(threads), sparse_w.front().stream_bytes());
-        Row r{M, N, K, int(threads), o.dtype, "", kernel.name, mm->impl};
-        r.dense_bytes = dense_bytes;
+        Row r{M, N, K, int(threads), o.dtype, "", kernel.name, dense_mm.impl};
+        r.dense_bytes = mm ? dense_bytes : N * K * 4;
         r.sparse_bytes = sparse_w.front().stream_bytes();
         omp_set_num_threads(int(threads));
         openblas_set_num_threads(int(threads));
@@ -303,11 +316,11 @@ void run_bench(const BenchOptions& o) {
                           int(K), wp, int(K), 0.0f, y.data(), int(N));
           });
         };
-        if (dtype == DType::f32) {
-          r.openblas_ms = openblas_f32(dense_ptrs);
+        if (f32_dense && dtype != DType::i8) {
+          r.openblas_ms = openblas_f32(dense_mm_ptrs);
           settle();
         }
-        if (dtype == DType::bf16) {
+        if (dtype == DType::bf16 && mm) {
           const double blas = openblas_f32(f32_ptrs);
           settle();
           const double dnn_f32 = median_ms(o, int(f32_ptrs.size()), [&](int c) { mm_f32->run(dnn, c); });
@@ -320,7 +333,7 @@ void run_bench(const BenchOptions& o) {
         a.Y = y.data();
         a.ldy = N;
         std::tie(r.onednn_ms, r.sparse_ms) = median_pair_ms(
-            o, dense_copies, [&](int c) { mm->run(dnn, c); }, sparse_copies,
+            o, int(dense_mm_ptrs.size()), [&](int c) { dense_mm.run(dnn, c); }, sparse_copies,
             [&](int c) {
               a.W = &sparse_w[size_t(c)];
               cpu::spmm24_run(kernel, a, int(threads));
@@ -328,11 +341,12 @@ void run_bench(const BenchOptions& o) {
         settle();
         if (std::isnan(r.openblas_ms) || r.onednn_ms <= r.openblas_ms) {
           r.dense_ms = r.onednn_ms;
-          r.dense_lib = dtype == DType::f32 ? "onednn" : fmt::format("onednn-{}", o.dtype);
+          r.dense_lib = f32_dense && dtype != DType::i8 ? "onednn" : fmt::format("onednn-{}", o.dtype);
         } else {
           r.dense_ms = r.openblas_ms;
           r.dense_lib = M == 1 ? "openblas-sgemv" : "openblas-sgemm";
         }
+        if (dtype == DType::bf16 && !mm) r.f32_dense_ms = r.dense_ms;
         const double flops = 2.0 * double(M) * double(N) * double(K);
         table.add({fmt::format("{}x{}", N, K), std::to_string(M), std::to_string(threads),
                    std::isnan(r.openblas_ms) ? "-" : fmt::format("{:.3f}", r.openblas_ms),

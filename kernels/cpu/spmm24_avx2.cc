@@ -357,17 +357,24 @@ int64_t tiles_fitting_l2(const Packed24& W, int64_t kc) {
   return std::max<int64_t>(2, (256 << 10) / std::max<int64_t>(1, bytes_per_tile));
 }
 
+// The permute GEMV, LongNv tiles at a time for one or two rows on long tiles (one_tile_at_a_time); else 4
+// rows x 1 tile (8 accumulators of the 16 ymm registers) with the weights reloaded from L1.
+template <template <int, int> class Micro, int LongNv>
+void permute_gemv(const Spmm24Args& a, int64_t tb, int64_t te) {
+  if (a.M <= 2 && !one_tile_at_a_time(*a.W)) return drive<Micro, 2, LongNv>(a, tb, te, a.W->steps, te - tb);
+  drive<Micro, 4, 1>(a, tb, te, a.W->steps, te - tb);
+}
+
 }  // namespace
 
-// 16 ymm registers: the GEMV tile is 4 rows x 1 tile (8 accumulators) with the weights reloaded from L1.
 void f32_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<F32W, 4, 1>(a, tb, te, a.W->steps, te - tb);
+  permute_gemv<F32W, 2>(a, tb, te);
 }
 void f32_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<Avx2Panel<2>, Avx2Panel<1>, float>(a, tb, te);
 }
 void bf16w_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<BF16W, 4, 1>(a, tb, te, a.W->steps, te - tb);
+  permute_gemv<BF16W, 4>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<Avx2Panel<2>, Avx2Panel<1>, uint16_t>(a, tb, te);

@@ -375,16 +375,6 @@ struct Avx512Panel {
   }
 };
 
-// With one or two rows the kernel only streams weights. Where a tile's weights are short (K up to ~1K f32)
-// it takes one tile at a time: consecutive tiles are adjacent in memory, so values and metadata are two
-// long sequential streams. Where they are long, two (f32) or four (bf16, int8) tiles at a time keep more
-// streams in flight. (Measured on Zen 5, M = 1, 1 thread, ratio to oneDNN: f32 1536x384 1.53-1.69 one tile,
-// 1.35 four; f32 768x3072 and 4096x4096 1.59-1.87 two tiles, 1.50-1.61 four, 1.37-1.52 eight, 1.46-1.62
-// one; bf16 there 1.44-1.59 two, 1.65-1.80 four; int8 1.21-1.46 two, 1.25-1.55 four.)
-bool one_tile_at_a_time(const Packed24& W) {
-  return W.steps <= 256;  // K <= 1024 (f32, bf16), K <= 2048 (i8: steps are pairs of groups)
-}
-
 // The permute GEMV for f32 or bf16 values, LongNv tiles at a time on long tiles. Up to 8 rows every weight
 // is still read once, so the one-tile choice holds there too (f32 768x768, M = 8: 1.80-1.87 against
 // 1.70-2.03; 4096x4096: 1.71-1.75 against 2.17-2.30).
