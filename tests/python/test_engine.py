@@ -134,7 +134,8 @@ def test_device_cuda_runs_or_says_why_not(sparse24, tmp_path, case):
 @pytest.mark.parametrize("case", list(CASES))
 def test_lower_isa_paths_match_onnxruntime(sparse24, tmp_path, monkeypatch, case, isa):
     """The same models with SPARSE24_ISA forcing the AVX2 or portable kernels (and the engine's non-AVX-512
-    softmax, and im2col for 2:4 convolutions): what a CPU without AVX-512 runs."""
+    softmax; 2:4 convolutions read their patches in place on AVX2 and go through im2col on the portable
+    kernels): what a CPU without AVX-512 runs."""
     if isa == "avx2" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this CPU has no AVX2")
     monkeypatch.setenv("SPARSE24_ISA", isa)
