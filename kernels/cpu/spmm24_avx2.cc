@@ -251,34 +251,42 @@ inline __m256 broadcast_kept(const uint16_t* p) {
   return _mm256_castsi256_ps(_mm256_set1_epi32(int(uint32_t(*p) << 16)));
 }
 
-// The panel kind spmm24_panel.h runs on AVX2: PV registers (8·PV rows) per k and 8/PV channels per
-// micro-kernel, so it holds 8 sums, half of the 16 ymm registers. The 16-row panel (PV = 2) broadcasts
-// each channel's kept value from one load of four by a register permute; the 8-row panel for a last
-// panel of at most 8 rows has no registers to spare for the permute controls and broadcasts from memory.
-// (Inner loop alone on L1-resident data, Zen 5 with AVX2 only: 114 GFLOP/s, 85% of the FMA peak, for the
-// 16-row panel; the permute GEMV's tile of 4 rows reached 60% in the whole kernel.)
-template <int PV>
-struct Avx2Panel {
-  static constexpr int64_t rows = 8 * PV;
-  static constexpr int nr = 8 / PV;
-  static constexpr int row_shift = PV == 2 ? 6 : 5;  // log2 of an Xt row's bytes
-  static constexpr int64_t groups = kPanelBlockBytes / (4 * rows * int64_t(sizeof(float)));
-  static constexpr int64_t store_rows = 8;
-  static_assert(rows * sizeof(float) == size_t(1) << row_shift, "Xt rows are 2^row_shift bytes");
-
-  static void pack_rows(const float* const* row, int64_t n, int64_t K, float* xt) {
-    pack_rows_8(row, n, K, xt, rows);
+// The panel GEMM's vector operations on AVX2 (spmm24_panel.h): 8 rows per register and 8 sums per
+// micro-kernel, half of the 16 ymm registers. The 16-row panel (four channels of two registers) broadcasts
+// each channel's kept value from one load of four by a register permute; the 8-row panel for a last panel
+// of at most 8 rows (eight channels of one register) has no registers to spare for the permute controls and
+// broadcasts from memory. (Inner loop alone on L1-resident data, Zen 5 with AVX2 only: 114 GFLOP/s, 85% of
+// the FMA peak, for the 16-row panel; the permute GEMM it replaced reached 60% in the whole kernel.)
+struct Avx2Vec {
+  using reg = __m256;
+  static constexpr int lanes = 8, sums = 8;
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg load(const float* p) { return _mm256_load_ps(p); }
+  static void store(float* p, reg v) { _mm256_store_ps(p, v); }
+  static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  template <int NR, typename VT>
+  static reg kept(const VT* p) {
+    if constexpr (NR == 4) return _mm256_castps128_ps256(load_kept4(p));
+    return _mm256_setzero_ps();  // the eight-channel micro-kernel broadcasts from memory
   }
-
-  // Rows m0..m0+n-1 (n <= 8) of one finished tile from block[c * rows + i], one 8x8 transpose per half.
-  static void store_block(const Spmm24Args& a, int64_t m0, int64_t n, int64_t tile, const float* block) {
-    const uint32_t lanes = valid_lanes(*a.W, tile);
+  template <int NR, typename VT>
+  static reg broadcast(reg kept, const VT* p, int r) {
+    if constexpr (NR == 4) return _mm256_permutevar8x32_ps(kept, _mm256_set1_epi32(r));
+    return broadcast_kept(p + r);
+  }
+  static void pack_rows(const float* const* row, int64_t n, int64_t K, float* xt, int64_t ld) {
+    pack_rows_8(row, n, K, xt, ld);
+  }
+  // Rows m0..m0+n-1 (n <= 8) of one finished tile from block[c * ld + i], one 8x8 transpose per half.
+  static void store_block(const Spmm24Args& a, int64_t m0, int64_t n, int64_t tile, const float* block,
+                          int64_t ld) {
+    const uint32_t lanes_valid = valid_lanes(*a.W, tile);
     const int64_t n0 = tile * kTileRows;
     for (int h = 0; h < 2; ++h) {
-      const __m256i mask = half_mask(lanes, h);
+      const __m256i mask = half_mask(lanes_valid, h);
       const __m256 bias = a.bias ? _mm256_maskload_ps(a.bias + n0 + 8 * h, mask) : _mm256_setzero_ps();
       __m256 r[8];
-      for (int c = 0; c < 8; ++c) r[c] = _mm256_load_ps(block + (8 * h + c) * rows);
+      for (int c = 0; c < 8; ++c) r[c] = _mm256_load_ps(block + (8 * h + c) * ld);
       transpose_8x8(r);
       for (int64_t i = 0; i < n; ++i) {
         __m256 y = r[i];
@@ -288,69 +296,11 @@ struct Avx2Panel {
       }
     }
     if (a.act == Activation::gelu)
-      for (int64_t i = 0; i < n; ++i) gelu_row(a.Y + (m0 + i) * a.ldy + n0, lanes);
-  }
-
-  // Channels Lane0..Lane0+NR-1 of one tile over groups [g0, g0+ng), for the panel's rows (as on AVX-512).
-  template <typename VT, int Lane0>
-  static void micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, const float* xt, float* partial,
-                    bool first, bool prefetch) {
-    constexpr int NR = nr;
-    const Packed24& W = *a.W;
-    __m256 acc[NR][PV];
-    for (int r = 0; r < NR; ++r)
-      for (int v = 0; v < PV; ++v)
-        acc[r][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(partial + r * rows + 8 * v);
-    const VT* vals = W.tile_values<VT>(tile) + g0 * 2 * kTileRows + Lane0;
-    const uint64_t* meta = reinterpret_cast<const uint64_t*>(W.tile_meta(tile)) + g0;
-    const float* xg = xt + g0 * 4 * rows;
-    const char* next_vals =
-        prefetch ? reinterpret_cast<const char*>(W.tile_values<VT>(tile + 1) + g0 * 2 * kTileRows) : nullptr;
-    if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps), _MM_HINT_T0);
-    uint64_t next_bits = meta[0], later_bits = meta[std::min<int64_t>(1, ng - 1)];
-    for (int64_t g = 0; g < ng; ++g, xg += 4 * rows, vals += 2 * kTileRows) {
-      uint64_t bits = next_bits;
-      next_bits = later_bits;
-      later_bits = meta[std::min(g + 2, ng - 1)];
-      __asm__ volatile("" : "+r"(bits));
-      if (next_vals) {
-        for (size_t line = 0; line < 2 * kTileRows * sizeof(VT); line += 64)
-          _mm_prefetch(next_vals + g * 2 * kTileRows * sizeof(VT) + line, _MM_HINT_T1);
-        if (g % 8 == 7) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps + g + 1), _MM_HINT_T0);
-      }
-      for (int j = 0; j < 2; ++j) {
-        __m256 wj = _mm256_setzero_ps();
-        if constexpr (PV == 2) wj = _mm256_castps128_ps256(load_kept4(vals + j * kTileRows));
-        for (int r = 0; r < NR; ++r) {
-          __m256 w;
-          if constexpr (PV == 2)
-            w = _mm256_permutevar8x32_ps(wj, _mm256_set1_epi32(r));
-          else
-            w = broadcast_kept(vals + j * kTileRows + r);
-          constexpr int s = row_shift;
-          const int shift = 32 * ((Lane0 + r) % 2) + 4 * ((Lane0 + r) / 2) + 2 * j;
-          const uint64_t offset =
-              (shift >= s ? bits >> (shift - s) : bits << (s - shift)) & (uint64_t(3) << s);
-          const float* x = reinterpret_cast<const float*>(reinterpret_cast<const char*>(xg) + offset);
-          for (int v = 0; v < PV; ++v) acc[r][v] = _mm256_fmadd_ps(w, _mm256_load_ps(x + 8 * v), acc[r][v]);
-        }
-      }
-    }
-    for (int r = 0; r < NR; ++r)
-      for (int v = 0; v < PV; ++v) _mm256_store_ps(partial + r * rows + 8 * v, acc[r][v]);
-  }
-
-  template <typename VT>
-  static void tile(const Spmm24Args& a, int64_t t, int64_t g0, int64_t ng, const float* xt, float* partial,
-                   bool first, bool prefetch) {
-    micro<VT, 0>(a, t, g0, ng, xt, partial, first, prefetch);
-    micro<VT, nr>(a, t, g0, ng, xt, partial + nr * rows, first, false);
-    if constexpr (PV == 2) {
-      micro<VT, 8>(a, t, g0, ng, xt, partial + 8 * rows, first, false);
-      micro<VT, 12>(a, t, g0, ng, xt, partial + 12 * rows, first, false);
-    }
+      for (int64_t i = 0; i < n; ++i) gelu_row(a.Y + (m0 + i) * a.ldy + n0, lanes_valid);
   }
 };
+template <int PV>
+using Avx2Panel = Panel<Avx2Vec, PV>;
 
 int64_t tiles_fitting_l2(const Packed24& W, int64_t kc) {
   const int64_t bytes_per_tile = W.stream_bytes() / W.tiles * std::min(kc, W.steps) / W.steps;

@@ -293,87 +293,33 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
   }
 }
 
-// A panel of PV registers (16·PV rows) per k; each micro-kernel takes NR = 16/PV channels of a tile, so it
-// always holds 16 sums. The panel kind spmm24_panel.h runs.
-template <int PV>
-struct Avx512Panel {
-  static constexpr int64_t rows = 16 * PV;
-  static constexpr int nr = 16 / PV;
-  static constexpr int row_shift = PV == 4 ? 8 : 7;  // log2 of an Xt row's bytes
-  static constexpr int64_t groups = kPanelBlockBytes / (4 * rows * int64_t(sizeof(float)));
-  static constexpr int64_t store_rows = 16;
-  static_assert(rows * sizeof(float) == size_t(1) << row_shift, "Xt rows are 2^row_shift bytes");
-
-  static void pack_rows(const float* const* row, int64_t n, int64_t K, float* xt) {
-    pack_rows_16(row, n, K, xt, rows);
+// The panel GEMM's vector operations on AVX-512 (spmm24_panel.h): 16 rows per register, 16 sums per
+// micro-kernel (a 64-row panel: four channels of four registers; the 32-row one: eight of two).
+struct Avx512Vec {
+  using reg = __m512;
+  static constexpr int lanes = 16, sums = 16;
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg load(const float* p) { return _mm512_load_ps(p); }
+  static void store(float* p, reg v) { _mm512_store_ps(p, v); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  template <int NR, typename VT>
+  static reg kept(const VT* p) {
+    return load_kept<NR>(p);
   }
-
-  static void store_block(const Spmm24Args& a, int64_t m0, int64_t n, int64_t tile, const float* block) {
-    store_tile_block(a, m0, n, tile, block, rows);
+  template <int NR, typename VT>
+  static reg broadcast(reg kept, const VT*, int r) {
+    return _mm512_permutexvar_ps(_mm512_set1_epi32(r), kept);
   }
-
-  // Channels Lane0..Lane0+NR-1 of one tile over groups [g0, g0+ng), for the panel's rows.
-  template <typename VT, int Lane0>
-  static void micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, const float* xt, float* partial,
-                    bool first, bool prefetch) {
-    constexpr int NR = nr;
-    const Packed24& W = *a.W;
-    __m512 acc[NR][PV];
-    for (int r = 0; r < NR; ++r)
-      for (int v = 0; v < PV; ++v)
-        acc[r][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(partial + r * rows + 16 * v);
-    const VT* vals = W.tile_values<VT>(tile) + g0 * 2 * kTileRows + Lane0;
-    const uint64_t* meta = reinterpret_cast<const uint64_t*>(W.tile_meta(tile)) + g0;
-    const float* xg = xt + g0 * 4 * rows;
-    // Slices of consecutive tiles lie a whole tile apart, too far for the hardware prefetchers.
-    const char* next_vals =
-        prefetch ? reinterpret_cast<const char*>(W.tile_values<VT>(tile + 1) + g0 * 2 * kTileRows) : nullptr;
-    if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps), _MM_HINT_T0);
-    // Each group's metadata word is loaded two groups ahead: its index bits are the FMAs' load addresses,
-    // and loading it in the group itself left the loop waiting on it (inner loop alone on L1-resident data:
-    // 210 GFLOP/s, 234 with the word two groups ahead).
-    uint64_t next_bits = meta[0], later_bits = meta[std::min<int64_t>(1, ng - 1)];
-    for (int64_t g = 0; g < ng; ++g, xg += 4 * rows, vals += 2 * kTileRows) {
-      uint64_t bits = next_bits;
-      next_bits = later_bits;
-      later_bits = meta[std::min(g + 2, ng - 1)];
-      __asm__ volatile("" : "+r"(bits));  // keeps it the register loaded early, not a reload of meta[g]
-      if (next_vals) {
-        for (size_t line = 0; line < 2 * kTileRows * sizeof(VT); line += 64)
-          _mm_prefetch(next_vals + g * 2 * kTileRows * sizeof(VT) + line, _MM_HINT_T1);
-        if (g % 8 == 7) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps + g + 1), _MM_HINT_T0);
-      }
-      for (int j = 0; j < 2; ++j) {
-        // One load for the NR channels, then a register broadcast each: the loads are the limit here (the
-        // FMAs below each read a line of Xt), the shuffle port has room.
-        const __m512 wj = load_kept<NR>(vals + j * kTileRows);
-        for (int r = 0; r < NR; ++r) {
-          const __m512 w = _mm512_permutexvar_ps(_mm512_set1_epi32(r), wj);
-          // The lane's two index bits, already scaled to the byte offset of an Xt row.
-          constexpr int s = row_shift;
-          const int shift = 32 * ((Lane0 + r) % 2) + 4 * ((Lane0 + r) / 2) + 2 * j;
-          const uint64_t offset =
-              (shift >= s ? bits >> (shift - s) : bits << (s - shift)) & (uint64_t(3) << s);
-          const float* x = reinterpret_cast<const float*>(reinterpret_cast<const char*>(xg) + offset);
-          for (int v = 0; v < PV; ++v) acc[r][v] = _mm512_fmadd_ps(w, _mm512_load_ps(x + 16 * v), acc[r][v]);
-        }
-      }
-    }
-    for (int r = 0; r < NR; ++r)
-      for (int v = 0; v < PV; ++v) _mm512_store_ps(partial + r * rows + 16 * v, acc[r][v]);
+  static void pack_rows(const float* const* row, int64_t n, int64_t K, float* xt, int64_t ld) {
+    pack_rows_16(row, n, K, xt, ld);
   }
-
-  template <typename VT>
-  static void tile(const Spmm24Args& a, int64_t t, int64_t g0, int64_t ng, const float* xt, float* partial,
-                   bool first, bool prefetch) {
-    micro<VT, 0>(a, t, g0, ng, xt, partial, first, prefetch);
-    micro<VT, nr>(a, t, g0, ng, xt, partial + nr * rows, first, false);
-    if constexpr (PV == 4) {
-      micro<VT, 8>(a, t, g0, ng, xt, partial + 8 * rows, first, false);
-      micro<VT, 12>(a, t, g0, ng, xt, partial + 12 * rows, first, false);
-    }
+  static void store_block(const Spmm24Args& a, int64_t m0, int64_t n, int64_t tile, const float* block,
+                          int64_t ld) {
+    store_tile_block(a, m0, n, tile, block, ld);
   }
 };
+template <int PV>
+using Avx512Panel = Panel<Avx512Vec, PV>;
 
 // The permute GEMV for f32 or bf16 values, LongNv tiles at a time on long tiles. Up to 8 rows every weight
 // is still read once, so the one-tile choice holds there too (f32 768x768, M = 8: 1.80-1.87 against
