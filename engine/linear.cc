@@ -90,16 +90,19 @@ void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
   }
 }
 
-bool LinearLayer::run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy) const {
+bool LinearLayer::run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy,
+                              const float* residual, bool residual_relu) const {
   if (tactic_ != Tactic::sparse24_cpu) return false;
+  if (residual && act_ == Activation::gelu) fail("run_patches: a residual cannot follow GELU");
   const cpu::Spmm24Kernel* kernel = cpu::choose_spmm24_patch_kernel(packed_->dtype, cpu::active_isa());
   if (!kernel) return false;
-  run_sparse(M, nullptr, 0, &patches, kernel, Y, ldy);
+  run_sparse(M, nullptr, 0, &patches, kernel, Y, ldy, residual, residual_relu);
   return true;
 }
 
 void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches,
-                             const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy) const {
+                             const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy, const float* residual,
+                             bool residual_relu) const {
   cpu::Spmm24Args a;
   a.M = M;
   a.X = X;
@@ -112,6 +115,8 @@ void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::
   a.act = act_ == Activation::gelu ? Activation::none : act_;
   a.Y = Y;
   a.ldy = ldy;
+  a.residual = residual;
+  a.residual_relu = residual_relu;
   if (kernel)
     cpu::spmm24_run(*kernel, a);
   else

@@ -63,15 +63,18 @@ class LinearLayer {
 
   /// Y = act(X · Wᵀ + bias) for M rows with the current tactic.
   void run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t ldy) const;
-  /// The same with X the patch matrix of a convolution read in place (kernels/cpu ConvPatches). Returns
-  /// false, doing nothing, unless the tactic is 2:4 and a kernel of the active ISA reads patches.
-  bool run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy) const;
+  /// The same with X the patch matrix of a convolution read in place (kernels/cpu ConvPatches), and
+  /// optionally a residual [M][ldy] added after the epilogue (then ReLU when residual_relu; not after GELU).
+  /// Returns false, doing nothing, unless the tactic is 2:4 and a kernel of the active ISA reads patches.
+  bool run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy,
+                   const float* residual = nullptr, bool residual_relu = false) const;
 
  private:
   void epilogue(int64_t M, float* Y, int64_t ldy) const;
   // The 2:4 kernels: `kernel` when given (it reads `patches`), else the one the dispatcher picks for M.
   void run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches,
-                  const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy) const;
+                  const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy, const float* residual = nullptr,
+                  bool residual_relu = false) const;
   Tensor weight_;
   std::vector<float> bias_;
   Activation act_;

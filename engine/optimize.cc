@@ -60,8 +60,9 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
                  residual_relu);
     return;
   }
-  run_as_gemm(node, shape, x, nhwc, y);
-  if (residual) ops::residual_add_f32(y, residual->data<float>(), outputs[0].numel(), residual_relu);
+  const float* r = residual ? residual->data<float>() : nullptr;
+  if (!run_as_gemm(node, shape, x, nhwc, y, r, residual_relu) && residual)
+    ops::residual_add_f32(y, r, outputs[0].numel(), residual_relu);
 }
 
 bool ConvLinearNode::supports_direct(const Node& node) const {
@@ -111,8 +112,8 @@ void ConvLinearNode::run_pooled(const Node& node, const ops::ConvShape& shape, c
   ops::run_max_pool(max_pool, pool_in, std::span<Tensor>(&out, 1));
 }
 
-void ConvLinearNode::run_as_gemm(const Node&, const ops::ConvShape& shape, const Tensor& x, bool nhwc,
-                                 float* y) const {
+bool ConvLinearNode::run_as_gemm(const Node&, const ops::ConvShape& shape, const Tensor& x, bool nhwc,
+                                 float* y, const float* residual, bool residual_relu) const {
   const LinearLayer& l = *layer;
   // 2:4 on channels-last input with at least one full panel of pixels: patches read in place, no im2col.
   const auto& w = shape.window;
@@ -124,7 +125,12 @@ void ConvLinearNode::run_as_gemm(const Node&, const ops::ConvShape& shape, const
     p.H = w.in[0], p.W = w.in[1], p.OH = w.out[0], p.OW = w.out[1], p.KH = w.kernel[0], p.KW = w.kernel[1];
     p.stride_h = w.strides[0], p.stride_w = w.strides[1], p.dilation_h = w.dilations[0];
     p.dilation_w = w.dilations[1], p.pad_top = w.pads_begin[0], p.pad_left = w.pads_begin[1];
-    if (l.run_patches(p, shape.batch * shape.out_pixels(), y, shape.out_channels)) return;
+    // The residual is added in the kernel's store, not in a pass of its own (not after GELU, which the
+    // engine applies after the kernel).
+    const bool fuse = residual && l.activation() != Activation::gelu;
+    if (l.run_patches(p, shape.batch * shape.out_pixels(), y, shape.out_channels, fuse ? residual : nullptr,
+                      residual_relu))
+      return fuse;
   }
   ops::conv_as_gemm(
       shape, x.data<float>(),
@@ -132,6 +138,7 @@ void ConvLinearNode::run_as_gemm(const Node&, const ops::ConvShape& shape, const
         l.run(M, X, ldx, Y, ldy);
       },
       nullptr, y, nhwc);
+  return false;
 }
 
 LinearLayer* linear_layer(const Node& node) {

@@ -38,7 +38,9 @@ struct ConvLinearNode : LinearNode {
   std::vector<int64_t> weight_shape;  ///< the ONNX weight shape [OC][IC][k...]
 
  private:
-  void run_as_gemm(const Node& node, const ops::ConvShape& shape, const Tensor& x, bool nhwc, float* y) const;
+  // Returns true when it added `residual` itself (2:4 on patches read in place, without GELU).
+  bool run_as_gemm(const Node& node, const ops::ConvShape& shape, const Tensor& x, bool nhwc, float* y,
+                   const float* residual = nullptr, bool residual_relu = false) const;
   void run_pooled(const Node& node, const ops::ConvShape& shape, const Tensor& x,
                   const std::vector<int64_t>& pool, Tensor& out) const;
   // The dense-direct tactic (ops::conv_direct_nhwc), its weights made at the first call; pool 1 x 1 for none.

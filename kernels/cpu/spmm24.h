@@ -38,6 +38,10 @@ struct Spmm24Args {
   int64_t ldy = 0;                       ///< leading dimension of Y, in elements
   const ConvPatches* patches = nullptr;  ///< when set, X and ldx are unused: row m is patch patch_row0 + m
   int64_t patch_row0 = 0;
+  /// Panel GEMM kernels only (Spmm24Kernel::panel_rows), not with GELU: a residual [M][ldy] added after the
+  /// epilogue, Y = post(act(X·Wᵀ + bias) + residual), post = ReLU when residual_relu (a ResNet block's sum).
+  const float* residual = nullptr;
+  bool residual_relu = false;
 };
 
 /// A kernel computes output tiles [tile_begin, tile_end) (16 channels each) for all M rows of one call.

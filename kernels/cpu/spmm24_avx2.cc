@@ -299,6 +299,10 @@ struct Avx2Vec {
         __m256 y = r[i];
         if (a.bias) y = _mm256_add_ps(y, bias);
         if (a.act == Activation::relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+        if (a.residual) {
+          y = _mm256_add_ps(y, _mm256_maskload_ps(a.residual + (m0 + i) * a.ldy + n0 + 8 * h, mask));
+          if (a.residual_relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+        }
         _mm256_maskstore_ps(a.Y + (m0 + i) * a.ldy + n0 + 8 * h, mask, y);
       }
     }

@@ -284,6 +284,10 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
     __m512 y = z[i];
     if (a.bias) y = _mm512_add_ps(y, bias);
     if (a.act == Activation::relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+    if (a.residual) {
+      y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(nmask, a.residual + (m0 + i) * a.ldy + n0));
+      if (a.residual_relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+    }
     float* out = a.Y + (m0 + i) * a.ldy + n0;
     if (nmask == 0xffff)
       _mm512_storeu_ps(out, y);

@@ -3,6 +3,7 @@
 // and the dispatcher's choices and errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -239,8 +240,17 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
         a.patches = &c;
         a.patch_row0 = row0;
         cpu::spmm24_run(k, a, threads);
-        ASSERT_EQ(got, want) << k.name << " " << g.KH << "x" << g.KW << " stride " << g.stride << " dilation "
-                             << g.dilation << " rows [" << row0 << ", " << row0 + M << ") threads " << threads;
+        const std::string where = fmt::format("{} {}x{} stride {} dilation {} rows [{}, {}) threads {}", k.name,
+                                              g.KH, g.KW, g.stride, g.dilation, row0, row0 + M, threads);
+        ASSERT_EQ(got, want) << where;
+        // A residual added in the store, then ReLU: relu(relu(conv + bias) + r).
+        std::vector<float> residual(got.size());
+        for (float& r : residual) r = float(int(rng() % 31) - 15);
+        a.residual = residual.data();
+        a.residual_relu = true;
+        cpu::spmm24_run(k, a, threads);
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_EQ(got[i], std::max(want[i] + residual[i], 0.0f)) << where << " with a residual, at " << i;
       }
     }
   }
@@ -330,7 +340,9 @@ TEST(Spmm24Dispatch, picks_gemv_for_small_m_and_gemm_above) {
       for (int64_t M = small.max_m + 1; M <= 300; ++M) {
         const Spmm24Kernel& k = cpu::choose_spmm24_kernel(dt, M, isa, threads);
         EXPECT_EQ(k.isa, isa);
-        if (large.panel_rows == 0) EXPECT_EQ(&k, &large) << "M=" << M;  // no padding: always the GEMM kernel
+        if (large.panel_rows == 0) {
+          EXPECT_EQ(&k, &large) << "M=" << M;  // no padding: always the GEMM kernel
+        }
       }
     }
     if (large_panel_rows(dt, isa) == 64) {
@@ -378,6 +390,23 @@ TEST(Spmm24Dispatch, isa_override_from_the_environment) {
     setenv("SPARSE24_ISA", saved.c_str(), 1);
   else
     unsetenv("SPARSE24_ISA");
+}
+
+TEST(Spmm24Dispatch, only_panel_kernels_take_a_residual) {
+  Problem p = make_problem(DType::f32, {2, 16, 8, false, Activation::none}, 3);
+  std::vector<float> y(64), r(64);
+  for (const Spmm24Kernel& k : cpu::spmm24_kernels()) {
+    if (k.weight_dtype != DType::f32 || !cpu::cpu_supports(k.isa)) continue;
+    cpu::Spmm24Args a{2, p.xf.data(), p.ldx, 1.0f, &p.packed, nullptr, Activation::none, y.data(), 16};
+    a.residual = r.data();
+    if (k.panel_rows == 0) {
+      EXPECT_THROW(cpu::spmm24_run(k, a, 1), Error) << k.name;
+    } else {
+      EXPECT_NO_THROW(cpu::spmm24_run(k, a, 1)) << k.name;
+      a.act = Activation::gelu;
+      EXPECT_THROW(cpu::spmm24_run(k, a, 1), Error) << k.name << " with GELU";
+    }
+  }
 }
 
 TEST(Spmm24Dispatch, rejects_a_short_leading_dimension) {
