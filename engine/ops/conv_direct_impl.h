@@ -49,11 +49,12 @@ inline void direct_sums(const DirectConvArgs& a, const float* const* base, int64
     const float* xs[kDirectPixels];
     for (int p = 0; p < kDirectPixels; ++p) xs[p] = base[p] + a.tap_offset[t];
     for (int64_t c = 0; c < a.C; ++c, wrow += a.oc_pad) {
-      typename V::reg w[NV];
-      for (int v = 0; v < NV; ++v) w[v] = V::load(wrow + v * V::lanes);
+      // The weight row is read as each FMA's memory operand (it stays in L1): holding it in NV registers
+      // next to the NV x 4 sums and a pooled maximum made GCC spill one to the stack inside this loop, and
+      // the stem then ran at 0.2 or 0.56 ms depending on where the stack and the buffers lay (4K aliasing).
       for (int p = 0; p < kDirectPixels; ++p) {
         const typename V::reg xb = V::broadcast(xs[p] + c);
-        for (int v = 0; v < NV; ++v) acc[p][v] = V::fma(xb, w[v], acc[p][v]);
+        for (int v = 0; v < NV; ++v) acc[p][v] = V::fma(xb, V::load(wrow + v * V::lanes), acc[p][v]);
       }
     }
   }
@@ -75,7 +76,8 @@ template <class V, int NV>
 void direct_conv_rows(const DirectConvArgs& a, int64_t row0, int64_t row1) {
   constexpr int64_t block = NV * V::lanes;
   const float* base[kDirectPixels];
-  typename V::reg acc[kDirectPixels][NV];
+  // The sums are declared where they are used: declared once for the whole function, GCC stored all of them
+  // to the stack after every pooled pixel (16 dead 64-byte stores, the hottest instructions of the stem).
   const int64_t window = a.pool_h * a.pool_w;
   const int64_t pixel_step = a.stride_w * a.C;  // floats between neighbouring conv pixels' inputs
   for (int64_t row = row0; row < row1; ++row) {
@@ -90,6 +92,7 @@ void direct_conv_rows(const DirectConvArgs& a, int64_t row0, int64_t row1) {
         for (int64_t p = 0; p < kDirectPixels; ++p)
           base[p] = xrow + (px + std::min(p, real - 1)) * pixel_step;
         for (int64_t oc0 = 0; oc0 < a.oc; oc0 += block) {
+          typename V::reg acc[kDirectPixels][NV];
           direct_sums<V, NV>(a, base, oc0, acc);
           for (int64_t p = 0; p < real; ++p) direct_store<V, NV>(a, oc0, acc[p], yrow + (px + p) * a.oc);
         }
@@ -106,6 +109,7 @@ void direct_conv_rows(const DirectConvArgs& a, int64_t row0, int64_t row1) {
         for (int64_t i = 0; i < window; i += kDirectPixels) {
           for (int64_t p = 0; p < kDirectPixels; ++p)
             base[p] = first + a.pool_offset[std::min(i + p, window - 1)];
+          typename V::reg acc[kDirectPixels][NV];
           direct_sums<V, NV>(a, base, oc0, acc);
           for (int v = 0; v < NV; ++v) {
             const typename V::reg q = V::max(V::max(acc[0][v], acc[1][v]), V::max(acc[2][v], acc[3][v]));
