@@ -49,12 +49,11 @@ inline void direct_sums(const DirectConvArgs& a, const float* const* base, int64
     const float* xs[kDirectPixels];
     for (int p = 0; p < kDirectPixels; ++p) xs[p] = base[p] + a.tap_offset[t];
     for (int64_t c = 0; c < a.C; ++c, wrow += a.oc_pad) {
-      // The weight row is read as each FMA's memory operand (it stays in L1): holding it in NV registers
-      // next to the NV x 4 sums and a pooled maximum made GCC spill one to the stack inside this loop, and
-      // the stem then ran at 0.2 or 0.56 ms depending on where the stack and the buffers lay (4K aliasing).
+      typename V::reg w[NV];
+      for (int v = 0; v < NV; ++v) w[v] = V::load(wrow + v * V::lanes);
       for (int p = 0; p < kDirectPixels; ++p) {
         const typename V::reg xb = V::broadcast(xs[p] + c);
-        for (int v = 0; v < NV; ++v) acc[p][v] = V::fma(xb, V::load(wrow + v * V::lanes), acc[p][v]);
+        for (int v = 0; v < NV; ++v) acc[p][v] = V::fma(xb, w[v], acc[p][v]);
       }
     }
   }
@@ -104,17 +103,26 @@ void direct_conv_rows(const DirectConvArgs& a, int64_t row0, int64_t row1) {
     // maximum: adding a constant and ReLU are monotone, so the result is the same.
     for (int64_t px = 0; px < a.PW; ++px) {
       const float* first = xrow + px * a.pool_w * pixel_step;
-      typename V::reg m[NV] = {};
       for (int64_t oc0 = 0; oc0 < a.oc; oc0 += block) {
-        for (int64_t i = 0; i < window; i += kDirectPixels) {
+        // The running maximum lives only for its channel block and starts as the first group's maximum: live
+        // across the whole pixel (or zeroed first), it was one register set too many and GCC spilled inside
+        // the tap loop; the stem then ran at 0.2-0.56 ms, depending on where the stack and the buffers lay,
+        // against 0.16 ms.
+        // The maximum over the window's pixels i..i+3 (kDirectPixels).
+        auto group_max = [&](int64_t i, typename V::reg(&q)[NV]) {
           for (int64_t p = 0; p < kDirectPixels; ++p)
             base[p] = first + a.pool_offset[std::min(i + p, window - 1)];
           typename V::reg acc[kDirectPixels][NV];
           direct_sums<V, NV>(a, base, oc0, acc);
-          for (int v = 0; v < NV; ++v) {
-            const typename V::reg q = V::max(V::max(acc[0][v], acc[1][v]), V::max(acc[2][v], acc[3][v]));
-            m[v] = i == 0 ? q : V::max(m[v], q);
-          }
+          for (int v = 0; v < NV; ++v)
+            q[v] = V::max(V::max(acc[0][v], acc[1][v]), V::max(acc[2][v], acc[3][v]));
+        };
+        typename V::reg m[NV];
+        group_max(0, m);
+        for (int64_t i = kDirectPixels; i < window; i += kDirectPixels) {
+          typename V::reg q[NV];
+          group_max(i, q);
+          for (int v = 0; v < NV; ++v) m[v] = V::max(m[v], q[v]);
         }
         direct_store<V, NV>(a, oc0, m, yrow + px * a.oc);
       }
