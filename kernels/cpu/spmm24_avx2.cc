@@ -35,8 +35,6 @@ inline __m256i half_mask(uint32_t lanes, int half) {
   return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(int(bits)), lane_bit), lane_bit);
 }
 
-// K steps between a weight prefetch and its use.
-constexpr int64_t kPrefetchSteps = 32;
 
 template <typename VT, int MR, int NV>
 struct PermuteFmaMicro {
@@ -68,16 +66,17 @@ struct PermuteFmaMicro {
           acc1[m][v][h] = _mm256_setzero_ps();
         }
     const float* xg = X + 4 * s0;
+    constexpr int64_t pf = prefetch_steps<NV>(sizeof(VT));
     for (int64_t s = 0; s < s1 - s0; ++s, xg += 4) {
       __m256i ctrl[NV][2][2];
       __m256 w[NV][2][2];
       for (int v = 0; v < NV; ++v) {
         // Streaming weights: ask for them well ahead, the hardware prefetcher alone falls behind here.
         for (size_t line = 0; line < 2 * kTileRows * sizeof(VT); line += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 2 * kTileRows) + line,
+          _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + pf) * 2 * kTileRows) + line,
                        _MM_HINT_T0);
         if (s % 8 == 0)
-          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + kPrefetchSteps), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + pf), _MM_HINT_T0);
         const __m256i bits = _mm256_set1_epi64x(int64_t(meta[v][s]));
         for (int j = 0; j < 2; ++j)
           for (int h = 0; h < 2; ++h) {
@@ -142,12 +141,13 @@ struct ShuffleDotMicro {
         for (int h = 0; h < 2; ++h) acc[m][v][h] = _mm256_setzero_si256();
     const __m256i low2 = _mm256_set1_epi32(0x03030303);
     const __m256i second_group = _mm256_set1_epi32(0x04040000);
+    constexpr int64_t pf = prefetch_steps<NV>(1);
     for (int64_t s = 0; s < s1 - s0; ++s) {
       __m256i ctrl[NV][2], w_even[NV][2], w_odd[NV][2];
       for (int v = 0; v < NV; ++v) {
-        _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + kPrefetchSteps) * 64), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + pf) * 64), _MM_HINT_T0);
         if (s % 4 == 0)
-          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + kPrefetchSteps) * 16), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + pf) * 16), _MM_HINT_T0);
       }
       for (int v = 0; v < NV; ++v)
         for (int h = 0; h < 2; ++h) {

@@ -32,17 +32,6 @@ int64_t tiles_fitting_l2(const Packed24& W, int64_t kc) {
   return std::max<int64_t>(2, (512 << 10) / std::max<int64_t>(1, bytes_per_tile) / 2 * 2);
 }
 
-// K steps between a weight prefetch and its use: 32, or 128 for a single stream of 1- or 2-byte values (one
-// tile at a time). Measured on Zen 5, M = 1, 1 thread, ms at 32 / 64 / 128 steps: bf16 768x768 0.025 /
-// 0.021 / 0.019, 3072x768 0.100 / 0.085 / 0.073; int8 768x768 0.015 / 0.013 / 0.012-0.014, 3072x768
-// 0.052 / 0.045 / 0.043-0.045. Where four tiles stream at once 32 stays best (bf16 4096x4096 0.53 / 0.61 /
-// 0.65), and f32 stays at 32 either way (768x768 0.035-0.038 / 0.035-0.038 / 0.037-0.038). bf16 at M = 8
-// (one tile at a time too) 0.94-1.00x oneDNN's bf16 at 32 steps, 0.99-1.03x at 128.
-constexpr int64_t kPrefetchSteps = 32;
-template <int NV>
-constexpr int64_t prefetch_steps(size_t value_bytes) {
-  return NV == 1 && value_bytes <= 2 ? 4 * kPrefetchSteps : kPrefetchSteps;
-}
 
 template <typename VT, int MR, int NV>
 struct PermuteFmaMicro {

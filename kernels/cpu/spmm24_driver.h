@@ -61,6 +61,20 @@ void drive(const Spmm24Args& a, int64_t tile_begin, int64_t tile_end, int64_t kc
   }
 }
 
+/// K steps between a GEMV kernel's weight prefetch and its use: 32, or 128 for a single stream of 1- or
+/// 2-byte values (one tile at a time). Measured on Zen 5, M = 1, 1 thread, ms at 32 / 64 / 128 steps.
+/// AVX-512: bf16 768x768 0.025 / 0.021 / 0.019, 3072x768 0.100 / 0.085 / 0.073; int8 768x768 0.015 / 0.013
+/// / 0.012-0.014, 3072x768 0.052 / 0.045 / 0.043-0.045; where four tiles stream at once 32 stays best
+/// (bf16 4096x4096 0.53 / 0.61 / 0.65), and f32 stays at 32 either way (768x768 0.035-0.038 at each);
+/// bf16 at M = 8, one tile at a time too, 0.94-1.00x oneDNN's bf16 at 32 steps, 0.99-1.03x at 128.
+/// AVX2 at 32 / 128: bf16 768x768 0.029 / 0.019, 3072x768 0.102 / 0.086; int8 3072x768 0.070 / 0.056,
+/// 4096x4096 (the AVX2 int8 GEMV takes one tile at any K) 0.440 / 0.388; f32 768x768 0.041 / 0.042.
+inline constexpr int64_t kPrefetchSteps = 32;
+template <int NV>
+constexpr int64_t prefetch_steps(size_t value_bytes) {
+  return NV == 1 && value_bytes <= 2 ? 4 * kPrefetchSteps : kPrefetchSteps;
+}
+
 /// With one or two rows a GEMV kernel only streams weights. Where a tile's weights are short (K up to ~1K
 /// f32) it takes one tile at a time: consecutive tiles are adjacent in memory, so values and metadata are
 /// two long sequential streams. Where they are long, two (f32) or four (bf16, int8) tiles at a time keep
