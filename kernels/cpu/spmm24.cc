@@ -46,8 +46,10 @@ void validate(const Spmm24Kernel& k, const Spmm24Args& a) {
     if (a.ldx < W.cols) fail("{}: ldx {} is smaller than K {}", k.name, a.ldx, W.cols);
   }
   if (!a.Y) fail("{}: Y must not be null", k.name);
-  if (a.residual && k.panel_rows == 0) fail("{} does not add a residual (only panel GEMM kernels do)", k.name);
-  if (a.residual && a.act == Activation::gelu) fail("{}: a residual cannot follow GELU in the kernel", k.name);
+  if (a.residual && k.panel_rows == 0)
+    fail("{} does not add a residual (only panel GEMM kernels do)", k.name);
+  if (a.residual && a.act == Activation::gelu)
+    fail("{}: a residual cannot follow GELU in the kernel", k.name);
   if (a.ldy < W.rows) fail("{}: ldy {} is smaller than N {}", k.name, a.ldy, W.rows);
 }
 

@@ -35,7 +35,6 @@ inline __m256i half_mask(uint32_t lanes, int half) {
   return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(int(bits)), lane_bit), lane_bit);
 }
 
-
 template <typename VT, int MR, int NV>
 struct PermuteFmaMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
@@ -73,10 +72,8 @@ struct PermuteFmaMicro {
       for (int v = 0; v < NV; ++v) {
         // Streaming weights: ask for them well ahead, the hardware prefetcher alone falls behind here.
         for (size_t line = 0; line < 2 * kTileRows * sizeof(VT); line += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + pf) * 2 * kTileRows) + line,
-                       _MM_HINT_T0);
-        if (s % 8 == 0)
-          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + pf), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + pf) * 2 * kTileRows) + line, _MM_HINT_T0);
+        if (s % 8 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + pf), _MM_HINT_T0);
         const __m256i bits = _mm256_set1_epi64x(int64_t(meta[v][s]));
         for (int j = 0; j < 2; ++j)
           for (int h = 0; h < 2; ++h) {
@@ -146,8 +143,7 @@ struct ShuffleDotMicro {
       __m256i ctrl[NV][2], w_even[NV][2], w_odd[NV][2];
       for (int v = 0; v < NV; ++v) {
         _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + pf) * 64), _MM_HINT_T0);
-        if (s % 4 == 0)
-          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + pf) * 16), _MM_HINT_T0);
+        if (s % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + pf) * 16), _MM_HINT_T0);
       }
       for (int v = 0; v < NV; ++v)
         for (int h = 0; h < 2; ++h) {

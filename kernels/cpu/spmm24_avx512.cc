@@ -32,7 +32,6 @@ int64_t tiles_fitting_l2(const Packed24& W, int64_t kc) {
   return std::max<int64_t>(2, (512 << 10) / std::max<int64_t>(1, bytes_per_tile) / 2 * 2);
 }
 
-
 template <typename VT, int MR, int NV>
 struct PermuteFmaMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
@@ -69,14 +68,11 @@ struct PermuteFmaMicro {
       __m512 w0[NV], w1[NV];
       for (int v = 0; v < NV; ++v) {
         // Streaming weights: ask for them well ahead, the hardware prefetcher alone falls behind here.
-        _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + pf) * 2 * kTileRows),
-                     _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + pf) * 2 * kTileRows), _MM_HINT_T0);
         if (sizeof(VT) == 4)
-          _mm_prefetch(
-              reinterpret_cast<const char*>(vals[v] + (s + pf) * 2 * kTileRows + kTileRows),
-              _MM_HINT_T0);
-        if (s % 8 == 0)
-          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + pf), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + pf) * 2 * kTileRows + kTileRows),
+                       _MM_HINT_T0);
+        if (s % 8 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta[v] + s + pf), _MM_HINT_T0);
         const __m512i bits = _mm512_set1_epi64(int64_t(meta[v][s]));
         ctrl0[v] = _mm512_srlv_epi32(bits, shift0);
         ctrl1[v] = _mm512_srlv_epi32(bits, shift1);
@@ -142,8 +138,7 @@ struct ShuffleDotMicro {
       __m512i ctrl[NV], w[NV];
       for (int v = 0; v < NV; ++v) {
         _mm_prefetch(reinterpret_cast<const char*>(vals[v] + (s + pf) * 64), _MM_HINT_T0);
-        if (s % 4 == 0)
-          _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + pf) * 16), _MM_HINT_T0);
+        if (s % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(meta[v] + (s + pf) * 16), _MM_HINT_T0);
         const __m512i bytes =
             _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(meta[v] + s * 16)));
         // (picked & 3) | second_group: ternary-logic truth table 0xEA.

@@ -66,15 +66,14 @@ struct Panel {
   // zero (`first`) or from `partial` ([NR][rows]) and end there. `prefetch` asks for the same K slice of
   // the next tile: slices of consecutive tiles lie a whole tile apart, too far for the hardware prefetchers.
   template <typename VT, int Lane0>
-  static void micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, const float* xt, float* partial,
-                    bool first, bool prefetch) {
+  static void micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, const float* xt,
+                    float* partial, bool first, bool prefetch) {
     constexpr int NR = nr;
     using reg = typename V::reg;
     const Packed24& W = *a.W;
     reg acc[NR][PV];
     for (int r = 0; r < NR; ++r)
-      for (int v = 0; v < PV; ++v)
-        acc[r][v] = first ? V::zero() : V::load(partial + r * rows + V::lanes * v);
+      for (int v = 0; v < PV; ++v) acc[r][v] = first ? V::zero() : V::load(partial + r * rows + V::lanes * v);
     const VT* vals = W.tile_values<VT>(tile) + g0 * 2 * kTileRows + Lane0;
     const uint64_t* meta = reinterpret_cast<const uint64_t*>(W.tile_meta(tile)) + g0;
     const float* xg = xt + g0 * 4 * rows;
@@ -120,11 +119,12 @@ struct Panel {
   template <typename VT>
   static void tile(const Spmm24Args& a, int64_t t, int64_t g0, int64_t ng, const float* xt, float* partial,
                    bool first, bool prefetch) {
-    tile_lanes<VT>(a, t, g0, ng, xt, partial, first, prefetch, std::make_integer_sequence<int, kTileRows / nr>{});
+    tile_lanes<VT>(a, t, g0, ng, xt, partial, first, prefetch,
+                   std::make_integer_sequence<int, kTileRows / nr>{});
   }
   template <typename VT, int... Q>
-  static void tile_lanes(const Spmm24Args& a, int64_t t, int64_t g0, int64_t ng, const float* xt, float* partial,
-                         bool first, bool prefetch, std::integer_sequence<int, Q...>) {
+  static void tile_lanes(const Spmm24Args& a, int64_t t, int64_t g0, int64_t ng, const float* xt,
+                         float* partial, bool first, bool prefetch, std::integer_sequence<int, Q...>) {
     (micro<VT, Q * nr>(a, t, g0, ng, xt, partial + Q * nr * rows, first, prefetch && Q == 0), ...);
   }
 };
@@ -153,8 +153,9 @@ void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const floa
     for (int64_t kw = 0; kw < c.KW; ++kw) {
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t ih = ih0[i] + kh * c.dilation_h, iw = iw0[i] + kw * c.dilation_w;
-        row[i] = uint64_t(ih) < uint64_t(c.H) && uint64_t(iw) < uint64_t(c.W) ? image[i] + (ih * c.W + iw) * c.C
-                                                                             : zeros;
+        row[i] = uint64_t(ih) < uint64_t(c.H) && uint64_t(iw) < uint64_t(c.W)
+                     ? image[i] + (ih * c.W + iw) * c.C
+                     : zeros;
       }
       P::pack_rows(row, rows, c.C, xt + (kh * c.KW + kw) * c.C * P::rows);
     }
@@ -162,7 +163,8 @@ void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const floa
 
 // One panel of `rows` (<= P::rows) rows from m0: pack it, run every tile over every K block, write Y.
 template <class P, typename VT>
-void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t rows, PanelScratch& scratch) {
+void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t rows,
+                PanelScratch& scratch) {
   static_assert(P::rows <= kMaxPanelRows && P::rows % P::store_rows == 0);
   const int64_t K = a.W->cols, G = a.W->steps;
   float* xt = scratch.xt.data();

@@ -194,14 +194,15 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
   struct Geometry {
     int64_t N, H, W, C, KH, KW, stride, dilation, pad, OC;
   };
-  const Geometry geometries[] = {{2, 7, 9, 8, 3, 3, 1, 1, 1, 17},   // 2 images of 63 pixels, a 3x3 kernel
+  const Geometry geometries[] = {{2, 7, 9, 8, 3, 3, 1, 1, 1, 17},    // 2 images of 63 pixels, a 3x3 kernel
                                  {1, 12, 10, 4, 3, 2, 2, 1, 0, 16},  // stride 2, a 3x2 kernel
                                  {3, 6, 6, 12, 2, 2, 1, 2, 2, 40}};  // dilation 2, padding past the kernel
   uint32_t seed = 300;
   for (const Geometry& g : geometries) {
     cpu::ConvPatches c;
     c.N = g.N, c.H = g.H, c.W = g.W, c.C = g.C, c.KH = g.KH, c.KW = g.KW;
-    c.stride_h = c.stride_w = g.stride, c.dilation_h = c.dilation_w = g.dilation, c.pad_top = c.pad_left = g.pad;
+    c.stride_h = c.stride_w = g.stride, c.dilation_h = c.dilation_w = g.dilation,
+    c.pad_top = c.pad_left = g.pad;
     c.OH = (g.H + 2 * g.pad - g.dilation * (g.KH - 1) - 1) / g.stride + 1;
     c.OW = (g.W + 2 * g.pad - g.dilation * (g.KW - 1) - 1) / g.stride + 1;
     const int64_t K = g.KH * g.KW * g.C, pixels = g.N * c.OH * c.OW;
@@ -215,10 +216,12 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
       const int64_t n = p / (c.OH * c.OW), oh = p / c.OW % c.OH, ow = p % c.OW;
       for (int64_t kh = 0; kh < g.KH; ++kh)
         for (int64_t kw = 0; kw < g.KW; ++kw) {
-          const int64_t ih = oh * g.stride - g.pad + kh * g.dilation, iw = ow * g.stride - g.pad + kw * g.dilation;
+          const int64_t ih = oh * g.stride - g.pad + kh * g.dilation,
+                        iw = ow * g.stride - g.pad + kw * g.dilation;
           if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
           for (int64_t ch = 0; ch < g.C; ++ch)
-            cols[size_t(p * K + (kh * g.KW + kw) * g.C + ch)] = x[size_t(((n * g.H + ih) * g.W + iw) * g.C + ch)];
+            cols[size_t(p * K + (kh * g.KW + kw) * g.C + ch)] =
+                x[size_t(((n * g.H + ih) * g.W + iw) * g.C + ch)];
         }
     }
     const Sparse24 w = compress_24(test::random_24_tensor(k.weight_dtype, g.OC, K, seed++));
@@ -227,7 +230,8 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
     for (float& b : bias) b = float(int(rng() % 9) - 4);
     for (const auto& [row0, M] : {std::pair<int64_t, int64_t>{0, pixels}, {5, pixels - 5}, {3, 9}, {2, 6}}) {
       std::vector<float> want(size_t(M * g.OC));
-      reference::gemm_24_f32(M, cols.data() + row0 * K, K, w, bias.data(), Activation::relu, want.data(), g.OC);
+      reference::gemm_24_f32(M, cols.data() + row0 * K, K, w, bias.data(), Activation::relu, want.data(),
+                             g.OC);
       for (int threads : {1, 2}) {
         std::vector<float> got(size_t(M * g.OC), -12345.0f);
         cpu::Spmm24Args a;
@@ -240,8 +244,9 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
         a.patches = &c;
         a.patch_row0 = row0;
         cpu::spmm24_run(k, a, threads);
-        const std::string where = fmt::format("{} {}x{} stride {} dilation {} rows [{}, {}) threads {}", k.name,
-                                              g.KH, g.KW, g.stride, g.dilation, row0, row0 + M, threads);
+        const std::string where =
+            fmt::format("{} {}x{} stride {} dilation {} rows [{}, {}) threads {}", k.name, g.KH, g.KW,
+                        g.stride, g.dilation, row0, row0 + M, threads);
         ASSERT_EQ(got, want) << where;
         // A residual added in the store, then ReLU: relu(relu(conv + bias) + r).
         std::vector<float> residual(got.size());
@@ -370,8 +375,10 @@ TEST(Spmm24Dispatch, avx2_panels) {
     ASSERT_EQ(gemm.panel_rows, 16) << gemm.name;
     ASSERT_TRUE(gemm.patches) << gemm.name;
     EXPECT_EQ(cpu::choose_spmm24_patch_kernel(dt, cpu::Isa::avx2), &gemm);
-    for (int64_t M : {1, 4, 7, 12}) EXPECT_GT(cpu::choose_spmm24_kernel(dt, M, cpu::Isa::avx2, 1).max_m, 0) << M;
-    for (int64_t M : {8, 16, 24, 32, 40, 128}) EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, M, cpu::Isa::avx2, 1), &gemm) << M;
+    for (int64_t M : {1, 4, 7, 12})
+      EXPECT_GT(cpu::choose_spmm24_kernel(dt, M, cpu::Isa::avx2, 1).max_m, 0) << M;
+    for (int64_t M : {8, 16, 24, 32, 40, 128})
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, M, cpu::Isa::avx2, 1), &gemm) << M;
   }
 }
 
