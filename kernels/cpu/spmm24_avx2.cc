@@ -1,7 +1,7 @@
 // AVX2 + FMA kernels. A tile of 16 output channels is two 256-bit halves. f32 and bf16 weights, GEMV path:
 // as on AVX-512, a group of X is broadcast to both 128-bit lanes and vpermilps picks each channel's kept
 // element with a control made from the packed nibbles by one variable shift. GEMM path: the panel GEMM of
-// spmm24_panel.h with 8 rows per register (see Avx2Panel). i8 weights: vpshufb picks each channel's four
+// spmm24_panel.h with 8 rows per register (see Avx2Vec). i8 weights: vpshufb picks each channel's four
 // kept bytes of X; without VNNI they are sign-extended to 16 bits and multiplied by vpmaddwd, which cannot
 // saturate (vpmaddubsw could).
 #include <immintrin.h>

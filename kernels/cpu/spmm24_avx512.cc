@@ -1,10 +1,10 @@
 // AVX-512 kernels (F/BW/VL/DQ, VNNI, VBMI). One 512-bit register holds one tile: 16 output channels.
 // f32 and bf16 weights, GEMV path (PermuteFmaMicro): a 2:4 group of X (4 floats) is broadcast to every
 // 128-bit lane, and vpermilps picks each channel's kept element with a control made from the packed nibbles
-// by one variable shift, so no gathers. GEMM path (panel_gemm): see there. i8 weights (ShuffleDotMicro):
-// two groups of X (8 bytes) are broadcast, vpshufb picks each channel's four kept bytes, and vpdpbusd
-// multiplies them by the channel's four kept values (X is made unsigned by +128; the packed row sums undo
-// that).
+// by one variable shift, so no gathers. GEMM path: the panel GEMM of spmm24_panel.h (see Avx512Vec). i8
+// weights (ShuffleDotMicro): two groups of X (8 bytes) are broadcast, vpshufb picks each channel's four
+// kept bytes, and vpdpbusd multiplies them by the channel's four kept values (X is made unsigned by +128;
+// the packed row sums undo that).
 #include <immintrin.h>
 
 #include <cstring>
