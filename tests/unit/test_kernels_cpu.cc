@@ -196,7 +196,9 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
   };
   const Geometry geometries[] = {{2, 7, 9, 8, 3, 3, 1, 1, 1, 17},    // 2 images of 63 pixels, a 3x3 kernel
                                  {1, 12, 10, 4, 3, 2, 2, 1, 0, 16},  // stride 2, a 3x2 kernel
-                                 {3, 6, 6, 12, 2, 2, 1, 2, 2, 40}};  // dilation 2, padding past the kernel
+                                 {3, 6, 6, 12, 2, 2, 1, 2, 2, 40},   // dilation 2, padding past the kernel
+                                 // K = 324: the kernels' K blocks (128 or 256 k) end inside a kernel position
+                                 {1, 9, 11, 36, 3, 3, 1, 1, 1, 24}};
   uint32_t seed = 300;
   for (const Geometry& g : geometries) {
     cpu::ConvPatches c;
