@@ -4,12 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "util/error.h"
 
 namespace sparse24::cpu {
 
-#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows, patches) \
+#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows, min_panel_rows, patches) \
   void fn_name(const Spmm24Args& args, int64_t tile_begin, int64_t tile_end);
 #include "kernels/cpu/spmm24_kernels.inc"
 #undef S24_SPMM24_KERNEL
@@ -17,8 +18,8 @@ namespace sparse24::cpu {
 namespace {
 
 constexpr Spmm24Kernel kKernels[] = {
-#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows, patches) \
-  {#fn_name, Isa::isa, DType::dtype, max_m, panel_rows, patches != 0, &fn_name},
+#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows, min_panel_rows, patches) \
+  {#fn_name, Isa::isa, DType::dtype, max_m, panel_rows, min_panel_rows, patches != 0, &fn_name},
 #include "kernels/cpu/spmm24_kernels.inc"
 #undef S24_SPMM24_KERNEL
 };
@@ -59,30 +60,60 @@ std::span<const Spmm24Kernel> spmm24_kernels() {
   return kKernels;
 }
 
-// Rows a panel GEMM kernel computes for M rows: whole panels, except that a last panel of at most half the
-// height runs at half height (the AVX-512 kernels' 32-row and the AVX2 kernels' 8-row panel).
-int64_t padded_panel_rows(int64_t M, int64_t panel_rows) {
-  const int64_t tail = M % panel_rows, half = panel_rows / 2;
-  return M - tail + (tail == 0 ? 0 : tail <= half ? half : panel_rows);
+// Rows a panel GEMM kernel computes for M rows, as panel_gemm (spmm24_panel.h) cuts them: whole panels,
+// then the last rows in the half-height panel, the half and the shortest one, or the shortest alone (which
+// never runs alone: M up to its height takes the half-height panel).
+int64_t padded_panel_rows(int64_t M, const Spmm24Kernel& k) {
+  const int64_t tall = k.panel_rows, half = tall / 2, tiny = k.min_panel_rows < half ? k.min_panel_rows : 0;
+  if (M <= half) return half;
+  const int64_t tail = M % tall;
+  const int64_t pad = tail == 0            ? 0
+                      : tail > half + tiny ? tall
+                      : tail > half        ? half + tiny
+                      : tail > tiny        ? half
+                                           : tiny;
+  return M - tail + pad;
 }
 
-// spmm24_run gives each thread of a GEMM kernel whole blocks of this many rows of X when there are at least
-// as many blocks as threads (a multiple of every panel height, so the panels are those of one thread).
-constexpr int64_t kThreadBlockRows = 64;
+// Above this many rows (and two threads or more) spmm24_run splits a GEMM kernel's rows between the threads,
+// in blocks of kThreadBlockRows (the shortest panel), else its output tiles. Each thread then packs only its
+// own rows of X and reuses the weights across its panels; with fewer rows than this, both streaming all the
+// weights for one short panel each was slower than sharing the tiles (768x768, M = 32: 0.137 ms on two
+// threads against 0.118 on one, split into 16-row halves). The 16-row blocks keep the shares even: the CNN's
+// 3x3 convolutions at batch 1, M = 196 on 2 threads, took 128 and 68 rows with 64-row blocks (padded to 128
+// and 80) and take 96 and 100 (96 and 112): 0.031 -> 0.028 ms.
+constexpr int64_t kRowSplitMinRows = 64;
+constexpr int64_t kThreadBlockRows = 16;
 
-// Rows of X the busiest thread gives a panel GEMM kernel in spmm24_run: whole row blocks when there are at
-// least as many blocks as threads, else a share of every panel (the split over tiles).
-double panel_rows_per_thread(int64_t M, int64_t panel_rows, int threads) {
-  if (threads == 1) return double(padded_panel_rows(M, panel_rows));
+// Rows [begin, end) of M that thread t of n takes in spmm24_run's split over row blocks.
+std::pair<int64_t, int64_t> thread_rows(int64_t M, int64_t t, int64_t n) {
   const int64_t blocks = (M + kThreadBlockRows - 1) / kThreadBlockRows;
-  if (blocks >= threads) return double(kThreadBlockRows * ((blocks + threads - 1) / threads));
-  return double(padded_panel_rows(M, panel_rows)) / threads;
+  return {std::min(M, kThreadBlockRows * (blocks * t / n)),
+          std::min(M, kThreadBlockRows * (blocks * (t + 1) / n))};
 }
 
-// A full panel row costs this fraction of a GEMV row (AVX-512 f32, 1024x1024 and 768x3072, 1 and 2 threads:
-// 285-298 against 255-263 effective GFLOP/s per thread; a 32-row panel at M = 32, 0.82-0.83; measured on
-// Zen 5).
-constexpr double kPanelRowCost = 0.89;
+// Rows of X the busiest thread gives a panel GEMM kernel in spmm24_run: its share of the row blocks, padded,
+// where spmm24_run splits rows, else a share of every panel (the split over tiles).
+double panel_rows_per_thread(int64_t M, const Spmm24Kernel& k, int threads) {
+  if (threads == 1 || M <= kRowSplitMinRows) return double(padded_panel_rows(M, k)) / threads;
+  int64_t most = 0;
+  for (int t = 0; t < threads; ++t) {
+    const auto [begin, end] = thread_rows(M, t, threads);
+    most = std::max(most, padded_panel_rows(end - begin, k));
+  }
+  return double(most);
+}
+
+// A full panel row costs this fraction of a GEMV row. Measured on Zen 5, AVX-512 f32: 285-298 against
+// 255-263 effective GFLOP/s per thread at 1024x1024 and 768x3072 (0.89); with the 16-row last panels, M =
+// 112 and 196 on 2 threads (busiest thread 64 and 112 padded rows for 56 and 98) ran faster on the GEMM
+// kernel (768x768: 0.214-0.235 against 0.298-0.309 ms, 0.407-0.434 against 0.455-0.521), M = 80 on 2 threads
+// (48 for 40) on the GEMV kernel (0.175 against 0.187 ms): 0.85 orders all three. AVX2 stays at 0.89: M = 7
+// (8 padded rows) ran faster on its GEMV kernel (768x768 0.074-0.076 against 0.084-0.090 ms, 3072x768
+// 0.299-0.307 against 0.332-0.342).
+double panel_row_cost(const Spmm24Kernel& gemm) {
+  return gemm.isa == Isa::avx512 ? 0.85 : 0.89;
+}
 
 // Above this many packed bytes, a GEMV kernel keeps the M it is listed for: it reads the weights once, in
 // order, while a panel GEMM with a single panel visits every tile's slice of each K block in turn and, with
@@ -106,8 +137,9 @@ const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa,
   threads = std::max(1, threads);
   if (gemm->panel_rows == 0) return M <= gemv->max_m ? *gemv : *gemm;
   if (M <= gemv->max_m && weight_bytes > kGemvStreamBytes) return *gemv;
-  // Otherwise the GEMV kernel wherever the panels' padding costs more than its rows (all M up to 24).
-  if (kPanelRowCost * panel_rows_per_thread(M, gemm->panel_rows, threads) > double(M) / threads) return *gemv;
+  // Otherwise the GEMV kernel wherever the panels' padding costs more than its rows (M up to 27 on one
+  // thread).
+  if (panel_row_cost(*gemm) * panel_rows_per_thread(M, *gemm, threads) > double(M) / threads) return *gemv;
   return *gemm;
 }
 
@@ -133,17 +165,11 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
       args.W->stream_bytes() < kParallelMinWeightBytes)
     threads = 1;
   const int64_t tiles = args.W->tiles;
-  // GEMM kernels at large M: whole 64-row blocks per thread. Each thread then packs only its own rows of X
-  // and reuses the weights across its panels, where a split over tiles would pack every row twice. The
-  // panels are those of a one-thread run, so the results do not change.
-  const int64_t blocks = (args.M + kThreadBlockRows - 1) / kThreadBlockRows;
-  if (kernel.max_m == 0 && threads > 1 && blocks >= 2) {
-    const int nt = int(std::min<int64_t>(threads, blocks));
-#pragma omp parallel num_threads(nt)
+  // GEMM kernels at large M: each thread its own rows (kRowSplitMinRows).
+  if (kernel.max_m == 0 && threads > 1 && args.M > kRowSplitMinRows) {
+#pragma omp parallel num_threads(threads)
     {
-      const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-      const int64_t m0 = std::min(args.M, kThreadBlockRows * (blocks * t / n));
-      const int64_t m1 = std::min(args.M, kThreadBlockRows * (blocks * (t + 1) / n));
+      const auto [m0, m1] = thread_rows(args.M, omp_get_thread_num(), omp_get_num_threads());
       if (m0 < m1) {
         Spmm24Args part = args;
         part.M = m1 - m0;

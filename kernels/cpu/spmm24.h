@@ -54,8 +54,9 @@ struct Spmm24Kernel {
   DType weight_dtype;  ///< the Packed24 dtype it reads
   int64_t max_m;       ///< the largest M it is tuned for; 0 for any
   int64_t panel_rows;  ///< GEMM kernels that compute rows in whole panels (padding M up): the panel height
-  bool patches;        ///< reads X through ConvPatches (implicit im2col) when Spmm24Args::patches is set
-  Spmm24Fn fn;         ///< the kernel
+  int64_t min_panel_rows;  ///< and the shortest panel they run the last rows in
+  bool patches;            ///< reads X through ConvPatches (implicit im2col) when Spmm24Args::patches is set
+  Spmm24Fn fn;             ///< the kernel
 };
 
 /// Every registered kernel, in registry order (including those this CPU cannot run).

@@ -254,10 +254,14 @@ void pack_rows_16(const float* const* row, int64_t n, int64_t K, float* xt, int6
 template <int NR>
 inline __m512 load_kept(const float* p) {
   if constexpr (NR == 4) return _mm512_castps128_ps512(_mm_loadu_ps(p));
+  if constexpr (NR == 16) return _mm512_loadu_ps(p);
   return _mm512_castps256_ps512(_mm256_loadu_ps(p));
 }
 template <int NR>
 inline __m512 load_kept(const uint16_t* p) {
+  if constexpr (NR == 16)
+    return _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
   if constexpr (NR == 4)
     return _mm512_castps128_ps512(_mm_castsi128_ps(
         _mm_slli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), 16)));
@@ -339,13 +343,13 @@ void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<F32W, 2>(a, tb, te);
 }
 void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, float>(a, tb, te);
+  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512Panel<1>, float>(a, tb, te);
 }
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<BF16W, 4>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, uint16_t>(a, tb, te);
+  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512Panel<1>, uint16_t>(a, tb, te);
 }
 // i8 sums stay in registers over all of K (an i32 partial cannot wait in the f32 output).
 // With one or two rows, one tile at a time at any K: with the long prefetch of a single stream

@@ -134,8 +134,9 @@ class Spmm24KernelTest : public ::testing::TestWithParam<Spmm24Kernel> {
   }
 };
 
-// 80 and 96: a 64-row panel, then a last panel of at most 32 rows (the AVX-512 GEMM runs it at half height).
-const int64_t kMs[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 33, 80, 96, 128};
+// The AVX-512 GEMM's panel cuts (spmm24_panel.h): 33 a 32-row and a 16-row panel, 80 a 64-row and a 16-row,
+// 96 a 64-row and a 32-row, 112 all three heights; 16 a 32-row panel alone.
+const int64_t kMs[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 33, 80, 96, 112, 128};
 const int64_t kNs[] = {1, 3, 8, 15, 16, 17, 64, 384};
 
 // Full cross product of M and N for the small K; the epilogue rotates over the cases so each K and each M
@@ -161,7 +162,7 @@ TEST_P(Spmm24KernelTest, small_k_every_m_and_n) {
 TEST_P(Spmm24KernelTest, large_k_subset) {
   int i = 0;
   for (int64_t K : {768, 3072})
-    for (int64_t M : {1, 3, 4, 5, 9, 33, 96})
+    for (int64_t M : {1, 3, 4, 5, 9, 33, 96, 200})  // 200: on 2 threads 96 and 104 rows (spmm24_run)
       for (int64_t N : {1, 17, 64}) {
         check_case(GetParam(), {M, N, K, i % 2 == 0, i % 3 == 0 ? Activation::relu : Activation::none},
                    uint32_t(5000 + i++));
@@ -338,7 +339,7 @@ TEST(Spmm24Dispatch, picks_gemv_for_small_m_and_gemm_above) {
     ASSERT_GT(small.max_m, 0) << small.name;
     EXPECT_NE(std::string(small.name).find("gemv"), std::string::npos) << small.name;
     for (int threads : {1, 2, 4}) {
-      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, small.max_m, isa, threads), &small);
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 1, isa, threads), &small);
       // Whole panels for every thread: the GEMM kernel.
       const Spmm24Kernel& large = cpu::choose_spmm24_kernel(dt, 64 * 8 * threads, isa, threads);
       EXPECT_EQ(large.isa, isa);
@@ -353,13 +354,18 @@ TEST(Spmm24Dispatch, picks_gemv_for_small_m_and_gemm_above) {
       }
     }
     if (large_panel_rows(dt, isa) == 64) {
-      // Measured cases (docs/performance.md): M = 112 pads its second 64-row panel by a quarter; M = 96 is
-      // a 64-row and a 32-row panel, M = 128 two 64-row panels, with no padding.
-      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 112, isa, 1), &small);
+      // Measured cases (spmm24.cc, panel_row_cost): M = 112 runs as a 64-, a 32- and a 16-row panel, 96 as
+      // a 64- and a 32-row one, 128 as two 64-row ones, with no padding.
+      EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 112, isa, 1).max_m, 0);
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 96, isa, 1).max_m, 0);
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 128, isa, 1).max_m, 0);
-      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 192, isa, 2), &small);  // 3 panels on 2 threads
+      EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 192, isa, 2).max_m, 0);  // 96 rows each on 2 threads
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 256, isa, 2).max_m, 0);
+      EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 112, isa, 2).max_m, 0);  // 48 and 64 rows
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 80, isa, 2), &small);   // 32 and 48 rows for 40 each
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 16, isa, 1), &small);   // a 16-row panel never runs alone
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 40, isa, 1), &small);   // 48 rows for 40
+      EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 48, isa, 1).max_m, 0);   // a 32- and a 16-row panel
       // M = 32 fills the half-height panel: the GEMM kernel, unless the weights are large enough that the
       // GEMV kernel's single ordered pass over them wins; M = 24 would still pad a quarter of it.
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 32, isa, 1, int64_t(1) << 20).max_m, 0);
