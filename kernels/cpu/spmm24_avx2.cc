@@ -86,8 +86,13 @@ struct PermuteFmaMicro {
         for (int v = 0; v < NV; ++v)
           for (int j = 0; j < 2; ++j)
             for (int h = 0; h < 2; ++h) {
-              __m256& sum = kSplit && j == 1 ? acc1[m][v][h] : acc[m][v][h];
-              sum = _mm256_fmadd_ps(_mm256_permutevar_ps(x, ctrl[v][j][h]), w[v][j][h], sum);
+              // Two statements, not a reference to either sum (see the AVX-512 file: that kept the sums in
+              // memory).
+              const __m256 p = _mm256_permutevar_ps(x, ctrl[v][j][h]);
+              if (kSplit && j == 1)
+                acc1[m][v][h] = _mm256_fmadd_ps(p, w[v][j][h], acc1[m][v][h]);
+              else
+                acc[m][v][h] = _mm256_fmadd_ps(p, w[v][j][h], acc[m][v][h]);
             }
       }
     }
