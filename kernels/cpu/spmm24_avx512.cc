@@ -258,14 +258,10 @@ void pack_rows_16(const float* const* row, int64_t n, int64_t K, float* xt, int6
 template <int NR>
 inline __m512 load_kept(const float* p) {
   if constexpr (NR == 4) return _mm512_castps128_ps512(_mm_loadu_ps(p));
-  if constexpr (NR == 16) return _mm512_loadu_ps(p);
   return _mm512_castps256_ps512(_mm256_loadu_ps(p));
 }
 template <int NR>
 inline __m512 load_kept(const uint16_t* p) {
-  if constexpr (NR == 16)
-    return _mm512_castsi512_ps(_mm512_slli_epi32(
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
   if constexpr (NR == 4)
     return _mm512_castps128_ps512(_mm_castsi128_ps(
         _mm_slli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), 16)));
@@ -301,7 +297,8 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
 }
 
 // The panel GEMM's vector operations on AVX-512 (spmm24_panel.h): 16 rows per register, 16 sums per
-// micro-kernel (a 64-row panel: four channels of four registers; the 32-row one: eight of two).
+// micro-kernel (a 64-row panel: four channels of four registers; the 32-row one: eight of two; the 16-row
+// one below: eight of one).
 struct Avx512Vec {
   using reg = __m512;
   static constexpr int lanes = 16, sums = 16;
@@ -327,6 +324,14 @@ struct Avx512Vec {
 };
 template <int PV>
 using Avx512Panel = Panel<Avx512Vec, PV>;
+// The 16-row panel (one register per k) with 8 channels per micro-kernel: with all 16 channels the 16
+// broadcast controls, 16 sums and the kept values did not fit in the 32 registers (f32 3072x768, one
+// thread, M = 80 / 112 / 196 with a 16-row last panel: 1.15-1.20 / 1.57-1.61 / 2.76-2.79 ms with 16
+// channels, 1.11 / 1.51-1.53 / 2.72 with 8).
+struct Avx512Vec8Sums : Avx512Vec {
+  static constexpr int sums = 8;
+};
+using Avx512TinyPanel = Panel<Avx512Vec8Sums, 1>;
 
 // The permute GEMV for f32 or bf16 values, LongNv tiles at a time on long tiles. Up to 8 rows every weight
 // is still read once, so the one-tile choice holds there too (f32 768x768, M = 8: 1.80-1.87 against
@@ -347,13 +352,13 @@ void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<F32W, 2>(a, tb, te);
 }
 void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512Panel<1>, float>(a, tb, te);
+  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, float>(a, tb, te);
 }
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<BF16W, 4>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512Panel<1>, uint16_t>(a, tb, te);
+  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, uint16_t>(a, tb, te);
 }
 // i8 sums stay in registers over all of K (an i32 partial cannot wait in the f32 output).
 // With one or two rows, one tile at a time at any K: with the long prefetch of a single stream
