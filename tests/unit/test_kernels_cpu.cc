@@ -134,8 +134,8 @@ class Spmm24KernelTest : public ::testing::TestWithParam<Spmm24Kernel> {
   }
 };
 
-// The AVX-512 GEMM's panel cuts (spmm24_panel.h): 33 a 32-row and a 16-row panel, 80 a 64-row and a 16-row,
-// 96 a 64-row and a 32-row, 112 all three heights; 16 a 32-row panel alone.
+// The AVX-512 GEMM's panel cuts (spmm24_panel.h): 16 a 16-row panel, 33 a 32-row and a 16-row one, 80 a
+// 64-row and a 16-row, 96 a 64-row and a 32-row, 112 all three heights.
 const int64_t kMs[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 33, 80, 96, 112, 128};
 const int64_t kNs[] = {1, 3, 8, 15, 16, 17, 64, 384};
 
@@ -363,7 +363,7 @@ TEST(Spmm24Dispatch, picks_gemv_for_small_m_and_gemm_above) {
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 256, isa, 2).max_m, 0);
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 112, isa, 2).max_m, 0);  // 48 and 64 rows
       EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 80, isa, 2), &small);   // 32 and 48 rows for 40 each
-      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 16, isa, 1), &small);   // a 16-row panel never runs alone
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 16, isa, 1), &small);   // counted as a 32-row panel
       EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 40, isa, 1), &small);   // 48 rows for 40
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 48, isa, 1).max_m, 0);   // a 32- and a 16-row panel
       // M = 32 fills the half-height panel: the GEMM kernel, unless the weights are large enough that the
