@@ -80,13 +80,14 @@ void conv_direct_nhwc(const DirectConvWeights& w, const ConvShape& shape, int64_
     a.x = padded.data();
   }
   a.C = C, a.stride_h = g.strides[0], a.stride_w = g.strides[1];
-  std::vector<int64_t> taps, pool;
+  std::vector<int64_t> k_offset, pool;
   for (int64_t kh = 0; kh < g.kernel[0]; ++kh)
     for (int64_t kw = 0; kw < g.kernel[1]; ++kw)
-      taps.push_back((kh * g.dilations[0] * a.Wp + kw * g.dilations[1]) * C);
+      for (int64_t c = 0; c < C; ++c)
+        k_offset.push_back((kh * g.dilations[0] * a.Wp + kw * g.dilations[1]) * C + c);
   for (int64_t i = 0; i < pool_h; ++i)
     for (int64_t j = 0; j < pool_w; ++j) pool.push_back((i * a.stride_h * a.Wp + j * a.stride_w) * C);
-  a.taps = int64_t(taps.size()), a.tap_offset = taps.data();
+  a.k = int64_t(k_offset.size()), a.k_offset = k_offset.data();
   a.pool_h = pool_h, a.pool_w = pool_w, a.pool_offset = pool.data();
   a.w = w.w.data(), a.bias = w.bias.data(), a.y = y;
   a.oc = w.oc, a.oc_pad = w.oc_pad, a.relu = w.relu;

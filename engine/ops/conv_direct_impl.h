@@ -18,8 +18,8 @@ struct DirectConvArgs {
   const float* bias = nullptr;  ///< [oc_pad]
   float* y = nullptr;           ///< [N][PH][PW][oc]
   int64_t Hp = 0, Wp = 0, C = 0, stride_h = 1, stride_w = 1;
-  int64_t taps = 0;                     ///< kernel positions
-  const int64_t* tap_offset = nullptr;  ///< [taps]: floats from a window's first input pixel to each tap's
+  int64_t k = 0;                      ///< kernel positions x input channels
+  const int64_t* k_offset = nullptr;  ///< [k]: floats from a window's first input to each (tap, channel)
   int64_t pool_h = 1, pool_w = 1, PH = 0, PW = 0;  ///< pool window; pooled output rows and columns
   const int64_t* pool_offset = nullptr;  ///< [pool_h * pool_w]: floats from a pool window's first conv
                                          ///< pixel's input to each of its pixels' inputs
@@ -44,17 +44,16 @@ inline void direct_sums(const DirectConvArgs& a, const float* const* base, int64
                         typename V::reg (&acc)[kDirectPixels][NV]) {
   for (int p = 0; p < kDirectPixels; ++p)
     for (int v = 0; v < NV; ++v) acc[p][v] = V::zero();
+  // One loop over K with an offset per (tap, channel): a loop over taps around one over the channels cost
+  // the stem (one channel) its inner loop's overhead at every tap.
   const float* wrow = a.w + oc0;
-  for (int64_t t = 0; t < a.taps; ++t) {
-    const float* xs[kDirectPixels];
-    for (int p = 0; p < kDirectPixels; ++p) xs[p] = base[p] + a.tap_offset[t];
-    for (int64_t c = 0; c < a.C; ++c, wrow += a.oc_pad) {
-      typename V::reg w[NV];
-      for (int v = 0; v < NV; ++v) w[v] = V::load(wrow + v * V::lanes);
-      for (int p = 0; p < kDirectPixels; ++p) {
-        const typename V::reg xb = V::broadcast(xs[p] + c);
-        for (int v = 0; v < NV; ++v) acc[p][v] = V::fma(xb, w[v], acc[p][v]);
-      }
+  for (int64_t kk = 0; kk < a.k; ++kk, wrow += a.oc_pad) {
+    const int64_t off = a.k_offset[kk];
+    typename V::reg w[NV];
+    for (int v = 0; v < NV; ++v) w[v] = V::load(wrow + v * V::lanes);
+    for (int p = 0; p < kDirectPixels; ++p) {
+      const typename V::reg xb = V::broadcast(base[p] + off);
+      for (int v = 0; v < NV; ++v) acc[p][v] = V::fma(xb, w[v], acc[p][v]);
     }
   }
 }
