@@ -60,7 +60,7 @@ std::span<const Spmm24Kernel> spmm24_kernels() {
   return kKernels;
 }
 
-// Rows a panel GEMM kernel computes for M rows, as panel_gemm (spmm24_panel.h) cuts them: whole panels,
+// Rows a panel GEMM kernel computes for M rows, as panel_gemm cuts them (next_panel_height): whole panels,
 // then the last rows in the half-height panel, the half and the shortest one, or the shortest alone. For
 // M up to half the height this counts the half-height panel, which keeps those M on the GEMV kernel: a
 // lone 16-row panel beat it where K is short but not where it is long (f32, one thread, M = 16: 768x768
@@ -69,13 +69,13 @@ std::span<const Spmm24Kernel> spmm24_kernels() {
 int64_t padded_panel_rows(int64_t M, const Spmm24Kernel& k) {
   const int64_t tall = k.panel_rows, half = tall / 2, tiny = k.min_panel_rows < half ? k.min_panel_rows : 0;
   if (M <= half) return half;
-  const int64_t tail = M % tall;
-  const int64_t pad = tail == 0            ? 0
-                      : tail > half + tiny ? tall
-                      : tail > half        ? half + tiny
-                      : tail > tiny        ? half
-                                           : tiny;
-  return M - tail + pad;
+  int64_t padded = M / tall * tall;
+  for (int64_t left = M - padded; left > 0;) {
+    const int64_t height = next_panel_height(left, tall, tiny);
+    padded += height;
+    left -= std::min(height, left);
+  }
+  return padded;
 }
 
 // Above this many rows (and two threads or more) spmm24_run splits a GEMM kernel's rows between the threads,

@@ -193,26 +193,22 @@ void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t
 // depend neither on the panels nor on the thread split.
 template <class Tall, class Short, class Tiny, typename VT>
 void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
-  static_assert(Tiny::rows <= Short::rows && Short::rows <= Tall::rows);
+  static_assert(Tiny::rows <= Short::rows && 2 * Short::rows == Tall::rows);
   PanelScratch& scratch = panel_scratch();
   scratch.xt.resize(size_t(a.W->cols * Tall::rows));
   scratch.partial.resize(size_t((te - tb) * kTileRows * Tall::rows));
   if (a.patches) scratch.zeros.assign(size_t(a.patches->C), 0.0f);
   constexpr int64_t tiny_rows = Tiny::rows < Short::rows ? Tiny::rows : 0;  // 0: no Tiny panel
   for (int64_t m0 = 0; m0 < a.M;) {
-    const int64_t left = a.M - m0;
-    if (left > Short::rows + tiny_rows) {
-      const int64_t rows = std::min(Tall::rows, left);
+    const int64_t height = next_panel_height(a.M - m0, Tall::rows, tiny_rows);
+    const int64_t rows = std::min(height, a.M - m0);
+    if (height == Tall::rows)
       panel_pass<Tall, VT>(a, tb, te, m0, rows, scratch);
-      m0 += rows;
-    } else if (left > tiny_rows) {
-      const int64_t rows = std::min(Short::rows, left);
+    else if (height == Short::rows)
       panel_pass<Short, VT>(a, tb, te, m0, rows, scratch);
-      m0 += rows;
-    } else {
-      panel_pass<Tiny, VT>(a, tb, te, m0, left, scratch);
-      m0 += left;
-    }
+    else
+      panel_pass<Tiny, VT>(a, tb, te, m0, rows, scratch);
+    m0 += rows;
   }
 }
 
