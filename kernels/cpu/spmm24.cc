@@ -118,15 +118,7 @@ double panel_row_cost(const Spmm24Kernel& gemm) {
   return gemm.isa == Isa::avx512 ? 0.85 : 0.89;
 }
 
-// Above this many packed bytes, a GEMV kernel keeps the M it is listed for: it reads the weights once, in
-// order, while a panel GEMM with a single panel visits every tile's slice of each K block in turn and, with
-// the weights in memory, waits on them (f32, M = 32, one thread, against the GEMV: 1.66-1.72x oneDNN
-// against 1.51-1.54x up to 4096x2048 (17.6 MB packed); 1.26 against 1.50 at 4096x4096 (35 MB), 1.21
-// against 1.51 at 11008x4096).
-constexpr int64_t kGemvStreamBytes = int64_t(24) << 20;
-
-const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads,
-                                         int64_t weight_bytes) {
+const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads) {
   const Spmm24Kernel *gemv = nullptr, *gemm = nullptr;
   for (const Spmm24Kernel& k : kKernels) {
     if (k.weight_dtype != weight_dtype || uint8_t(k.isa) > uint8_t(isa)) continue;
@@ -139,9 +131,10 @@ const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa,
   if (!gemv || gemv->isa != gemm->isa) return *gemm;
   threads = std::max(1, threads);
   if (gemm->panel_rows == 0) return M <= gemv->max_m ? *gemv : *gemm;
-  if (M <= gemv->max_m && weight_bytes > kGemvStreamBytes) return *gemv;
-  // Otherwise the GEMV kernel wherever the panels' padding costs more than its rows (M up to 27 on one
-  // thread).
+  // The GEMV kernel wherever the panels' padding costs more than its rows (M up to 27 on one thread). At
+  // any weight size: since the panel prefetches the next tile's K slice, a single panel no longer waits on
+  // weights in memory (f32, M = 32, against oneDNN, alternating runs: 4096x4096 1.83-1.89x against the
+  // GEMV's 1.46-1.57x, 11008x4096 1.59-1.70 against 1.41-1.55, 4096x11008 1.73-1.81 against 1.37-1.41).
   if (panel_row_cost(*gemm) * panel_rows_per_thread(M, *gemm, threads) > double(M) / threads) return *gemv;
   return *gemm;
 }
@@ -207,7 +200,7 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
 void spmm24(const Spmm24Args& args, int threads) {
   if (!args.W) fail("spmm24: no weight given");
   if (threads <= 0) threads = omp_get_max_threads();
-  spmm24_run(choose_spmm24_kernel(args.W->dtype, args.M, active_isa(), threads, args.W->stream_bytes()), args,
+  spmm24_run(choose_spmm24_kernel(args.W->dtype, args.M, active_isa(), threads), args,
              threads);
 }
 

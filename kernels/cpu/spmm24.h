@@ -70,13 +70,11 @@ constexpr int64_t next_panel_height(int64_t left, int64_t tall, int64_t tiny) {
 /// Every registered kernel, in registry order (including those this CPU cannot run).
 std::span<const Spmm24Kernel> spmm24_kernels();
 
-/// The kernel the dispatcher uses for this weight dtype, M, thread count and packed weight size at an ISA
-/// level (the best one at or below it): for a panel GEMM, the GEMV kernel wherever the panels would pad so
-/// many rows (per thread, after the split of spmm24_run) that it is faster, and up to its max_m when the
-/// weights are too large to wait on (see spmm24.cc); otherwise the GEMV kernel up to its max_m, then the
-/// GEMM kernel.
-const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads = 1,
-                                         int64_t weight_bytes = 0);
+/// The kernel the dispatcher uses for this weight dtype, M and thread count at an ISA level (the best one
+/// at or below it): for a panel GEMM, the GEMV kernel wherever the panels would pad so many rows (per
+/// thread, after the split of spmm24_run) that it is faster (see spmm24.cc); otherwise the GEMV kernel up
+/// to its max_m, then the GEMM kernel.
+const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads = 1);
 
 /// The kernel that reads convolution patches in place for this weight dtype at an ISA level, or null when
 /// none does (the caller then builds im2col rows).
