@@ -200,8 +200,7 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
 void spmm24(const Spmm24Args& args, int threads) {
   if (!args.W) fail("spmm24: no weight given");
   if (threads <= 0) threads = omp_get_max_threads();
-  spmm24_run(choose_spmm24_kernel(args.W->dtype, args.M, active_isa(), threads), args,
-             threads);
+  spmm24_run(choose_spmm24_kernel(args.W->dtype, args.M, active_isa(), threads), args, threads);
 }
 
 float gelu_erf(float x) {
