@@ -10,7 +10,7 @@
 
 namespace sparse24::cpu {
 
-#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows, min_panel_rows, patches) \
+#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows, min_panel_rows, patches, image_lanes) \
   void fn_name(const Spmm24Args& args, int64_t tile_begin, int64_t tile_end);
 #include "kernels/cpu/spmm24_kernels.inc"
 #undef S24_SPMM24_KERNEL
@@ -18,8 +18,8 @@ namespace sparse24::cpu {
 namespace {
 
 constexpr Spmm24Kernel kKernels[] = {
-#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows, min_panel_rows, patches) \
-  {#fn_name, Isa::isa, DType::dtype, max_m, panel_rows, min_panel_rows, patches != 0, &fn_name},
+#define S24_SPMM24_KERNEL(fn_name, isa, dtype, max_m, panel_rows, min_panel_rows, patches, image_lanes) \
+  {#fn_name, Isa::isa, DType::dtype, max_m, panel_rows, min_panel_rows, patches != 0, image_lanes, &fn_name},
 #include "kernels/cpu/spmm24_kernels.inc"
 #undef S24_SPMM24_KERNEL
 };
@@ -154,6 +154,19 @@ const Spmm24Kernel* choose_spmm24_patch_kernel(DType weight_dtype, Isa isa) {
 constexpr int64_t kParallelMinMacs = int64_t(1) << 17;          // kept multiply-adds, M * N * K / 2
 constexpr int64_t kParallelMinWeightBytes = int64_t(64) << 10;  // below this the weights are no stream
 
+int64_t image_block_lanes(const Spmm24Args& a, int64_t lanes) {
+  if (!a.patches || lanes <= 0) return 0;
+  const ConvPatches& p = *a.patches;
+  const int64_t pixels = p.OH * p.OW;
+  if (p.C % 4 != 0 || p.C > kImageBlockMaxChannels || p.stride_w != 1 || a.patch_row0 % pixels != 0 ||
+      a.M % pixels != 0 || a.M / pixels < lanes)
+    return 0;
+  const int64_t rows = (p.OH - 1) * p.stride_h + (p.KH - 1) * p.dilation_h + 1;
+  const int64_t cols = (p.OW - 1) + (p.KW - 1) * p.dilation_w + 1;
+  return rows * cols * kImageBlockMaxChannels * lanes * int64_t(sizeof(float)) <= kImageBlockMaxBytes ? lanes
+                                                                                                      : 0;
+}
+
 void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads) {
   validate(kernel, args);
   if (threads <= 0) threads = omp_get_max_threads();
@@ -161,6 +174,28 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
       args.W->stream_bytes() < kParallelMinWeightBytes)
     threads = 1;
   const int64_t tiles = args.W->tiles;
+  // Image blocks for every thread: each its own blocks of whole images.
+  if (const int64_t lanes = image_block_lanes(args, kernel.image_lanes); lanes > 0 && threads > 1) {
+    const int64_t pixels = args.patches->OH * args.patches->OW, images = args.M / pixels;
+    const int64_t blocks = (images + lanes - 1) / lanes;
+    if (blocks >= threads) {
+#pragma omp parallel num_threads(threads)
+      {
+        const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
+        const int64_t i0 = std::min(images, lanes * (blocks * t / n));
+        const int64_t i1 = std::min(images, lanes * (blocks * (t + 1) / n));
+        if (i0 < i1) {
+          Spmm24Args part = args;
+          part.M = (i1 - i0) * pixels;
+          part.patch_row0 = args.patch_row0 + i0 * pixels;
+          part.Y = args.Y + i0 * pixels * args.ldy;
+          if (args.residual) part.residual = args.residual + i0 * pixels * args.ldy;
+          kernel.fn(part, 0, tiles);
+        }
+      }
+      return;
+    }
+  }
   // GEMM kernels at large M: each thread its own rows (kRowSplitMinRows).
   if (kernel.max_m == 0 && threads > 1 && args.M > kRowSplitMinRows) {
 #pragma omp parallel num_threads(threads)

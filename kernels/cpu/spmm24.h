@@ -56,6 +56,7 @@ struct Spmm24Kernel {
   int64_t panel_rows;  ///< GEMM kernels that compute rows in whole panels (padding M up): the panel height
   int64_t min_panel_rows;  ///< and the shortest panel they run the last rows in
   bool patches;            ///< reads X through ConvPatches (implicit im2col) when Spmm24Args::patches is set
+  int64_t image_lanes;     ///< and runs whole images this many at a time where image_block_lanes says so
   Spmm24Fn fn;             ///< the kernel
 };
 
@@ -79,6 +80,19 @@ const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa,
 /// The kernel that reads convolution patches in place for this weight dtype at an ISA level, or null when
 /// none does (the caller then builds im2col rows).
 const Spmm24Kernel* choose_spmm24_patch_kernel(DType weight_dtype, Isa isa);
+
+/// Image blocks: where a call's rows are whole output images of a convolution with stride 1 along the width
+/// and whole groups of 4 channels, at most kImageBlockMaxChannels (C % 4 == 0, C <= 64; with more input
+/// channels a layer has more output channels too, and the per-position packing has more tiles to pay for
+/// it), at least `lanes` of them, a panel GEMM kernel with
+/// image_lanes copies each block of `lanes` images once into a padded layout with the images side by side
+/// in the SIMD lanes ([row][column][channel][image]), and its micro-kernels read every kernel position's
+/// X registers from there: no per-position packing and no K blocks straddling positions. Returns `lanes`
+/// where that applies to this call (and the block fits kImageBlockMaxBytes), else 0.
+int64_t image_block_lanes(const Spmm24Args& args, int64_t lanes);
+/// The largest padded copy of one image block a kernel makes (per thread), and the most input channels.
+inline constexpr int64_t kImageBlockMaxBytes = int64_t(16) << 20;
+inline constexpr int64_t kImageBlockMaxChannels = 64;
 
 /// Runs one kernel on `threads` OpenMP threads (0: omp_get_max_threads()). Throws Error when the kernel
 /// cannot run on this CPU, or the arguments do not fit the kernel or each other (dtype, shapes, strides).

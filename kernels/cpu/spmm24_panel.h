@@ -39,6 +39,10 @@ constexpr int64_t kPanelBlockBytes = 32 << 10;
 // Per-thread scratch that grows and is kept, so a call allocates nothing once warm.
 struct PanelScratch {
   std::vector<float, AlignedAllocator<float>> xt, partial, zeros;
+  // Image blocks: the padded copy of one block, the geometry its zero border was made for, and each K
+  // group's offset into it.
+  std::vector<float, AlignedAllocator<float>> image;
+  std::vector<int64_t> image_shape, group_offset;
 };
 PanelScratch& panel_scratch() {
   static thread_local PanelScratch s;
@@ -48,6 +52,7 @@ PanelScratch& panel_scratch() {
 // One panel height: PV registers (lanes·PV rows) per k, NR channels per micro-kernel.
 template <class V, int PV>
 struct Panel {
+  static constexpr int64_t lanes = V::lanes, pv = PV;
   static constexpr int64_t rows = V::lanes * PV;
   static constexpr int nr = V::sums / PV;
   static constexpr int row_shift = std::countr_zero(uint64_t(rows * sizeof(float)));  // log2 of Xt row bytes
@@ -62,12 +67,33 @@ struct Panel {
     V::store_block(a, m0, n, tile, block, rows);
   }
 
+  // Where the panel's X comes from, for the micro-kernel: group g's four k sit at group(g), one after the
+  // other 1 << row_shift bytes apart, and register v of each at vec(x, v).
+  // Xt, the packed panel: Xt[k][rows].
+  struct XtSource {
+    const float* xt;
+    static constexpr int row_shift = Panel::row_shift;
+    const float* group(int64_t g) const { return xt + g * 4 * rows; }
+    static const float* vec(const float* x, int v) { return x + V::lanes * v; }
+  };
+  // An image block (see image_gemm): the lanes are images, register v is output pixel v of the panel's
+  // run, one padded input pixel after the one before it; group g reads its kernel position's pixels at
+  // offset[g]. The pixel stride is a constant so that it folds into the loads' displacements (a stride
+  // held in a register cost three more additions per kept value: the CNN's convolution ran 10% slower).
+  struct ImageSource {
+    const float* origin;  // the input pixel under the panel's first output pixel at kernel position (0, 0)
+    const int64_t* offset;
+    static constexpr int row_shift = std::countr_zero(uint64_t(V::lanes * sizeof(float)));
+    const float* group(int64_t g) const { return origin + offset[g]; }
+    static const float* vec(const float* x, int v) { return x + kImageBlockMaxChannels * V::lanes * v; }
+  };
+
   // Channels Lane0..Lane0+NR-1 of one tile over groups [g0, g0+ng), for the panel's rows. Sums start at
   // zero (`first`) or from `partial` ([NR][rows]) and end there. `prefetch` asks for the same K slice of
   // the next tile: slices of consecutive tiles lie a whole tile apart, too far for the hardware prefetchers.
-  template <typename VT, int Lane0>
-  static void micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, const float* xt,
-                    float* partial, bool first, bool prefetch) {
+  template <typename VT, int Lane0, class Src>
+  static void micro(const Spmm24Args& a, int64_t tile, int64_t g0, int64_t ng, const Src& src, float* partial,
+                    bool first, bool prefetch) {
     constexpr int NR = nr;
     using reg = typename V::reg;
     const Packed24& W = *a.W;
@@ -76,7 +102,6 @@ struct Panel {
       for (int v = 0; v < PV; ++v) acc[r][v] = first ? V::zero() : V::load(partial + r * rows + V::lanes * v);
     const VT* vals = W.tile_values<VT>(tile) + g0 * 2 * kTileRows + Lane0;
     const uint64_t* meta = reinterpret_cast<const uint64_t*>(W.tile_meta(tile)) + g0;
-    const float* xg = xt + g0 * 4 * rows;
     const char* next_vals =
         prefetch ? reinterpret_cast<const char*>(W.tile_values<VT>(tile + 1) + g0 * 2 * kTileRows) : nullptr;
     if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(meta + W.steps), _MM_HINT_T0);
@@ -84,7 +109,9 @@ struct Panel {
     // and loading it in the group itself left the loop waiting on it (AVX-512, inner loop alone on
     // L1-resident data: 210 GFLOP/s, 234 with the word two groups ahead).
     uint64_t next_bits = meta[0], later_bits = meta[std::min<int64_t>(1, ng - 1)];
-    for (int64_t g = 0; g < ng; ++g, xg += 4 * rows, vals += 2 * kTileRows) {
+    for (int64_t g = 0; g < ng; ++g, vals += 2 * kTileRows) {
+      const float* xg = src.group(g0 + g);
+      __asm__ volatile("" : "+r"(xg));  // one pointer per group: the loads below add only their index bits
       uint64_t bits = next_bits;
       next_bits = later_bits;
       later_bits = meta[std::min(g + 2, ng - 1)];
@@ -102,12 +129,12 @@ struct Panel {
         for (int r = 0; r < NR; ++r) {
           const reg w = V::template broadcast<NR>(kept, kept_j, r);
           // The lane's two index bits, already scaled to the byte offset of an Xt row.
-          constexpr int s = row_shift;
+          constexpr int s = Src::row_shift;
           const int shift = 32 * ((Lane0 + r) % 2) + 4 * ((Lane0 + r) / 2) + 2 * j;
           const uint64_t offset =
               (shift >= s ? bits >> (shift - s) : bits << (s - shift)) & (uint64_t(3) << s);
           const float* x = reinterpret_cast<const float*>(reinterpret_cast<const char*>(xg) + offset);
-          for (int v = 0; v < PV; ++v) acc[r][v] = V::fma(w, V::load(x + V::lanes * v), acc[r][v]);
+          for (int v = 0; v < PV; ++v) acc[r][v] = V::fma(w, V::load(src.vec(x, v)), acc[r][v]);
         }
       }
     }
@@ -115,17 +142,17 @@ struct Panel {
       for (int v = 0; v < PV; ++v) V::store(partial + r * rows + V::lanes * v, acc[r][v]);
   }
 
-  // All 16 channels of tile t over one K block: 16 / NR micro-kernels over the same L1-resident Xt.
-  template <typename VT>
-  static void tile(const Spmm24Args& a, int64_t t, int64_t g0, int64_t ng, const float* xt, float* partial,
+  // All 16 channels of tile t over one K block: 16 / NR micro-kernels over the same L1-resident X.
+  template <typename VT, class Src>
+  static void tile(const Spmm24Args& a, int64_t t, int64_t g0, int64_t ng, const Src& src, float* partial,
                    bool first, bool prefetch) {
-    tile_lanes<VT>(a, t, g0, ng, xt, partial, first, prefetch,
+    tile_lanes<VT>(a, t, g0, ng, src, partial, first, prefetch,
                    std::make_integer_sequence<int, kTileRows / nr>{});
   }
-  template <typename VT, int... Q>
-  static void tile_lanes(const Spmm24Args& a, int64_t t, int64_t g0, int64_t ng, const float* xt,
+  template <typename VT, class Src, int... Q>
+  static void tile_lanes(const Spmm24Args& a, int64_t t, int64_t g0, int64_t ng, const Src& src,
                          float* partial, bool first, bool prefetch, std::integer_sequence<int, Q...>) {
-    (micro<VT, Q * nr>(a, t, g0, ng, xt, partial + Q * nr * rows, first, prefetch && Q == 0), ...);
+    (micro<VT, Q * nr>(a, t, g0, ng, src, partial + Q * nr * rows, first, prefetch && Q == 0), ...);
   }
 };
 
@@ -178,8 +205,8 @@ void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t
   for (int64_t g0 = 0; g0 < G; g0 += P::groups) {
     const int64_t ng = std::min(P::groups, G - g0);
     for (int64_t t = tb; t < te; ++t)
-      P::template tile<VT>(a, t, g0, ng, xt, scratch.partial.data() + (t - tb) * kTileRows * P::rows, g0 == 0,
-                           t + 1 < te);
+      P::template tile<VT>(a, t, g0, ng, typename P::XtSource{xt},
+                           scratch.partial.data() + (t - tb) * kTileRows * P::rows, g0 == 0, t + 1 < te);
   }
   // Row block by row block, each row of Y left to right: the stores run as a few sequential streams. The
   // lines of Y a block stores kStorePrefetchTiles tiles later are prefetched: without, the stores waited on
@@ -200,6 +227,89 @@ void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t
   }
 }
 
+// Image blocks (image_block_lanes, spmm24.h): the rows of `a` are whole output images, L = P::lanes of them
+// side by side in the lanes. Each block of L images is copied once into scratch.image as
+// [padded input row][padded input column][C][L], zeros where the windows leave the images (V::pack_rows
+// transposes each input pixel's channels of the L images), a pixel taking the room of
+// kImageBlockMaxChannels channels. A panel is a run of Tall::pv, Short::pv or
+// Tiny::pv consecutive output pixels of one output row, register v holding pixel v for the L images; K group
+// g (four channels of one kernel position, C % 4 == 0) reads them at that position's offset. So nothing is
+// packed per kernel position, and each output row of Y is still written by a 16x16 transpose, its rows L
+// images apart. Each output sums its K groups in the same order as in panel_pass, so the bits are the same.
+template <class P, typename VT>
+void image_run(const Spmm24Args& a, int64_t tb, int64_t te, const float* origin, int64_t image0,
+               int64_t images, int64_t pixel, PanelScratch& scratch) {
+  const ConvPatches& c = *a.patches;
+  const int64_t G = a.W->steps;
+  const typename P::ImageSource src{origin, scratch.group_offset.data()};
+  for (int64_t g0 = 0; g0 < G; g0 += P::groups) {
+    const int64_t ng = std::min(P::groups, G - g0);
+    for (int64_t t = tb; t < te; ++t)
+      P::template tile<VT>(a, t, g0, ng, src, scratch.partial.data() + (t - tb) * kTileRows * P::rows,
+                           g0 == 0, t + 1 < te);
+  }
+  // Y's rows for pixel `pixel + v` of images image0.. lie c.OH * c.OW rows apart.
+  const int64_t pixels = c.OH * c.OW;
+  for (int64_t v = 0; v < P::pv; ++v) {
+    Spmm24Args out = a;
+    out.Y = a.Y + (image0 * pixels + pixel + v) * a.ldy;
+    out.ldy = pixels * a.ldy;
+    if (a.residual) out.residual = a.residual + (image0 * pixels + pixel + v) * a.ldy;
+    for (int64_t t = tb; t < te; ++t)
+      P::store_block(out, 0, images, t,
+                     scratch.partial.data() + (t - tb) * kTileRows * P::rows + v * P::lanes);
+  }
+}
+
+template <class Tall, class Short, class Tiny, typename VT>
+void image_gemm(const Spmm24Args& a, int64_t tb, int64_t te, PanelScratch& scratch) {
+  constexpr int64_t L = Tall::lanes;
+  static_assert(Short::lanes == L && Tiny::lanes == L && Tall::pv > Short::pv && Short::pv >= Tiny::pv &&
+                Tiny::pv == 1);  // Tiny::pack_rows writes one pixel's [C][L]
+  const ConvPatches& c = *a.patches;
+  const int64_t rows = (c.OH - 1) * c.stride_h + (c.KH - 1) * c.dilation_h + 1;  // padded input rows read
+  const int64_t cols = (c.OW - 1) + (c.KW - 1) * c.dilation_w + 1;               // and columns
+  constexpr int64_t pixel = kImageBlockMaxChannels * L;  // floats per padded input pixel (C of them used)
+  const std::vector<int64_t> shape = {rows, cols, L};
+  if (scratch.image_shape != shape) {  // a new zero border
+    scratch.image.assign(size_t(rows * cols * pixel), 0.0f);
+    scratch.image_shape = shape;
+  }
+  scratch.group_offset.resize(size_t(a.W->steps));
+  for (int64_t g = 0; g < a.W->steps; ++g) {
+    const int64_t k = 4 * g, position = k / c.C, kh = position / c.KW, kw = position % c.KW;
+    scratch.group_offset[size_t(g)] = (kh * c.dilation_h * cols + kw * c.dilation_w) * pixel + k % c.C * L;
+  }
+  const int64_t pixels = c.OH * c.OW, first = a.patch_row0 / pixels, count = a.M / pixels;
+  float* image = scratch.image.data();
+  for (int64_t i0 = 0; i0 < count; i0 += L) {
+    const int64_t images = std::min(L, count - i0);
+    // The block's copy: every input pixel that some window reads.
+    const float* row[kMaxPanelRows] = {};
+    for (int64_t h = 0; h < c.H && h + c.pad_top < rows; ++h)
+      for (int64_t w = 0; w < c.W && w + c.pad_left < cols; ++w) {
+        if (h + c.pad_top < 0 || w + c.pad_left < 0) continue;
+        for (int64_t i = 0; i < images; ++i) row[i] = c.x + (((first + i0 + i) * c.H + h) * c.W + w) * c.C;
+        Tiny::pack_rows(row, images, c.C, image + ((h + c.pad_top) * cols + w + c.pad_left) * pixel);
+      }
+    for (int64_t oh = 0; oh < c.OH; ++oh)
+      for (int64_t ow = 0; ow < c.OW;) {
+        const float* origin = image + (oh * c.stride_h * cols + ow) * pixel;
+        const int64_t p = oh * c.OW + ow, left = c.OW - ow;
+        if (left >= Tall::pv) {
+          image_run<Tall, VT>(a, tb, te, origin, i0, images, p, scratch);
+          ow += Tall::pv;
+        } else if (left >= Short::pv) {
+          image_run<Short, VT>(a, tb, te, origin, i0, images, p, scratch);
+          ow += Short::pv;
+        } else {
+          image_run<Tiny, VT>(a, tb, te, origin, i0, images, p, scratch);
+          ow += Tiny::pv;
+        }
+      }
+  }
+}
+
 // Tall panels down M; last rows that fit shorter panels run as those (less padding): Short, Short and Tiny,
 // or Tiny. Every output sums its K groups in the same order whichever panel computes it, so the results
 // depend neither on the panels nor on the thread split.
@@ -207,8 +317,9 @@ template <class Tall, class Short, class Tiny, typename VT>
 void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
   static_assert(Tiny::rows <= Short::rows && 2 * Short::rows == Tall::rows);
   PanelScratch& scratch = panel_scratch();
-  scratch.xt.resize(size_t(a.W->cols * Tall::rows));
   scratch.partial.resize(size_t((te - tb) * kTileRows * Tall::rows));
+  if (image_block_lanes(a, Tall::lanes) > 0) return image_gemm<Tall, Short, Tiny, VT>(a, tb, te, scratch);
+  scratch.xt.resize(size_t(a.W->cols * Tall::rows));
   if (a.patches) scratch.zeros.assign(size_t(a.patches->C), 0.0f);
   constexpr int64_t tiny_rows = Tiny::rows < Short::rows ? Tiny::rows : 0;  // 0: no Tiny panel
   for (int64_t m0 = 0; m0 < a.M;) {

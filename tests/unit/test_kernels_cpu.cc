@@ -193,20 +193,28 @@ std::vector<Spmm24Kernel> patch_kernels() {
 TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
   const Spmm24Kernel& k = GetParam();
   struct Geometry {
-    int64_t N, H, W, C, KH, KW, stride, dilation, pad, OC;
+    int64_t N, H, W, C, KH, KW, stride, dilation, pad, OC, stride_h = 0;  // stride_h 0: `stride`
   };
   const Geometry geometries[] = {{2, 7, 9, 8, 3, 3, 1, 1, 1, 17},    // 2 images of 63 pixels, a 3x3 kernel
                                  {1, 12, 10, 4, 3, 2, 2, 1, 0, 16},  // stride 2, a 3x2 kernel
                                  {3, 6, 6, 12, 2, 2, 1, 2, 2, 40},   // dilation 2, padding past the kernel
                                  // K = 324: the kernels' K blocks (128 or 256 k) end inside a kernel position
-                                 {1, 9, 11, 36, 3, 3, 1, 1, 1, 24}};
+                                 {1, 9, 11, 36, 3, 3, 1, 1, 1, 24},
+                                 // Enough images for image blocks (image_block_lanes), with a last block
+                                 // that is not full, dilation, stride 2 down the image, and K = 576 (the
+                                 // CNN's 3x3 convolution on 64 channels)
+                                 {19, 5, 6, 8, 3, 3, 1, 1, 1, 24},
+                                 {34, 4, 5, 12, 3, 3, 1, 2, 2, 17},
+                                 {17, 7, 6, 16, 3, 2, 1, 1, 1, 33, 2},
+                                 {18, 4, 3, 64, 3, 3, 1, 1, 1, 16}};
   uint32_t seed = 300;
   for (const Geometry& g : geometries) {
     cpu::ConvPatches c;
     c.N = g.N, c.H = g.H, c.W = g.W, c.C = g.C, c.KH = g.KH, c.KW = g.KW;
-    c.stride_h = c.stride_w = g.stride, c.dilation_h = c.dilation_w = g.dilation,
+    const int64_t stride_h = g.stride_h ? g.stride_h : g.stride;
+    c.stride_h = stride_h, c.stride_w = g.stride, c.dilation_h = c.dilation_w = g.dilation,
     c.pad_top = c.pad_left = g.pad;
-    c.OH = (g.H + 2 * g.pad - g.dilation * (g.KH - 1) - 1) / g.stride + 1;
+    c.OH = (g.H + 2 * g.pad - g.dilation * (g.KH - 1) - 1) / stride_h + 1;
     c.OW = (g.W + 2 * g.pad - g.dilation * (g.KW - 1) - 1) / g.stride + 1;
     const int64_t K = g.KH * g.KW * g.C, pixels = g.N * c.OH * c.OW;
     std::mt19937 rng(seed++);
@@ -219,7 +227,7 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
       const int64_t n = p / (c.OH * c.OW), oh = p / c.OW % c.OH, ow = p % c.OW;
       for (int64_t kh = 0; kh < g.KH; ++kh)
         for (int64_t kw = 0; kw < g.KW; ++kw) {
-          const int64_t ih = oh * g.stride - g.pad + kh * g.dilation,
+          const int64_t ih = oh * stride_h - g.pad + kh * g.dilation,
                         iw = ow * g.stride - g.pad + kw * g.dilation;
           if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
           for (int64_t ch = 0; ch < g.C; ++ch)
@@ -231,7 +239,14 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
     const cpu::Packed24 packed = cpu::pack_24(w);
     std::vector<float> bias(size_t(g.OC));
     for (float& b : bias) b = float(int(rng() % 9) - 4);
-    for (const auto& [row0, M] : {std::pair<int64_t, int64_t>{0, pixels}, {5, pixels - 5}, {3, 9}, {2, 6}}) {
+    // Rows: all; from mid-image; a few; whole images from the third on (image blocks where there are enough).
+    const int64_t image = c.OH * c.OW;
+    for (const auto& [row0, M] :
+         {std::pair<int64_t, int64_t>{0, pixels},
+          {5, pixels - 5},
+          {3, 9},
+          {2, 6},
+          {std::min(2 * image, pixels - 1), std::max(pixels - 2 * image, int64_t(1))}}) {
       std::vector<float> want(size_t(M * g.OC));
       reference::gemm_24_f32(M, cols.data() + row0 * K, K, w, bias.data(), Activation::relu, want.data(),
                              g.OC);
@@ -248,8 +263,9 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
         a.patch_row0 = row0;
         cpu::spmm24_run(k, a, threads);
         const std::string where =
-            fmt::format("{} {}x{} stride {} dilation {} rows [{}, {}) threads {}", k.name, g.KH, g.KW,
-                        g.stride, g.dilation, row0, row0 + M, threads);
+            fmt::format("{} {} images {}x{} stride {} dilation {} rows [{}, {}) threads {}{}", k.name, g.N,
+                        g.KH, g.KW, g.stride, g.dilation, row0, row0 + M, threads,
+                        cpu::image_block_lanes(a, k.image_lanes) ? " (image blocks)" : "");
         ASSERT_EQ(got, want) << where;
         // A residual added in the store, then ReLU: relu(relu(conv + bias) + r).
         std::vector<float> residual(got.size());
