@@ -242,8 +242,12 @@ void image_run(const Spmm24Args& a, int64_t tb, int64_t te, const float* origin,
   const ConvPatches& c = *a.patches;
   const int64_t G = a.W->steps;
   const typename P::ImageSource src{origin, scratch.group_offset.data()};
-  for (int64_t g0 = 0; g0 < G; g0 += P::groups) {
-    const int64_t ng = std::min(P::groups, G - g0);
+  // K blocks of whole kernel rows, about 48 groups (one row of a 3x3 kernel on 64 channels: its pixels
+  // under a 4-pixel run take 24 KiB): 2-3% faster there than 32-group blocks, which end inside a row.
+  const int64_t row_groups = c.KW * c.C / 4, block_rows = std::max<int64_t>(1, 48 / row_groups);
+  const int64_t block = row_groups * block_rows <= 64 ? row_groups * block_rows : P::groups;
+  for (int64_t g0 = 0; g0 < G; g0 += block) {
+    const int64_t ng = std::min(block, G - g0);
     for (int64_t t = tb; t < te; ++t)
       P::template tile<VT>(a, t, g0, ng, src, scratch.partial.data() + (t - tb) * kTileRows * P::rows,
                            g0 == 0, t + 1 < te);
