@@ -274,8 +274,10 @@ void image_gemm(const Spmm24Args& a, int64_t tb, int64_t te, PanelScratch& scrat
   const int64_t rows = (c.OH - 1) * c.stride_h + (c.KH - 1) * c.dilation_h + 1;  // padded input rows read
   const int64_t cols = (c.OW - 1) + (c.KW - 1) * c.dilation_w + 1;               // and columns
   constexpr int64_t pixel = kImageBlockMaxChannels * L;  // floats per padded input pixel (C of them used)
-  const std::vector<int64_t> shape = {rows, cols, L};
-  if (scratch.image_shape != shape) {  // a new zero border
+  // The zero border stays from block to block and call to call while the copied pixels land on the same
+  // places (a new geometry zeroes the whole copy once).
+  const std::vector<int64_t> shape = {rows, cols, L, c.H, c.W, c.pad_top, c.pad_left};
+  if (scratch.image_shape != shape) {
     scratch.image.assign(size_t(rows * cols * pixel), 0.0f);
     scratch.image_shape = shape;
   }

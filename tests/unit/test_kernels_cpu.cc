@@ -206,7 +206,11 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
                                  {19, 5, 6, 8, 3, 3, 1, 1, 1, 24},
                                  {34, 4, 5, 12, 3, 3, 1, 2, 2, 17},
                                  {17, 7, 6, 16, 3, 2, 1, 1, 1, 33, 2},
-                                 {18, 4, 3, 64, 3, 3, 1, 1, 1, 16}};
+                                 {18, 4, 3, 64, 3, 3, 1, 1, 1, 16},
+                                 // Two calls whose padded copies have the same size, the second with a
+                                 // border where the first had image: the border must be zeros again
+                                 {17, 7, 7, 8, 3, 3, 1, 1, 0, 16},
+                                 {17, 5, 5, 8, 3, 3, 1, 1, 1, 16}};
   uint32_t seed = 300;
   for (const Geometry& g : geometries) {
     cpu::ConvPatches c;
