@@ -159,8 +159,10 @@ int64_t image_block_lanes(const Spmm24Args& a, int64_t lanes) {
   const ConvPatches& p = *a.patches;
   const int64_t pixels = p.OH * p.OW;
   if (p.C % 4 != 0 || p.C > kImageBlockMaxChannels || p.stride_w != 1 || a.patch_row0 % pixels != 0 ||
-      a.M % pixels != 0 || a.M / pixels < lanes)
+      a.M % pixels != 0)
     return 0;
+  const int64_t images = a.M / pixels, empty = (images + lanes - 1) / lanes * lanes - images;
+  if (images < lanes || 16 * empty > images) return 0;
   const int64_t rows = (p.OH - 1) * p.stride_h + (p.KH - 1) * p.dilation_h + 1;
   const int64_t cols = (p.OW - 1) + (p.KW - 1) * p.dilation_w + 1;
   return rows * cols * kImageBlockMaxChannels * lanes * int64_t(sizeof(float)) <= kImageBlockMaxBytes ? lanes
@@ -174,27 +176,19 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
       args.W->stream_bytes() < kParallelMinWeightBytes)
     threads = 1;
   const int64_t tiles = args.W->tiles;
-  // Image blocks for every thread: each its own blocks of whole images.
-  if (const int64_t lanes = image_block_lanes(args, kernel.image_lanes); lanes > 0 && threads > 1) {
-    const int64_t pixels = args.patches->OH * args.patches->OW, images = args.M / pixels;
-    const int64_t blocks = (images + lanes - 1) / lanes;
-    if (blocks >= threads) {
-#pragma omp parallel num_threads(threads)
-      {
-        const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-        const int64_t i0 = std::min(images, lanes * (blocks * t / n));
-        const int64_t i1 = std::min(images, lanes * (blocks * (t + 1) / n));
-        if (i0 < i1) {
-          Spmm24Args part = args;
-          part.M = (i1 - i0) * pixels;
-          part.patch_row0 = args.patch_row0 + i0 * pixels;
-          part.Y = args.Y + i0 * pixels * args.ldy;
-          if (args.residual) part.residual = args.residual + i0 * pixels * args.ldy;
-          kernel.fn(part, 0, tiles);
-        }
-      }
-      return;
+  // Image blocks: every thread all the blocks, its own share of each image's output rows (whole blocks per
+  // thread would leave a thread idle where the blocks do not divide evenly).
+  if (image_block_lanes(args, kernel.image_lanes) > 0 && threads > 1) {
+    const int64_t rows = args.patches->OH;
+#pragma omp parallel num_threads(int(std::min <int64_t>(threads, rows)))
+    {
+      const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
+      Spmm24Args part = args;
+      part.image_row_begin = rows * t / n;
+      part.image_row_end = rows * (t + 1) / n;
+      if (part.image_row_begin < part.image_row_end) kernel.fn(part, 0, tiles);
     }
+    return;
   }
   // GEMM kernels at large M: each thread its own rows (kRowSplitMinRows).
   if (kernel.max_m == 0 && threads > 1 && args.M > kRowSplitMinRows) {

@@ -42,6 +42,9 @@ struct Spmm24Args {
   /// epilogue, Y = post(act(X·Wᵀ + bias) + residual), post = ReLU when residual_relu (a ResNet block's sum).
   const float* residual = nullptr;
   bool residual_relu = false;
+  /// Image blocks only (image_block_lanes): the output rows [begin, end) of every image this call computes;
+  /// end 0: all of them. spmm24_run splits a call's threads over these.
+  int64_t image_row_begin = 0, image_row_end = 0;
 };
 
 /// A kernel computes output tiles [tile_begin, tile_end) (16 channels each) for all M rows of one call.
@@ -84,11 +87,13 @@ const Spmm24Kernel* choose_spmm24_patch_kernel(DType weight_dtype, Isa isa);
 /// Image blocks: where a call's rows are whole output images of a convolution with stride 1 along the width
 /// and whole groups of 4 channels, at most kImageBlockMaxChannels (C % 4 == 0, C <= 64; with more input
 /// channels a layer has more output channels too, and the per-position packing has more tiles to pay for
-/// it), at least `lanes` of them, a panel GEMM kernel with
-/// image_lanes copies each block of `lanes` images once into a padded layout with the images side by side
-/// in the SIMD lanes ([row][column][channel][image]), and its micro-kernels read every kernel position's
-/// X registers from there: no per-position packing and no K blocks straddling positions. Returns `lanes`
-/// where that applies to this call (and the block fits kImageBlockMaxBytes), else 0.
+/// it), a panel GEMM kernel with image_lanes copies each block of `lanes` images once into a padded layout
+/// with the images side by side in the SIMD lanes ([row][column][channel][image]), and its micro-kernels
+/// read every kernel position's X registers from there: no per-position packing and no K blocks
+/// straddling positions. Returns `lanes` where that applies to this call: at least `lanes` images, and at
+/// most one lane in 16 left empty by the last block (an empty lane costs what it would compute; the
+/// per-position packing it saves is about a tenth of the time), and the block's copy fits
+/// kImageBlockMaxBytes; else 0.
 int64_t image_block_lanes(const Spmm24Args& args, int64_t lanes);
 /// The largest padded copy of one image block a kernel makes (per thread), and the most input channels.
 inline constexpr int64_t kImageBlockMaxBytes = int64_t(16) << 20;

@@ -287,18 +287,21 @@ void image_gemm(const Spmm24Args& a, int64_t tb, int64_t te, PanelScratch& scrat
     scratch.group_offset[size_t(g)] = (kh * c.dilation_h * cols + kw * c.dilation_w) * pixel + k % c.C * L;
   }
   const int64_t pixels = c.OH * c.OW, first = a.patch_row0 / pixels, count = a.M / pixels;
+  // This call's output rows of each image, and the padded input rows their windows read.
+  const int64_t oh0 = a.image_row_begin, oh1 = a.image_row_end > 0 ? a.image_row_end : c.OH;
+  const int64_t row0 = oh0 * c.stride_h, row1 = (oh1 - 1) * c.stride_h + (c.KH - 1) * c.dilation_h + 1;
   float* image = scratch.image.data();
   for (int64_t i0 = 0; i0 < count; i0 += L) {
     const int64_t images = std::min(L, count - i0);
     // The block's copy: every input pixel that some window reads.
     const float* row[kMaxPanelRows] = {};
-    for (int64_t h = 0; h < c.H && h + c.pad_top < rows; ++h)
+    for (int64_t h = std::max<int64_t>(0, row0 - c.pad_top); h < c.H && h + c.pad_top < row1; ++h)
       for (int64_t w = 0; w < c.W && w + c.pad_left < cols; ++w) {
         if (h + c.pad_top < 0 || w + c.pad_left < 0) continue;
         for (int64_t i = 0; i < images; ++i) row[i] = c.x + (((first + i0 + i) * c.H + h) * c.W + w) * c.C;
         Tiny::pack_rows(row, images, c.C, image + ((h + c.pad_top) * cols + w + c.pad_left) * pixel);
       }
-    for (int64_t oh = 0; oh < c.OH; ++oh)
+    for (int64_t oh = oh0; oh < oh1; ++oh)
       for (int64_t ow = 0; ow < c.OW;) {
         const float* origin = image + (oh * c.stride_h * cols + ow) * pixel;
         const int64_t p = oh * c.OW + ow, left = c.OW - ow;
