@@ -176,17 +176,32 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
       args.W->stream_bytes() < kParallelMinWeightBytes)
     threads = 1;
   const int64_t tiles = args.W->tiles;
-  // Image blocks: every thread all the blocks, its own share of each image's output rows (whole blocks per
-  // thread would leave a thread idle where the blocks do not divide evenly).
-  if (image_block_lanes(args, kernel.image_lanes) > 0 && threads > 1) {
-    const int64_t rows = args.patches->OH;
-#pragma omp parallel num_threads(int(std::min <int64_t>(threads, rows)))
+  // Image blocks: each thread its own blocks where they divide evenly, so it reads the images the layer
+  // before wrote on its core (the CNN at batch 64, 2 threads: splitting each image's rows instead took the
+  // stem before it from 0.16 to 0.25 ms and each 2:4 convolution from 1.30 to 1.35-1.45 ms, the images
+  // then crossing between the cores); else every thread all the blocks and its share of each image's
+  // output rows, which stays balanced for any number of blocks.
+  if (const int64_t lanes = image_block_lanes(args, kernel.image_lanes); lanes > 0 && threads > 1) {
+    const int64_t pixels = args.patches->OH * args.patches->OW, images = args.M / pixels;
+    const int64_t blocks = (images + lanes - 1) / lanes, rows = args.patches->OH;
+    const bool split_blocks = blocks % threads == 0;
+#pragma omp parallel num_threads(int(split_blocks ? threads : std::min <int64_t>(threads, rows)))
     {
       const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
       Spmm24Args part = args;
-      part.image_row_begin = rows * t / n;
-      part.image_row_end = rows * (t + 1) / n;
-      if (part.image_row_begin < part.image_row_end) kernel.fn(part, 0, tiles);
+      if (split_blocks) {
+        const int64_t i0 = std::min(images, lanes * (blocks * t / n));
+        const int64_t i1 = std::min(images, lanes * (blocks * (t + 1) / n));
+        part.M = (i1 - i0) * pixels;
+        part.patch_row0 = args.patch_row0 + i0 * pixels;
+        part.Y = args.Y + i0 * pixels * args.ldy;
+        if (args.residual) part.residual = args.residual + i0 * pixels * args.ldy;
+      } else {
+        part.image_row_begin = rows * t / n;
+        part.image_row_end = rows * (t + 1) / n;
+      }
+      if (part.M > 0 && part.image_row_begin < (part.image_row_end > 0 ? part.image_row_end : rows))
+        kernel.fn(part, 0, tiles);
     }
     return;
   }
