@@ -100,9 +100,24 @@ bool LinearLayer::run_patches(const cpu::ConvPatches& patches, int64_t M, float*
   return true;
 }
 
+bool LinearLayer::pool_patches(const cpu::ConvPatches& patches, int64_t M, float* pool, int64_t ldpool,
+                               const float* residual, bool residual_relu) const {
+  if (tactic_ != Tactic::sparse24_cpu || act_ == Activation::gelu || ldpool != N()) return false;
+  const cpu::Spmm24Kernel* kernel = cpu::choose_spmm24_patch_kernel(packed_->dtype, cpu::active_isa());
+  if (!kernel) return false;
+  cpu::Spmm24Args a;
+  a.M = M;
+  a.patches = &patches;
+  a.W = &*packed_;
+  a.ldy = ldpool;
+  if (!cpu::image_block_pools(*kernel, a, 0)) return false;
+  run_sparse(M, nullptr, 0, &patches, kernel, nullptr, ldpool, residual, residual_relu, pool);
+  return true;
+}
+
 void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches,
                              const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy, const float* residual,
-                             bool residual_relu) const {
+                             bool residual_relu, float* pool) const {
   cpu::Spmm24Args a;
   a.M = M;
   a.X = X;
@@ -117,6 +132,7 @@ void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::
   a.ldy = ldy;
   a.residual = residual;
   a.residual_relu = residual_relu;
+  a.pool = pool;
   if (kernel)
     cpu::spmm24_run(*kernel, a);
   else

@@ -68,13 +68,18 @@ class LinearLayer {
   /// Returns false, doing nothing, unless the tactic is 2:4 and a kernel of the active ISA reads patches.
   bool run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy,
                    const float* residual = nullptr, bool residual_relu = false) const;
+  /// The same summed per image into pool [images][ldpool] (zeroed by the caller; cpu::Spmm24Args::pool)
+  /// instead of written out. Returns false, doing nothing, unless run_patches would run it as image blocks
+  /// with whole images per thread, and without GELU.
+  bool pool_patches(const cpu::ConvPatches& patches, int64_t M, float* pool, int64_t ldpool,
+                    const float* residual = nullptr, bool residual_relu = false) const;
 
  private:
   void epilogue(int64_t M, float* Y, int64_t ldy) const;
   // The 2:4 kernels: `kernel` when given (it reads `patches`), else the one the dispatcher picks for M.
   void run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches,
                   const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy, const float* residual = nullptr,
-                  bool residual_relu = false) const;
+                  bool residual_relu = false, float* pool = nullptr) const;
   Tensor weight_;
   std::vector<float> bias_;
   Activation act_;

@@ -30,7 +30,8 @@ struct LinearNode : NodeState {
 /// An optional second input is a residual added after the convolution (then ReLU when the node's
 /// sparse24_residual_relu attribute is 1): fuse_residual's Conv -> Add -> Relu.
 /// With the sparse24_pool attribute [ph, pw] (fuse_conv_pool) a non-overlapping max pool follows, and the
-/// node's output is the pooled tensor.
+/// node's output is the pooled tensor. With sparse24_global_pool = 1 (fuse_conv_global_pool) a
+/// GlobalAveragePool follows: the output is [N][C][1][1].
 struct ConvLinearNode : LinearNode {
   void run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const override;
   /// True when the dense-direct tactic (ops/conv_direct.h) can run this node.
@@ -43,6 +44,8 @@ struct ConvLinearNode : LinearNode {
                    const float* residual = nullptr, bool residual_relu = false) const;
   void run_pooled(const Node& node, const ops::ConvShape& shape, const Tensor& x,
                   const std::vector<int64_t>& pool, Tensor& out) const;
+  void run_global_pooled(const Node& node, std::span<const Tensor* const> inputs, const ops::ConvShape& shape,
+                         Tensor& out) const;
   // The dense-direct tactic (ops::conv_direct_nhwc), its weights made at the first call; pool 1 x 1 for none.
   void run_direct(const Node& node, const ops::ConvShape& shape, const Tensor& x, int64_t pool_h,
                   int64_t pool_w, float* y) const;
@@ -53,6 +56,8 @@ struct ConvLinearNode : LinearNode {
 
 /// The attribute fuse_conv_pool puts on a Conv: its max pool's window [ph, pw] (= strides, no padding).
 inline constexpr const char* kPoolAttr = "sparse24_pool";
+/// The attribute fuse_conv_global_pool puts on a Conv whose output only a GlobalAveragePool read.
+inline constexpr const char* kGlobalPoolAttr = "sparse24_global_pool";
 
 /// What optimize() did, for reports and tests.
 struct OptimizeReport {
@@ -62,6 +67,7 @@ struct OptimizeReport {
   int channels_last_convs = 0;   ///< 2-D convolutions run on channels-last tensors
   int fused_residuals = 0;       ///< Conv -> Add -> (Relu) residual sums taken into the convolution
   int fused_pools = 0;           ///< Conv -> MaxPool pairs run as one node (a short-K convolution's pool)
+  int fused_global_pools = 0;    ///< Conv -> GlobalAveragePool pairs run as one node
 };
 
 /// Rewrites the graph in place (see the file comment). The result computes the same outputs.

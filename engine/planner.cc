@@ -131,7 +131,14 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
               if (LinearLayer* l = linear_layer(n)) {
                 M[i] = out[0].numel() / l->N();  // rows of the GEMM (Conv: batch · output pixels)
                 for (int64_t p : n.attrs.get_ints(kPoolAttr)) M[i] *= p;  // before its fused pool
-                if (dynamic_cast<const ConvLinearNode*>(n.state.get())) conv_inputs[i] = *in[0];
+                if (const auto* conv = dynamic_cast<const ConvLinearNode*>(n.state.get())) {
+                  conv_inputs[i] = *in[0];
+                  if (n.attrs.get_int(kGlobalPoolAttr, 0) != 0) {  // before its fused global pool
+                    const ops::ConvShape shape =
+                        ops::conv_shape(n, ops::channels_first_shape(in[0]->shape()), conv->weight_shape);
+                    M[i] = shape.batch * shape.out_pixels();
+                  }
+                }
               }
             });
   model.layers.clear();

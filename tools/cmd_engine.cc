@@ -94,11 +94,12 @@ void run_build(const BuildArgs& a) {
   fmt::print(
       "graph: {} nodes after folding {} constants and {} BatchNormalizations, {} layers lowered, "
       "{} bias and {} activations fused, {} attention blocks fused, {} Add+LayerNormalization fused, {} "
-      "convolutions channels-last, {} residual Adds fused, {} Conv+MaxPool fused\n",
+      "convolutions channels-last, {} residual Adds fused, {} Conv+MaxPool fused, {} "
+      "Conv+GlobalAveragePool fused\n",
       m.graph.nodes.size(), m.report.folded_constants, m.report.folded_batchnorms, m.report.lowered,
       m.report.fused_bias, m.report.fused_activations, m.report.fused_attention,
       m.report.fused_add_layer_norm, m.report.channels_last_convs, m.report.fused_residuals,
-      m.report.fused_pools);
+      m.report.fused_pools, m.report.fused_global_pools);
   print_layers(m);
 }
 

@@ -24,6 +24,19 @@ constexpr Spmm24Kernel kKernels[] = {
 #undef S24_SPMM24_KERNEL
 };
 
+// The geometry image blocks take (image_block_lanes), whatever the number of images.
+bool image_blocks_fit(const Spmm24Args& a, int64_t lanes) {
+  if (!a.patches || lanes <= 0) return false;
+  const ConvPatches& p = *a.patches;
+  const int64_t pixels = p.OH * p.OW;
+  if (p.C % 4 != 0 || p.C > kImageBlockMaxChannels || p.stride_w != 1 || a.patch_row0 % pixels != 0 ||
+      a.M % pixels != 0)
+    return false;
+  const int64_t rows = (p.OH - 1) * p.stride_h + (p.KH - 1) * p.dilation_h + 1;
+  const int64_t cols = (p.OW - 1) + (p.KW - 1) * p.dilation_w + 1;
+  return rows * cols * kImageBlockMaxChannels * lanes * int64_t(sizeof(float)) <= kImageBlockMaxBytes;
+}
+
 void validate(const Spmm24Kernel& k, const Spmm24Args& a) {
   if (!cpu_supports(k.isa))
     fail("kernel {} needs {}, but this CPU supports at most {}", k.name, isa_name(k.isa),
@@ -46,11 +59,16 @@ void validate(const Spmm24Kernel& k, const Spmm24Args& a) {
     if (!a.X) fail("{}: X must not be null", k.name);
     if (a.ldx < W.cols) fail("{}: ldx {} is smaller than K {}", k.name, a.ldx, W.cols);
   }
-  if (!a.Y) fail("{}: Y must not be null", k.name);
+  if (!a.Y && !a.pool) fail("{}: Y must not be null", k.name);
   if (a.residual && k.panel_rows == 0)
     fail("{} does not add a residual (only panel GEMM kernels do)", k.name);
   if (a.residual && a.act == Activation::gelu)
     fail("{}: a residual cannot follow GELU in the kernel", k.name);
+  if (a.pool && a.act == Activation::gelu) fail("{}: a pool cannot follow GELU in the kernel", k.name);
+  if (a.image_row_end > 0 && (!image_blocks_fit(a, k.image_lanes) || a.image_row_begin < 0 ||
+                              a.image_row_begin >= a.image_row_end || a.image_row_end > a.patches->OH))
+    fail("{}: output rows [{}, {}) of each image, but the call does not run as image blocks there", k.name,
+         a.image_row_begin, a.image_row_end);
   if (a.ldy < W.rows) fail("{}: ldy {} is smaller than N {}", k.name, a.ldy, W.rows);
 }
 
@@ -155,26 +173,44 @@ constexpr int64_t kParallelMinMacs = int64_t(1) << 17;          // kept multiply
 constexpr int64_t kParallelMinWeightBytes = int64_t(64) << 10;  // below this the weights are no stream
 
 int64_t image_block_lanes(const Spmm24Args& a, int64_t lanes) {
-  if (!a.patches || lanes <= 0) return 0;
-  const ConvPatches& p = *a.patches;
-  const int64_t pixels = p.OH * p.OW;
-  if (p.C % 4 != 0 || p.C > kImageBlockMaxChannels || p.stride_w != 1 || a.patch_row0 % pixels != 0 ||
-      a.M % pixels != 0)
-    return 0;
-  const int64_t images = a.M / pixels, empty = (images + lanes - 1) / lanes * lanes - images;
-  if (images < lanes || 16 * empty > images) return 0;
-  const int64_t rows = (p.OH - 1) * p.stride_h + (p.KH - 1) * p.dilation_h + 1;
-  const int64_t cols = (p.OW - 1) + (p.KW - 1) * p.dilation_w + 1;
-  return rows * cols * kImageBlockMaxChannels * lanes * int64_t(sizeof(float)) <= kImageBlockMaxBytes ? lanes
-                                                                                                      : 0;
+  if (!image_blocks_fit(a, lanes)) return 0;
+  if (a.image_row_end > 0) return lanes;  // a thread's part of a call spmm24_run runs as image blocks
+  const int64_t images = a.M / (a.patches->OH * a.patches->OW);
+  const int64_t empty = (images + lanes - 1) / lanes * lanes - images;
+  return images >= lanes && 16 * empty <= images ? lanes : 0;
 }
 
-void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads) {
-  validate(kernel, args);
+namespace {
+
+// The threads spmm24_run gives a call: one for a tiny call (kParallelMinMacs).
+int call_threads(const Spmm24Args& args, int threads) {
   if (threads <= 0) threads = omp_get_max_threads();
   if (args.M * args.W->rows * args.W->cols / 2 < kParallelMinMacs &&
       args.W->stream_bytes() < kParallelMinWeightBytes)
     threads = 1;
+  return threads;
+}
+
+// Image blocks split between threads by whole blocks (else by each image's output rows).
+bool split_image_blocks(const Spmm24Args& args, int64_t lanes, int threads) {
+  const int64_t images = args.M / (args.patches->OH * args.patches->OW);
+  return ((images + lanes - 1) / lanes) % threads == 0;
+}
+
+}  // namespace
+
+bool image_block_pools(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads) {
+  if (!args.W) return false;
+  const int64_t lanes = image_block_lanes(args, kernel.image_lanes);
+  threads = call_threads(args, threads);
+  return lanes > 0 && (threads == 1 || split_image_blocks(args, lanes, threads));
+}
+
+void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads) {
+  validate(kernel, args);
+  if (args.pool && !image_block_pools(kernel, args, threads))
+    fail("{}: this call does not run as whole image blocks per thread, so it cannot pool", kernel.name);
+  threads = call_threads(args, threads);
   const int64_t tiles = args.W->tiles;
   // Image blocks: each thread its own blocks where they divide evenly, so it reads the images the layer
   // before wrote on its core (the CNN at batch 64, 2 threads: splitting each image's rows instead took the
@@ -184,7 +220,7 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
   if (const int64_t lanes = image_block_lanes(args, kernel.image_lanes); lanes > 0 && threads > 1) {
     const int64_t pixels = args.patches->OH * args.patches->OW, images = args.M / pixels;
     const int64_t blocks = (images + lanes - 1) / lanes, rows = args.patches->OH;
-    const bool split_blocks = blocks % threads == 0;
+    const bool split_blocks = split_image_blocks(args, lanes, threads);
 #pragma omp parallel num_threads(int(split_blocks ? threads : std::min <int64_t>(threads, rows)))
     {
       const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
@@ -194,8 +230,10 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
         const int64_t i1 = std::min(images, lanes * (blocks * (t + 1) / n));
         part.M = (i1 - i0) * pixels;
         part.patch_row0 = args.patch_row0 + i0 * pixels;
-        part.Y = args.Y + i0 * pixels * args.ldy;
+        if (args.Y) part.Y = args.Y + i0 * pixels * args.ldy;  // (null where it pools)
         if (args.residual) part.residual = args.residual + i0 * pixels * args.ldy;
+        if (args.pool) part.pool = args.pool + i0 * args.ldy;
+        part.image_row_end = rows;  // image blocks even where this part's last block is not full
       } else {
         part.image_row_begin = rows * t / n;
         part.image_row_end = rows * (t + 1) / n;

@@ -304,6 +304,11 @@ struct Avx2Vec {
           y = _mm256_add_ps(y, _mm256_maskload_ps(a.residual + (m0 + i) * a.ldy + n0 + 8 * h, mask));
           if (a.residual_relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
         }
+        if (a.pool) {  // summed into the image's pool row instead (image blocks)
+          float* sum = a.pool + (m0 + i) * a.pool_ld + n0 + 8 * h;
+          _mm256_maskstore_ps(sum, mask, _mm256_add_ps(_mm256_maskload_ps(sum, mask), y));
+          continue;
+        }
         _mm256_maskstore_ps(a.Y + (m0 + i) * a.ldy + n0 + 8 * h, mask, y);
       }
     }

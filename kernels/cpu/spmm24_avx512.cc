@@ -287,6 +287,11 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
       y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(nmask, a.residual + (m0 + i) * a.ldy + n0));
       if (a.residual_relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
     }
+    if (a.pool) {  // summed into the image's pool row instead (image blocks)
+      float* sum = a.pool + (m0 + i) * a.pool_ld + n0;
+      _mm512_mask_storeu_ps(sum, nmask, _mm512_add_ps(_mm512_maskz_loadu_ps(nmask, sum), y));
+      continue;
+    }
     float* out = a.Y + (m0 + i) * a.ldy + n0;
     if (nmask == 0xffff)
       _mm512_storeu_ps(out, y);

@@ -256,9 +256,10 @@ void image_run(const Spmm24Args& a, int64_t tb, int64_t te, const float* origin,
   const int64_t pixels = c.OH * c.OW;
   for (int64_t v = 0; v < P::pv; ++v) {
     Spmm24Args out = a;
-    out.Y = a.Y + (image0 * pixels + pixel + v) * a.ldy;
+    if (a.Y) out.Y = a.Y + (image0 * pixels + pixel + v) * a.ldy;  // (null where it pools)
     out.ldy = pixels * a.ldy;
     if (a.residual) out.residual = a.residual + (image0 * pixels + pixel + v) * a.ldy;
+    if (a.pool) out.pool = a.pool + image0 * a.ldy, out.pool_ld = a.ldy;  // row i: image image0 + i
     for (int64_t t = tb; t < te; ++t)
       P::store_block(out, 0, images, t,
                      scratch.partial.data() + (t - tb) * kTileRows * P::rows + v * P::lanes);

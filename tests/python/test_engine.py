@@ -62,7 +62,9 @@ CASES = {
 def test_matches_onnxruntime(sparse24, tmp_path, case, sparsity):
     make, feeds_for = CASES[case]
     model_path = pruned(sparse24, tmp_path, make(), case)
-    for batch in (1, 3):
+    # CNNs also at batch 32: whole blocks of 16 (AVX-512) or 8 (AVX2) images per thread, where the 2:4
+    # convolution runs as image blocks and sums its GlobalAveragePool as it stores.
+    for batch in (1, 3, 32) if case.startswith("cnn") else (1, 3):
         feeds = feeds_for(batch)
         got = run_engine(sparse24, tmp_path, model_path, feeds, "--sparsity", sparsity, "--batch", str(batch),
                          "--seq", "12")
@@ -84,6 +86,7 @@ def test_plan_file_runs_like_the_model(sparse24, tmp_path, case):
         assert "1 residual Adds fused" in p.stdout, p.stdout  # the block's skip Add and its Relu
         # the stem and its MaxPool are one node where the stem's K (channels x 3 x 3) is at most 32
         assert f"{int(case == 'cnn_gray')} Conv+MaxPool fused" in p.stdout, p.stdout
+        assert "1 Conv+GlobalAveragePool fused" in p.stdout, p.stdout  # the block's last convolution
     # f32 2:4 weights are stored compressed: values half, metadata 1/32 of their dense bytes (47% saved).
     dense_plan = tmp_path / f"{case}_dense.plan"
     sparse24("build", model_path, "-o", dense_plan, "--sparsity", "disable", "--batch", "2", "--seq", "12")

@@ -279,6 +279,25 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
         cpu::spmm24_run(k, a, threads);
         for (size_t i = 0; i < got.size(); ++i)
           ASSERT_EQ(got[i], std::max(want[i] + residual[i], 0.0f)) << where << " with a residual, at " << i;
+        // Summed per image into a pool (a GlobalAveragePool's sums, pixel by pixel in order) where the call
+        // runs as whole image blocks per thread; refused where it does not.
+        const int64_t per_image = c.OH * c.OW, images = M / per_image;
+        std::vector<float> pool(size_t(std::max<int64_t>(images, 1) * g.OC), 0.0f),
+            want_pool(pool.size(), 0.0f);
+        a.pool = pool.data();
+        if (!cpu::image_block_pools(k, a, threads)) {
+          EXPECT_THROW(cpu::spmm24_run(k, a, threads), Error) << where;
+          continue;
+        }
+        for (int64_t i = 0; i < images; ++i)
+          for (int64_t p = 0; p < per_image; ++p)
+            for (int64_t o = 0; o < g.OC; ++o)
+              want_pool[size_t(i * g.OC + o)] +=
+                  std::max(want[size_t((i * per_image + p) * g.OC + o)] +
+                               residual[size_t((i * per_image + p) * g.OC + o)],
+                           0.0f);
+        cpu::spmm24_run(k, a, threads);
+        ASSERT_EQ(pool, want_pool) << where << " pooled";
       }
     }
   }
