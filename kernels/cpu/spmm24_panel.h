@@ -234,8 +234,9 @@ void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t
 // kImageBlockMaxChannels channels. A panel is a run of Tall::pv, Short::pv or
 // Tiny::pv consecutive output pixels of one output row, register v holding pixel v for the L images; K group
 // g (four channels of one kernel position, C % 4 == 0) reads them at that position's offset. So nothing is
-// packed per kernel position, and each output row of Y is still written by a 16x16 transpose, its rows L
-// images apart. Each output sums its K groups in the same order as in panel_pass, so the bits are the same.
+// packed per kernel position, and Y is still written by register transposes (V::store_block), its rows
+// for one pixel L images apart (or summed into Spmm24Args::pool). Each output sums its K groups in the same
+// order as in panel_pass, so the bits are the same.
 template <class P, typename VT>
 void image_run(const Spmm24Args& a, int64_t tb, int64_t te, const float* origin, int64_t image0,
                int64_t images, int64_t pixel, PanelScratch& scratch) {
