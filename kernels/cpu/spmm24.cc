@@ -221,7 +221,8 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
     const int64_t pixels = args.patches->OH * args.patches->OW, images = args.M / pixels;
     const int64_t blocks = (images + lanes - 1) / lanes, rows = args.patches->OH;
     const bool split_blocks = split_image_blocks(args, lanes, threads);
-#pragma omp parallel num_threads(int(split_blocks ? threads : std::min <int64_t>(threads, rows)))
+    const int team = split_blocks ? threads : int(std::min<int64_t>(threads, rows));
+#pragma omp parallel num_threads(team)
     {
       const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
       Spmm24Args part = args;

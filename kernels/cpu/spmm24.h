@@ -98,7 +98,8 @@ const Spmm24Kernel* choose_spmm24_patch_kernel(DType weight_dtype, Isa isa);
 /// straddling positions. Returns `lanes` where that applies to this call: at least `lanes` images, and at
 /// most one lane in 16 left empty by the last block (an empty lane costs what it would compute; the
 /// per-position packing it saves is about a tenth of the time), and the block's copy fits
-/// kImageBlockMaxBytes; else 0.
+/// kImageBlockMaxBytes; or, for a thread's part that spmm24_run split off (image_row_end set), wherever the
+/// geometry fits; else 0.
 int64_t image_block_lanes(const Spmm24Args& args, int64_t lanes);
 /// Whether spmm24_run(kernel, args, threads) runs this call as image blocks with each thread on whole
 /// images, so that it can sum them into Spmm24Args::pool.
