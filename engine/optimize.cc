@@ -761,6 +761,15 @@ int fuse_residual(Graph& g) {
   return fused;
 }
 
+// Node i (a convolution taking in its sole reader, a pool) moves to the reader's place with the reader's
+// outputs; the reader is dropped (marked dead where node i was).
+void take_readers_place(Graph& g, size_t i, int reader, std::vector<bool>& dead) {
+  Node moved = std::move(g.nodes[i]);
+  moved.outputs = g.nodes[size_t(reader)].outputs;
+  dead[i] = true;
+  g.nodes[size_t(reader)] = std::move(moved);
+}
+
 // Conv (channels-last, short K: ops/conv_direct.h, no activation or ReLU) -> MaxPool whose window equals its
 // strides, with no padding, dilation or Indices output, where nothing else reads the Conv's output: the Conv
 // takes the pool as its sparse24_pool attribute and the MaxPool's place. The direct kernel then keeps each
@@ -787,11 +796,8 @@ int fuse_conv_pool(Graph& g) {
         pads != std::vector<int64_t>{0, 0, 0, 0} || dilations != std::vector<int64_t>{1, 1} ||
         (auto_pad != "NOTSET" && auto_pad != "VALID"))
       continue;
-    Node moved = std::move(g.nodes[i]);
-    moved.attrs.set(kPoolAttr, kernel);
-    moved.outputs = pool.outputs;
-    dead[i] = true;
-    g.nodes[size_t(p)] = std::move(moved);
+    g.nodes[i].attrs.set(kPoolAttr, kernel);
+    take_readers_place(g, i, p, dead);
     ++fused;
   }
   erase_marked(g, dead);
@@ -814,11 +820,8 @@ int fuse_conv_global_pool(Graph& g) {
     if (p < 0) continue;
     const Node& pool = g.nodes[size_t(p)];
     if (pool.op != "GlobalAveragePool" || !ops::channels_last(pool) || pool.outputs.size() != 1) continue;
-    Node moved = std::move(g.nodes[i]);
-    moved.attrs.set(kGlobalPoolAttr, int64_t(1));
-    moved.outputs = pool.outputs;
-    dead[i] = true;
-    g.nodes[size_t(p)] = std::move(moved);
+    g.nodes[i].attrs.set(kGlobalPoolAttr, int64_t(1));
+    take_readers_place(g, i, p, dead);
     ++fused;
   }
   erase_marked(g, dead);
