@@ -90,11 +90,16 @@ void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
   }
 }
 
+const cpu::Spmm24Kernel* LinearLayer::patch_kernel() const {
+  return tactic_ == Tactic::sparse24_cpu ? cpu::choose_spmm24_patch_kernel(packed_->dtype, cpu::active_isa())
+                                         : nullptr;
+}
+
 bool LinearLayer::run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy,
                               const float* residual, bool residual_relu) const {
   if (tactic_ != Tactic::sparse24_cpu) return false;
   if (residual && act_ == Activation::gelu) fail("run_patches: a residual cannot follow GELU");
-  const cpu::Spmm24Kernel* kernel = cpu::choose_spmm24_patch_kernel(packed_->dtype, cpu::active_isa());
+  const cpu::Spmm24Kernel* kernel = patch_kernel();
   if (!kernel) return false;
   run_sparse(M, nullptr, 0, &patches, kernel, Y, ldy, residual, residual_relu);
   return true;
@@ -102,9 +107,8 @@ bool LinearLayer::run_patches(const cpu::ConvPatches& patches, int64_t M, float*
 
 bool LinearLayer::pool_patches(const cpu::ConvPatches& patches, int64_t M, float* pool, int64_t ldpool,
                                const float* residual, bool residual_relu) const {
-  if (tactic_ != Tactic::sparse24_cpu || act_ == Activation::gelu || ldpool != N()) return false;
-  const cpu::Spmm24Kernel* kernel = cpu::choose_spmm24_patch_kernel(packed_->dtype, cpu::active_isa());
-  if (!kernel) return false;
+  const cpu::Spmm24Kernel* kernel = patch_kernel();
+  if (!kernel || act_ == Activation::gelu || ldpool != N()) return false;
   cpu::Spmm24Args a;
   a.M = M;
   a.patches = &patches;

@@ -76,6 +76,9 @@ class LinearLayer {
 
  private:
   void epilogue(int64_t M, float* Y, int64_t ldy) const;
+  // The kernel that reads convolution patches for this layer: null unless the tactic is 2:4 and the active
+  // ISA has one.
+  const cpu::Spmm24Kernel* patch_kernel() const;
   // The 2:4 kernels: `kernel` when given (it reads `patches`), else the one the dispatcher picks for M.
   void run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches,
                   const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy, const float* residual = nullptr,

@@ -26,26 +26,41 @@ void LinearNode::run(const Node& node, std::span<const Tensor* const> inputs,
   if (M > 0) layer->run(M, x.data<float>(), layer->K(), outputs[0].data<float>(), layer->N());
 }
 
+namespace {
+
+// A fused residual (fuse_residual), checked against the convolution's output shape: y = post(conv(x) + r),
+// post = ReLU when the node's sparse24_residual_relu says so. Null when the node has none.
+const Tensor* fused_residual(const Node& node, std::span<const Tensor* const> inputs,
+                             const std::vector<int64_t>& out_shape) {
+  const Tensor* residual = inputs.size() > 1 ? inputs[1] : nullptr;
+  if (residual && (residual->dtype() != DType::f32 || residual->shape() != out_shape))
+    fail("node '{}' (Conv + residual Add): the residual is {} {}, the convolution's output f32 {}", node.name,
+         dtype_name(residual->dtype()), shape_str(residual->shape()), shape_str(out_shape));
+  return residual;
+}
+
+}  // namespace
+
+ops::ConvShape ConvLinearNode::shape_for(const Node& node, const Tensor& x) const {
+  return ops::conv_shape(node, ops::channels_last(node) ? ops::channels_first_shape(x.shape()) : x.shape(),
+                         weight_shape);
+}
+
 void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs,
                          std::span<Tensor> outputs) const {
   const Tensor& x = *inputs[0];
   if (x.dtype() != DType::f32)
     fail("node '{}' (Conv): input is {}, expected f32", node.name, dtype_name(x.dtype()));
   const bool nhwc = ops::channels_last(node);
-  ops::ConvShape shape =
-      ops::conv_shape(node, nhwc ? ops::channels_first_shape(x.shape()) : x.shape(), weight_shape);
+  ops::ConvShape shape = shape_for(node, x);
   const std::vector<int64_t> pool = node.attrs.get_ints(kPoolAttr);
   if (!pool.empty()) return run_pooled(node, shape, x, pool, outputs[0]);
   if (node.attrs.get_int(kGlobalPoolAttr, 0) != 0) return run_global_pooled(node, inputs, shape, outputs[0]);
   const std::vector<int64_t> out_shape =
       nhwc ? ops::channels_last_shape(shape.output_shape()) : shape.output_shape();
   outputs[0] = Tensor::uninitialized(DType::f32, out_shape);
-  // A fused residual (fuse_residual): y = post(conv(x) + r), post = ReLU when the node says so.
-  const Tensor* residual = inputs.size() > 1 ? inputs[1] : nullptr;
+  const Tensor* residual = fused_residual(node, inputs, out_shape);
   const bool residual_relu = node.attrs.get_int("sparse24_residual_relu", 0) != 0;
-  if (residual && (residual->dtype() != DType::f32 || residual->shape() != out_shape))
-    fail("node '{}' (Conv + residual Add): the residual is {} {}, the convolution's output f32 {}", node.name,
-         dtype_name(residual->dtype()), shape_str(residual->shape()), shape_str(out_shape));
   float* y = outputs[0].data<float>();
   const LinearLayer& l = *layer;
   if (l.tactic() == Tactic::dense_direct) {
@@ -141,12 +156,8 @@ void ConvLinearNode::run_global_pooled(const Node& node, std::span<const Tensor*
     fail("node '{}' (Conv + GlobalAveragePool): the fused pool needs a 2-D channels-last convolution",
          node.name);
   const Tensor& x = *inputs[0];
-  const Tensor* residual = inputs.size() > 1 ? inputs[1] : nullptr;
+  const Tensor* residual = fused_residual(node, inputs, ops::channels_last_shape(shape.output_shape()));
   const bool residual_relu = node.attrs.get_int("sparse24_residual_relu", 0) != 0;
-  const std::vector<int64_t> conv_shape = ops::channels_last_shape(shape.output_shape());
-  if (residual && (residual->dtype() != DType::f32 || residual->shape() != conv_shape))
-    fail("node '{}' (Conv + residual Add): the residual is {} {}, the convolution's output f32 {}", node.name,
-         dtype_name(residual->dtype()), shape_str(residual->shape()), shape_str(conv_shape));
   const int64_t pixels = shape.out_pixels(), C = shape.out_channels;
   out = Tensor(DType::f32, {shape.batch, C, 1, 1});  // zeros: the kernel adds into it
   if (shape.groups == 1 && layer->activation() != Activation::gelu) {

@@ -36,6 +36,8 @@ struct ConvLinearNode : LinearNode {
   void run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const override;
   /// True when the dense-direct tactic (ops/conv_direct.h) can run this node.
   bool supports_direct(const Node& node) const;
+  /// The convolution's shape for input x (channels-last where the node says so).
+  ops::ConvShape shape_for(const Node& node, const Tensor& x) const;
   std::vector<int64_t> weight_shape;  ///< the ONNX weight shape [OC][IC][k...]
 
  private:

@@ -129,15 +129,12 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
             [&](size_t i, std::span<const Tensor* const> in, std::span<const Tensor> out, double) {
               const Node& n = model.graph.nodes[i];
               if (LinearLayer* l = linear_layer(n)) {
-                M[i] = out[0].numel() / l->N();  // rows of the GEMM (Conv: batch · output pixels)
-                for (int64_t p : n.attrs.get_ints(kPoolAttr)) M[i] *= p;  // before its fused pool
+                // Rows of the GEMM; a Conv's from its shape (batch · output pixels), before any fused pool.
+                M[i] = out[0].numel() / l->N();
                 if (const auto* conv = dynamic_cast<const ConvLinearNode*>(n.state.get())) {
+                  const ops::ConvShape shape = conv->shape_for(n, *in[0]);
+                  M[i] = shape.batch * shape.out_pixels();
                   conv_inputs[i] = *in[0];
-                  if (n.attrs.get_int(kGlobalPoolAttr, 0) != 0) {  // before its fused global pool
-                    const ops::ConvShape shape =
-                        ops::conv_shape(n, ops::channels_first_shape(in[0]->shape()), conv->weight_shape);
-                    M[i] = shape.batch * shape.out_pixels();
-                  }
                 }
               }
             });

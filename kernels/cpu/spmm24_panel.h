@@ -20,6 +20,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdint>
 #include <utility>
@@ -42,7 +43,8 @@ struct PanelScratch {
   // Image blocks: the padded copy of one block, the geometry its zero border was made for, and each K
   // group's offset into it.
   std::vector<float, AlignedAllocator<float>> image;
-  std::vector<int64_t> image_shape, group_offset;
+  std::array<int64_t, 7> image_shape{};
+  std::vector<int64_t> group_offset;
 };
 PanelScratch& panel_scratch() {
   static thread_local PanelScratch s;
@@ -188,12 +190,23 @@ void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const floa
     }
 }
 
+// Tiles [tb, te) over every K block of `block` groups, each tile's sums in partial[(t - tb)][16][P::rows].
+template <class P, typename VT, class Src>
+void run_tiles(const Spmm24Args& a, int64_t tb, int64_t te, const Src& src, int64_t block, float* partial) {
+  const int64_t G = a.W->steps;
+  for (int64_t g0 = 0; g0 < G; g0 += block) {
+    const int64_t ng = std::min(block, G - g0);
+    for (int64_t t = tb; t < te; ++t)
+      P::template tile<VT>(a, t, g0, ng, src, partial + (t - tb) * kTileRows * P::rows, g0 == 0, t + 1 < te);
+  }
+}
+
 // One panel of `rows` (<= P::rows) rows from m0: pack it, run every tile over every K block, write Y.
 template <class P, typename VT>
 void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t rows,
                 PanelScratch& scratch) {
   static_assert(P::rows <= kMaxPanelRows && P::rows % P::store_rows == 0);
-  const int64_t K = a.W->cols, G = a.W->steps;
+  const int64_t K = a.W->cols;
   float* xt = scratch.xt.data();
   if (a.patches) {
     pack_patch_panel<P>(*a.patches, a.patch_row0 + m0, rows, scratch.zeros.data(), xt);
@@ -202,12 +215,7 @@ void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t
     for (int64_t i = 0; i < rows; ++i) row[i] = static_cast<const float*>(a.X) + (m0 + i) * a.ldx;
     P::pack_rows(row, rows, K, xt);
   }
-  for (int64_t g0 = 0; g0 < G; g0 += P::groups) {
-    const int64_t ng = std::min(P::groups, G - g0);
-    for (int64_t t = tb; t < te; ++t)
-      P::template tile<VT>(a, t, g0, ng, typename P::XtSource{xt},
-                           scratch.partial.data() + (t - tb) * kTileRows * P::rows, g0 == 0, t + 1 < te);
-  }
+  run_tiles<P, VT>(a, tb, te, typename P::XtSource{xt}, P::groups, scratch.partial.data());
   // Row block by row block, each row of Y left to right: the stores run as a few sequential streams. The
   // lines of Y a block stores kStorePrefetchTiles tiles later are prefetched: without, the stores waited on
   // their lines (f32, M = 2048, 1 thread, 3 alternating runs: 1536x384 6.66-6.82 -> 6.41-6.54 ms, 384x1536
@@ -241,18 +249,12 @@ template <class P, typename VT>
 void image_run(const Spmm24Args& a, int64_t tb, int64_t te, const float* origin, int64_t image0,
                int64_t images, int64_t pixel, PanelScratch& scratch) {
   const ConvPatches& c = *a.patches;
-  const int64_t G = a.W->steps;
   const typename P::ImageSource src{origin, scratch.group_offset.data()};
   // K blocks of whole kernel rows, about 48 groups (one row of a 3x3 kernel on 64 channels: its pixels
   // under a 4-pixel run take 24 KiB): 2-3% faster there than 32-group blocks, which end inside a row.
   const int64_t row_groups = c.KW * c.C / 4, block_rows = std::max<int64_t>(1, 48 / row_groups);
   const int64_t block = row_groups * block_rows <= 64 ? row_groups * block_rows : P::groups;
-  for (int64_t g0 = 0; g0 < G; g0 += block) {
-    const int64_t ng = std::min(block, G - g0);
-    for (int64_t t = tb; t < te; ++t)
-      P::template tile<VT>(a, t, g0, ng, src, scratch.partial.data() + (t - tb) * kTileRows * P::rows,
-                           g0 == 0, t + 1 < te);
-  }
+  run_tiles<P, VT>(a, tb, te, src, block, scratch.partial.data());
   // Y's rows for pixel `pixel + v` of images image0.. lie c.OH * c.OW rows apart.
   const int64_t pixels = c.OH * c.OW;
   for (int64_t v = 0; v < P::pv; ++v) {
@@ -278,7 +280,7 @@ void image_gemm(const Spmm24Args& a, int64_t tb, int64_t te, PanelScratch& scrat
   constexpr int64_t pixel = kImageBlockMaxChannels * L;  // floats per padded input pixel (C of them used)
   // The zero border stays from block to block and call to call while the copied pixels land on the same
   // places (a new geometry zeroes the whole copy once).
-  const std::vector<int64_t> shape = {rows, cols, L, c.H, c.W, c.pad_top, c.pad_left};
+  const std::array<int64_t, 7> shape = {rows, cols, L, c.H, c.W, c.pad_top, c.pad_left};
   if (scratch.image_shape != shape) {
     scratch.image.assign(size_t(rows * cols * pixel), 0.0f);
     scratch.image_shape = shape;
