@@ -353,8 +353,13 @@ void permute_gemv(const Spmm24Args& a, int64_t tb, int64_t te) {
 
 }  // namespace
 
+// f32 takes one tile at a time at any K for one or two rows: two tiles at once (two value streams 16 KiB x K/1024
+// apart) read slower than one stream of consecutive tiles. Alternating bench gemm runs, M = 1, ratio to
+// oneDNN, one / two tiles: 4096x4096 1.88-1.93 / 1.76-1.85, 11008x4096 1.83 / 1.71-1.72, 768x3072
+// 1.78-1.89 / 1.70 (one thread; two threads alike or better). bf16 keeps four tiles: one tile with a 128-
+// or 256-step prefetch measured the same. On AVX2 two tiles stay faster for f32 (spmm24_avx2.cc).
 void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  permute_gemv<F32W, 2>(a, tb, te);
+  permute_gemv<F32W, 1>(a, tb, te);
 }
 void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, float>(a, tb, te);
