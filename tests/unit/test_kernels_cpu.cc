@@ -159,9 +159,10 @@ TEST_P(Spmm24KernelTest, small_k_every_m_and_n) {
       }
 }
 
+// 300: 75 groups, two whole 32-group K blocks of the 64-row panel and a short one.
 TEST_P(Spmm24KernelTest, large_k_subset) {
   int i = 0;
-  for (int64_t K : {768, 3072})
+  for (int64_t K : {300, 768, 3072})
     for (int64_t M : {1, 3, 4, 5, 9, 33, 96, 200})  // 200: on 2 threads 96 and 104 rows (spmm24_run)
       for (int64_t N : {1, 17, 64}) {
         check_case(GetParam(), {M, N, K, i % 2 == 0, i % 3 == 0 ? Activation::relu : Activation::none},
