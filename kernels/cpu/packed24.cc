@@ -1,7 +1,5 @@
 #include "kernels/cpu/packed24.h"
 
-#include <sys/mman.h>
-
 #include <cstdint>
 #include <cstring>
 
@@ -25,21 +23,13 @@ void set_portable_nibble(Sparse24& w, int64_t r, int64_t g, uint8_t nib) {
   w.meta[i / 2] = uint8_t(w.meta[i / 2] | (nib << (4 * (i % 2))));
 }
 
-// Fills buf with n bytes of `fill`, its 2 MiB-aligned interior on transparent huge pages where the OS offers
-// them on request (madvise mode, as Debian ships): the GEMV kernels stream the packed weights once per call,
-// and on 4 KiB pages the hardware prefetchers stop at every page boundary. Measured on Zen 5, one thread,
-// the same run with and without: f32 11008x4096 M = 1 2.94-3.01 -> 2.72 ms, M = 8 3.27-3.29 -> 2.95 ms;
-// 4096x4096 and bf16 within noise. The advice comes before the first touch, so the pages are made huge as
-// they are faulted in.
-void assign_zeroed(AlignedBytes& buf, size_t n, std::byte fill = std::byte{0}) {
+// Fills buf with n bytes of `fill`. The buffer comes from the huge-page chunks of weight_memory.h: the GEMV
+// kernels stream the packed weights once per call, and on 4 KiB pages the hardware prefetchers stop at every
+// page boundary (f32 11008x4096, one thread, with and without huge pages: M = 1 2.94-3.01 -> 2.72 ms, M = 8
+// 3.27-3.29 -> 2.95 ms), and a panel GEMM walks the page tables for every slice of weights it reads from
+// memory (see weight_memory.h).
+void assign_zeroed(WeightBytes& buf, size_t n, std::byte fill = std::byte{0}) {
   buf.clear();
-  buf.reserve(n);
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(buf.data()) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(buf.data()) + n) & ~(kHuge - 1);
-#ifdef MADV_HUGEPAGE
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advice only
-#endif
   buf.assign(n, fill);
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "format/pattern24.h"
+#include "kernels/cpu/weight_memory.h"
 
 namespace sparse24::cpu {
 
@@ -31,8 +32,8 @@ struct Packed24 {
   int64_t cols = 0;               ///< K, reduction length (a multiple of 4)
   int64_t tiles = 0;              ///< ceil(N / 16)
   int64_t steps = 0;              ///< K steps per tile: groups of 4 (f32, bf16) or pairs of groups (i8)
-  AlignedBytes values;            ///< see the file comment
-  AlignedBytes meta;              ///< see the file comment
+  WeightBytes values;             ///< see the file comment (on huge pages: weight_memory.h)
+  WeightBytes meta;               ///< see the file comment
   std::vector<int32_t> row_sums;  ///< i8 only: [tiles*16]
   std::vector<float> scales;      ///< i8 only: [tiles*16], 1 where not given
 
