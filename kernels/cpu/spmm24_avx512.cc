@@ -338,13 +338,14 @@ struct Avx512Vec8Sums : Avx512Vec {
 };
 using Avx512TinyPanel = Panel<Avx512Vec8Sums, 1>;
 
-// The permute GEMV for f32 or bf16 values, LongNv tiles at a time on long tiles. Up to 8 rows every weight
-// is still read once, so the one-tile choice holds there too (f32 768x768, M = 8: 1.80-1.87 against
-// 1.70-2.03; 4096x4096: 1.71-1.75 against 2.17-2.30).
-template <template <int, int> class Micro, int LongNv>
+// The permute GEMV for f32 or bf16 values. One or two rows: one tile at a time up to LongSteps K steps per
+// tile, LongNv tiles at a time above. Up to 8 rows every weight is still read once, so the one-tile choice
+// holds there too (f32 768x768, M = 8: 1.80-1.87 against 1.70-2.03; 4096x4096: 1.71-1.75 against
+// 2.17-2.30).
+template <template <int, int> class Micro, int LongNv, int64_t LongSteps>
 void permute_gemv(const Spmm24Args& a, int64_t tb, int64_t te) {
   const bool one_tile = one_tile_at_a_time(*a.W);
-  if (a.M <= 2 && one_tile) return drive<Micro, 2, 1>(a, tb, te, a.W->steps, te - tb);
+  if (a.M <= 2 && a.W->steps <= LongSteps) return drive<Micro, 2, 1>(a, tb, te, a.W->steps, te - tb);
   if (a.M <= 2) return drive<Micro, 2, LongNv>(a, tb, te, a.W->steps, te - tb);
   if (a.M <= 8 && one_tile)
     return drive<Micro, 8, 1>(a, tb, te, a.W->steps, tiles_fitting_l2(*a.W, a.W->steps));
@@ -353,19 +354,20 @@ void permute_gemv(const Spmm24Args& a, int64_t tb, int64_t te) {
 
 }  // namespace
 
-// f32 takes one tile at a time at any K for one or two rows: two tiles at once (two value streams 16 KiB x K/1024
-// apart) read slower than one stream of consecutive tiles. Alternating bench gemm runs, M = 1, ratio to
-// oneDNN, one / two tiles: 4096x4096 1.88-1.93 / 1.76-1.85, 11008x4096 1.83 / 1.71-1.72, 768x3072
-// 1.78-1.89 / 1.70 (one thread; two threads alike or better). bf16 keeps four tiles: one tile with a 128-
-// or 256-step prefetch measured the same. On AVX2 two tiles stay faster for f32 (spmm24_avx2.cc).
+// One or two rows, one tile at a time or several (permute_gemv), since the packed weights sit on huge pages;
+// bench gemm in alternation, M = 1, ratio to oneDNN, one thread. f32, one tile / two: 4096x4096 1.88-1.93 /
+// 1.76-1.85, 11008x4096 1.83 / 1.71-1.72, 768x3072 1.78-1.89 / 1.70 (two threads alike or better), so one
+// at any K. bf16, one tile / four: 384x1536 1.82-1.94 / 1.49-1.65, 768x3072 1.50-1.65 / 1.46-1.51,
+// 4096x4096 1.49-1.65 / 1.54-1.63, 4096x11008 1.59-1.60 / 1.67-1.76, so one up to K = 4096. On AVX2 two
+// tiles stay faster for f32 (spmm24_avx2.cc).
 void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  permute_gemv<F32W, 1>(a, tb, te);
+  permute_gemv<F32W, 1, INT64_MAX>(a, tb, te);
 }
 void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, float>(a, tb, te);
 }
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  permute_gemv<BF16W, 4>(a, tb, te);
+  permute_gemv<BF16W, 4, 1024>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, uint16_t>(a, tb, te);

@@ -78,8 +78,8 @@ constexpr int64_t prefetch_steps(size_t value_bytes) {
 /// With one or two rows a GEMV kernel only streams weights. Where a tile's weights are short (K up to ~1K
 /// f32) it takes one tile at a time: consecutive tiles are adjacent in memory, so values and metadata are
 /// two long sequential streams. Where they are long, two (f32) or four (bf16) tiles at a time keep more
-/// streams in flight; int8 and f32 on AVX-512 now stay at one tile at any K (see i8_spmm_24_gemv_avx512vnni
-/// and f32_spmm_24_gemv_avx512, measured after the packed weights moved to huge pages).
+/// streams in flight; on AVX-512, int8 and f32 now stay at one tile at any K and bf16 up to K = 4096 (see
+/// i8_spmm_24_gemv_avx512vnni and f32_spmm_24_gemv_avx512, measured with the packed weights on huge pages).
 /// (Measured on Zen 5, M = 1, 1 thread. AVX-512, ratio to oneDNN: f32 1536x384 1.53-1.69 one tile, 1.35 four;
 /// f32 768x3072 and 4096x4096 1.59-1.87 two tiles, 1.50-1.61 four, 1.37-1.52 eight, 1.46-1.62 one; bf16
 /// there 1.44-1.59 two, 1.65-1.80 four; int8 1.21-1.46 two, 1.25-1.55 four. AVX2, f32 768x3072, 4096x4096,
