@@ -79,7 +79,8 @@ std::span<const Spmm24Kernel> spmm24_kernels() {
 }
 
 // Rows a panel GEMM kernel computes for M rows, as panel_gemm cuts them (next_panel_height): whole panels,
-// then the last rows in the half-height panel, the half and the shortest one, or the shortest alone. For
+// then the last rows in the half-height panel, the half and the shortest one, or the shortest alone; the
+// last rows up to half the shortest panel run through the GEMV (panel_gemm's tail) and count as they are. For
 // M up to half the height this counts the half-height panel, which keeps those M on the GEMV kernel: a
 // lone 16-row panel beat it where K is short but not where it is long (f32, one thread, M = 16: 768x768
 // 0.077-0.081 against 0.090 ms, 3072x768 0.31-0.32 against 0.34, 768x3072 0.33-0.42 against 0.30; with one
@@ -89,6 +90,7 @@ int64_t padded_panel_rows(int64_t M, const Spmm24Kernel& k) {
   if (M <= half) return half;
   int64_t padded = M / tall * tall;
   for (int64_t left = M - padded; left > 0;) {
+    if (left <= k.min_panel_rows / 2) return padded + left;
     const int64_t height = next_panel_height(left, tall, tiny);
     padded += height;
     left -= std::min(height, left);

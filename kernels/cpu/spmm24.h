@@ -71,7 +71,8 @@ struct Spmm24Kernel {
 /// The height of the panel a panel GEMM kernel (panel_gemm, spmm24_panel.h) runs the next `left` rows of M
 /// in, for panels of `tall`, tall / 2 and `tiny` rows (tiny = 0 where it has no shorter one): whole tall
 /// panels, then the last rows in the half-height panel, the half and the shortest one, or the shortest alone.
-/// The kernels cut M with it, and the dispatcher counts their padding with it.
+/// The kernels cut M with it, and the dispatcher counts their padding with it. The last rows, up to half the
+/// shortest panel, do not take a panel: panel_gemm runs them through the GEMV (its tail).
 constexpr int64_t next_panel_height(int64_t left, int64_t tall, int64_t tiny) {
   return left > tall / 2 + tiny ? tall : left > tiny ? tall / 2 : tiny;
 }

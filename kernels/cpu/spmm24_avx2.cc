@@ -35,7 +35,8 @@ inline __m256i half_mask(uint32_t lanes, int half) {
   return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(int(bits)), lane_bit), lane_bit);
 }
 
-template <typename VT, int MR, int NV>
+// Ordered: one sum per output, its K groups in order (as the panel GEMM sums them), for panel_gemm's tail.
+template <typename VT, int MR, int NV, bool Ordered = false>
 struct PermuteFmaMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
                   bool last) {
@@ -55,7 +56,7 @@ struct PermuteFmaMicro {
     // With few rows and tiles, the two kept values of a group go to separate sums (added at the end), as on
     // AVX-512: one chain of two dependent FMAs per group would otherwise bound the loop by FMA latency when
     // the weights come from cache (MLP 784-1024-1024-10 at batch 1, 2 threads: 0.062 -> 0.022 ms).
-    constexpr bool kSplit = MR * NV <= 2;
+    constexpr bool kSplit = !Ordered && MR * NV <= 2;
     __m256 acc[MR][NV][2], acc1[MR][NV][2];
     for (int m = 0; m < MR; ++m)
       for (int v = 0; v < NV; ++v)
@@ -118,6 +119,18 @@ template <int MR, int NV>
 using F32W = PermuteFmaMicro<float, MR, NV>;
 template <int MR, int NV>
 using BF16W = PermuteFmaMicro<uint16_t, MR, NV>;
+
+template <typename VT>
+struct OrderedPermute {
+  template <int MR, int NV>
+  using Micro = PermuteFmaMicro<VT, MR, NV, true>;
+};
+
+// panel_gemm's tail (TailFn): up to 4 rows (half the shortest panel), one tile at a time.
+template <typename VT>
+void panel_tail(const Spmm24Args& a, int64_t tb, int64_t te) {
+  drive<OrderedPermute<VT>::template Micro, 4, 1>(a, tb, te, a.W->steps, te - tb);
+}
 
 template <int MR, int NV>
 struct ShuffleDotMicro {
@@ -338,13 +351,13 @@ void f32_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<F32W, 2>(a, tb, te);
 }
 void f32_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<Avx2Panel<2>, Avx2Panel<1>, Avx2Panel<1>, float>(a, tb, te);
+  panel_gemm<Avx2Panel<2>, Avx2Panel<1>, Avx2Panel<1>, float>(a, tb, te, &panel_tail<float>);
 }
 void bf16w_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<BF16W, 4>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<Avx2Panel<2>, Avx2Panel<1>, Avx2Panel<1>, uint16_t>(a, tb, te);
+  panel_gemm<Avx2Panel<2>, Avx2Panel<1>, Avx2Panel<1>, uint16_t>(a, tb, te, &panel_tail<uint16_t>);
 }
 void i8_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   drive<ShuffleDotMicro, 4, 1>(a, tb, te, a.W->steps, te - tb);

@@ -32,7 +32,8 @@ int64_t tiles_fitting_l2(const Packed24& W, int64_t kc) {
   return std::max<int64_t>(2, (512 << 10) / std::max<int64_t>(1, bytes_per_tile) / 2 * 2);
 }
 
-template <typename VT, int MR, int NV>
+// Ordered: one sum per output, its K groups in order (as the panel GEMM sums them), for panel_gemm's tail.
+template <typename VT, int MR, int NV, bool Ordered = false>
 struct PermuteFmaMicro {
   static void run(const Spmm24Args& a, int64_t m0, int64_t tile, int64_t s0, int64_t s1, bool first,
                   bool last) {
@@ -50,7 +51,7 @@ struct PermuteFmaMicro {
     // With few rows and tiles, the two kept values of a group go to separate sums (added at the end): one
     // chain of two dependent FMAs per group would otherwise bound the loop by FMA latency when the weights
     // come from cache.
-    constexpr bool kSplit = MR * NV <= 4;
+    constexpr bool kSplit = !Ordered && MR * NV <= 4;
     __m512 acc[MR][NV], acc1[MR][NV];
     for (int m = 0; m < MR; ++m)
       for (int v = 0; v < NV; ++v) {
@@ -111,6 +112,18 @@ template <int MR, int NV>
 using F32W = PermuteFmaMicro<float, MR, NV>;
 template <int MR, int NV>
 using BF16W = PermuteFmaMicro<uint16_t, MR, NV>;
+
+template <typename VT>
+struct OrderedPermute {
+  template <int MR, int NV>
+  using Micro = PermuteFmaMicro<VT, MR, NV, true>;
+};
+
+// panel_gemm's tail (TailFn): up to 8 rows (half the shortest panel), one tile at a time.
+template <typename VT>
+void panel_tail(const Spmm24Args& a, int64_t tb, int64_t te) {
+  drive<OrderedPermute<VT>::template Micro, 8, 1>(a, tb, te, a.W->steps, te - tb);
+}
 
 template <int MR, int NV>
 struct ShuffleDotMicro {
@@ -364,13 +377,13 @@ void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<F32W, 1, INT64_MAX>(a, tb, te);
 }
 void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, float>(a, tb, te);
+  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, float>(a, tb, te, &panel_tail<float>);
 }
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<BF16W, 4, 1024>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, uint16_t>(a, tb, te);
+  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, uint16_t>(a, tb, te, &panel_tail<uint16_t>);
 }
 // i8 sums stay in registers over all of K (an i32 partial cannot wait in the f32 output).
 // With one or two rows, one tile at a time at any K: with the long prefetch of a single stream

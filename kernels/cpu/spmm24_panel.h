@@ -23,6 +23,7 @@
 #include <array>
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -40,6 +41,7 @@ constexpr int64_t kPanelBlockBytes = 32 << 10;
 // Per-thread scratch that grows and is kept, so a call allocates nothing once warm.
 struct PanelScratch {
   std::vector<float, AlignedAllocator<float>> xt, partial, zeros;
+  std::vector<float, AlignedAllocator<float>> tail_rows;  // a tail's explicit patch rows (tail_pass)
   // Image blocks: the padded copy of one block, the geometry its zero border was made for, and each K
   // group's offset into it.
   std::vector<float, AlignedAllocator<float>> image;
@@ -158,13 +160,13 @@ struct Panel {
   }
 };
 
-// Xt for output pixels p0.. of a convolution, straight from its channels-last input: for each kernel
-// position, the C channels under it of every pixel in the panel (`zeros` where the window leaves the image).
-// The pixels' image, top input row and left input column are found once per panel (stepping through the
-// output pixels, no division per kernel position: with divisions per position and pixel this index
-// arithmetic cost more than the transposes, measured on the CNN's 3x3 convolutions).
-template <class P>
-void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const float* zeros, float* xt) {
+// For output pixels p0.. of a convolution on its channels-last input, calls emit(position, row) once per
+// kernel position, row[i] pointing at the C channels under it of pixel p0 + i (`zeros` where the window
+// leaves the image). The pixels' image, top input row and left input column are found once (stepping
+// through the output pixels, no division per kernel position: with divisions per position and pixel this
+// index arithmetic cost more than the panels' transposes, measured on the CNN's 3x3 convolutions).
+template <class Emit>
+void for_patch_positions(const ConvPatches& c, int64_t p0, int64_t rows, const float* zeros, Emit&& emit) {
   const float* image[kMaxPanelRows];
   int64_t ih0[kMaxPanelRows], iw0[kMaxPanelRows];
   int64_t n = p0 / (c.OH * c.OW), oh = p0 / c.OW % c.OH, ow = p0 % c.OW;
@@ -186,8 +188,17 @@ void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const floa
                      ? image[i] + (ih * c.W + iw) * c.C
                      : zeros;
       }
-      P::pack_rows(row, rows, c.C, xt + (kh * c.KW + kw) * c.C * P::rows);
+      emit(kh * c.KW + kw, row);
     }
+}
+
+// Xt for output pixels p0.. of a convolution, straight from its channels-last input: each kernel
+// position's C channels of every pixel in the panel, transposed.
+template <class P>
+void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const float* zeros, float* xt) {
+  for_patch_positions(c, p0, rows, zeros, [&](int64_t position, const float* const* row) {
+    P::pack_rows(row, rows, c.C, xt + position * c.C * P::rows);
+  });
 }
 
 // Tiles [tb, te) over every K block of `block` groups, each tile's sums in partial[(t - tb)][16][P::rows].
@@ -323,11 +334,55 @@ void image_gemm(const Spmm24Args& a, int64_t tb, int64_t te, PanelScratch& scrat
   }
 }
 
+// The ISA's permute GEMV for a panel GEMM's last few rows (tail_pass), each output summing its K groups in
+// the panels' order with one sum, so its bits are a panel's.
+using TailFn = void (*)(const Spmm24Args& a, int64_t tile_begin, int64_t tile_end);
+
+// Rows [m0, m0 + rows) through `tail`: a panel costs the same for 1 row as for all of its own, the GEMV by
+// the row (f32 64x576, the CNN's 3x3 convolution, 4 rows, one thread: 0.0041 ms in a 16-row panel, 0.0011
+// by the GEMV). Patch rows are copied out first (im2col of these rows only); the residual follows the
+// GEMV's epilogue as it follows the activation in a panel's store.
+inline void tail_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t rows, TailFn tail,
+                      PanelScratch& scratch) {
+  Spmm24Args t = a;
+  t.M = rows;
+  t.patches = nullptr;
+  t.residual = nullptr;
+  t.Y = a.Y + m0 * a.ldy;
+  if (a.patches) {
+    const ConvPatches& c = *a.patches;
+    const int64_t K = a.W->cols;
+    scratch.tail_rows.resize(size_t(rows * K));
+    float* x = scratch.tail_rows.data();
+    for_patch_positions(c, a.patch_row0 + m0, rows, scratch.zeros.data(),
+                        [&](int64_t position, const float* const* row) {
+                          for (int64_t i = 0; i < rows; ++i)
+                            std::memcpy(x + i * K + position * c.C, row[i], size_t(c.C) * sizeof(float));
+                        });
+    t.X = x;
+    t.ldx = K;
+  } else {
+    t.X = static_cast<const float*>(a.X) + m0 * a.ldx;
+  }
+  tail(t, tb, te);
+  if (!a.residual) return;
+  const int64_t n1 = std::min(a.W->rows, te * kTileRows);
+  for (int64_t i = 0; i < rows; ++i) {
+    float* y = a.Y + (m0 + i) * a.ldy;
+    const float* r = a.residual + (m0 + i) * a.ldy;
+    for (int64_t n = tb * kTileRows; n < n1; ++n) {
+      const float v = y[n] + r[n];
+      y[n] = a.residual_relu ? std::max(v, 0.0f) : v;
+    }
+  }
+}
+
 // Tall panels down M; last rows that fit shorter panels run as those (less padding): Short, Short and Tiny,
-// or Tiny. Every output sums its K groups in the same order whichever panel computes it, so the results
-// depend neither on the panels nor on the thread split.
+// or Tiny; at most half a Tiny panel's rows go to `tail` instead. Every output sums its K groups in the
+// same order whichever panel or the tail computes it, so the results depend neither on the panels nor on
+// the thread split.
 template <class Tall, class Short, class Tiny, typename VT>
-void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
+void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te, TailFn tail) {
   static_assert(Tiny::rows <= Short::rows && 2 * Short::rows == Tall::rows);
   PanelScratch& scratch = panel_scratch();
   scratch.partial.resize(size_t((te - tb) * kTileRows * Tall::rows));
@@ -336,6 +391,7 @@ void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te) {
   if (a.patches) scratch.zeros.assign(size_t(a.patches->C), 0.0f);
   constexpr int64_t tiny_rows = Tiny::rows < Short::rows ? Tiny::rows : 0;  // 0: no Tiny panel
   for (int64_t m0 = 0; m0 < a.M;) {
+    if (a.M - m0 <= Tiny::rows / 2) return tail_pass(a, tb, te, m0, a.M - m0, tail, scratch);
     const int64_t height = next_panel_height(a.M - m0, Tall::rows, tiny_rows);
     const int64_t rows = std::min(height, a.M - m0);
     if (height == Tall::rows)
