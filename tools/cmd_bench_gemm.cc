@@ -297,7 +297,8 @@ void run_bench(const BenchOptions& o) {
       OneDnnMatmul& dense_mm = mm ? *mm : *mm_f32;
       const std::vector<void*>& dense_mm_ptrs = mm ? dense_ptrs : f32_ptrs;
       for (int64_t threads : threads_list) {
-        const cpu::Spmm24Kernel& kernel = cpu::choose_spmm24_kernel(dtype, M, isa, int(threads));
+        const cpu::Spmm24Kernel& kernel =
+            cpu::choose_spmm24_kernel(dtype, M, isa, int(threads), sparse_w.front().stream_bytes());
         Row r{M, N, K, int(threads), o.dtype, "", kernel.name, dense_mm.impl};
         r.dense_bytes = mm ? dense_bytes : N * K * 4;
         r.sparse_bytes = sparse_w.front().stream_bytes();

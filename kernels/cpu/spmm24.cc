@@ -80,17 +80,18 @@ std::span<const Spmm24Kernel> spmm24_kernels() {
 
 // Rows a panel GEMM kernel computes for M rows, as panel_gemm cuts them (next_panel_height): whole panels,
 // then the last rows in the half-height panel, the half and the shortest one, or the shortest alone; the
-// last rows up to half the shortest panel run through the GEMV (panel_gemm's tail) and count as they are. For
+// last rows up to half the shortest panel run through the GEMV (panel_gemm's tail) and count as they are
+// where the weights stay cached for it (`cached_tail`), else as the shortest panel (see kTailCachedBytes). For
 // M up to half the height this counts the half-height panel, which keeps those M on the GEMV kernel: a
 // lone 16-row panel beat it where K is short but not where it is long (f32, one thread, M = 16: 768x768
 // 0.077-0.081 against 0.090 ms, 3072x768 0.31-0.32 against 0.34, 768x3072 0.33-0.42 against 0.30; with one
 // panel, each K block visits every tile's slice of the weights in turn).
-int64_t padded_panel_rows(int64_t M, const Spmm24Kernel& k) {
+int64_t padded_panel_rows(int64_t M, const Spmm24Kernel& k, bool cached_tail) {
   const int64_t tall = k.panel_rows, half = tall / 2, tiny = k.min_panel_rows < half ? k.min_panel_rows : 0;
   if (M <= half) return half;
   int64_t padded = M / tall * tall;
   for (int64_t left = M - padded; left > 0;) {
-    if (left <= k.min_panel_rows / 2) return padded + left;
+    if (cached_tail && left <= k.min_panel_rows / 2) return padded + left;
     const int64_t height = next_panel_height(left, tall, tiny);
     padded += height;
     left -= std::min(height, left);
@@ -117,12 +118,12 @@ std::pair<int64_t, int64_t> thread_rows(int64_t M, int64_t t, int64_t n) {
 
 // Rows of X the busiest thread gives a panel GEMM kernel in spmm24_run: its share of the row blocks, padded,
 // where spmm24_run splits rows, else a share of every panel (the split over tiles).
-double panel_rows_per_thread(int64_t M, const Spmm24Kernel& k, int threads) {
-  if (threads == 1 || M <= kRowSplitMinRows) return double(padded_panel_rows(M, k)) / threads;
+double panel_rows_per_thread(int64_t M, const Spmm24Kernel& k, int threads, bool cached_tail) {
+  if (threads == 1 || M <= kRowSplitMinRows) return double(padded_panel_rows(M, k, cached_tail)) / threads;
   int64_t most = 0;
   for (int t = 0; t < threads; ++t) {
     const auto [begin, end] = thread_rows(M, t, threads);
-    most = std::max(most, padded_panel_rows(end - begin, k));
+    most = std::max(most, padded_panel_rows(end - begin, k, cached_tail));
   }
   return double(most);
 }
@@ -138,7 +139,15 @@ double panel_row_cost(const Spmm24Kernel& gemm) {
   return gemm.isa == Isa::avx512 ? 0.85 : 0.89;
 }
 
-const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads) {
+// A panel GEMM's tail reads all the weights a second time. Up to this many bytes they are still in L3 from
+// the panels before (f32, one thread, the GEMM kernel with its tail against the GEMV kernel: M = 36 3072x768,
+// 5 MB, 0.498 against 0.638 ms); above they come from memory again, and the GEMV kernel, which reads them
+// once, wins where the tail's rows would have padded a whole panel (M = 36 4096x4096, 36 MB: 1.25-1.32x
+// oneDNN against 1.34-1.35x).
+constexpr int64_t kTailCachedBytes = int64_t(16) << 20;
+
+const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads,
+                                         int64_t weight_bytes) {
   const Spmm24Kernel *gemv = nullptr, *gemm = nullptr;
   for (const Spmm24Kernel& k : kKernels) {
     if (k.weight_dtype != weight_dtype || uint8_t(k.isa) > uint8_t(isa)) continue;
@@ -155,7 +164,9 @@ const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa,
   // any weight size: since the panel prefetches the next tile's K slice, a single panel no longer waits on
   // weights in memory (f32, M = 32, against oneDNN, alternating runs: 4096x4096 1.83-1.89x against the
   // GEMV's 1.46-1.57x, 11008x4096 1.59-1.70 against 1.41-1.55, 4096x11008 1.73-1.81 against 1.37-1.41).
-  if (panel_row_cost(*gemm) * panel_rows_per_thread(M, *gemm, threads) > double(M) / threads) return *gemv;
+  const bool cached_tail = weight_bytes <= kTailCachedBytes;
+  if (panel_row_cost(*gemm) * panel_rows_per_thread(M, *gemm, threads, cached_tail) > double(M) / threads)
+    return *gemv;
   return *gemm;
 }
 
@@ -285,7 +296,8 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
 void spmm24(const Spmm24Args& args, int threads) {
   if (!args.W) fail("spmm24: no weight given");
   if (threads <= 0) threads = omp_get_max_threads();
-  spmm24_run(choose_spmm24_kernel(args.W->dtype, args.M, active_isa(), threads), args, threads);
+  spmm24_run(choose_spmm24_kernel(args.W->dtype, args.M, active_isa(), threads, args.W->stream_bytes()), args,
+             threads);
 }
 
 float gelu_erf(float x) {

@@ -83,8 +83,10 @@ std::span<const Spmm24Kernel> spmm24_kernels();
 /// The kernel the dispatcher uses for this weight dtype, M and thread count at an ISA level (the best one
 /// at or below it): for a panel GEMM, the GEMV kernel wherever the panels would pad so many rows (per
 /// thread, after the split of spmm24_run) that it is faster (see spmm24.cc); otherwise the GEMV kernel up
-/// to its max_m, then the GEMM kernel.
-const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads = 1);
+/// to its max_m, then the GEMM kernel. `weight_bytes` (Packed24::stream_bytes, 0 for small) tells whether a
+/// panel GEMM's tail reads the weights again from the cache or from memory.
+const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa, int threads = 1,
+                                         int64_t weight_bytes = 0);
 
 /// The kernel that reads convolution patches in place for this weight dtype at an ISA level, or null when
 /// none does (the caller then builds im2col rows).

@@ -443,6 +443,9 @@ TEST(Spmm24Dispatch, picks_gemv_for_small_m_and_gemm_above) {
       // GEMV's 0.176 ms, 0.209 against 0.295).
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 40, isa, 1).max_m, 0);
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 66, isa, 1).max_m, 0);
+      // Unless the weights are too large to stay cached for the tail's second pass over them: then the tail
+      // counts as the 16-row panel it replaces, and M = 40 (48 rows for 40) stays on the GEMV kernel.
+      EXPECT_EQ(&cpu::choose_spmm24_kernel(dt, 40, isa, 1, int64_t(64) << 20), &small);
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 48, isa, 1).max_m, 0);  // a 32- and a 16-row panel
       // M = 32 fills the half-height panel: the GEMM kernel; M = 24 would still pad a quarter of it.
       EXPECT_EQ(cpu::choose_spmm24_kernel(dt, 32, isa, 1).max_m, 0);
