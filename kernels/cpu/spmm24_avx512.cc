@@ -113,17 +113,12 @@ using F32W = PermuteFmaMicro<float, MR, NV>;
 template <int MR, int NV>
 using BF16W = PermuteFmaMicro<uint16_t, MR, NV>;
 
-template <typename VT>
-struct OrderedPermute {
-  template <int MR, int NV>
-  using Micro = PermuteFmaMicro<VT, MR, NV, true>;
-};
-
-// panel_gemm's tail (TailFn): up to 8 rows (half the shortest panel), one tile at a time.
-template <typename VT>
-void panel_tail(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<OrderedPermute<VT>::template Micro, 8, 1>(a, tb, te, a.W->steps, te - tb);
-}
+// panel_gemm's tail: up to 8 rows (half the shortest panel), one ordered sum per output.
+template <int MR, int NV>
+using F32Ordered = PermuteFmaMicro<float, MR, NV, true>;
+template <int MR, int NV>
+using BF16Ordered = PermuteFmaMicro<uint16_t, MR, NV, true>;
+constexpr int kTailRows = 8;
 
 template <int MR, int NV>
 struct ShuffleDotMicro {
@@ -376,14 +371,18 @@ void permute_gemv(const Spmm24Args& a, int64_t tb, int64_t te) {
 void f32_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<F32W, 1, INT64_MAX>(a, tb, te);
 }
+static_assert(kTailRows == Avx512TinyPanel::rows / 2,
+              "panel_gemm hands its tail rows up to half the shortest panel");
 void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, float>(a, tb, te, &panel_tail<float>);
+  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, float>(a, tb, te,
+                                                                     &ordered_gemv<F32Ordered, kTailRows>);
 }
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<BF16W, 4, 1024>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
-  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, uint16_t>(a, tb, te, &panel_tail<uint16_t>);
+  panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, uint16_t>(
+      a, tb, te, &ordered_gemv<BF16Ordered, kTailRows>);
 }
 // i8 sums stay in registers over all of K (an i32 partial cannot wait in the f32 output).
 // With one or two rows, one tile at a time at any K: with the long prefetch of a single stream

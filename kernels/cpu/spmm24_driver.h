@@ -61,6 +61,13 @@ void drive(const Spmm24Args& a, int64_t tile_begin, int64_t tile_end, int64_t kc
   }
 }
 
+/// A GEMV over up to MaxMr rows, one tile at a time, all of K per call: with a micro-kernel that keeps one
+/// ordered sum per output, the panel GEMM's tail (TailFn, spmm24_panel.h).
+template <template <int, int> class Micro, int MaxMr>
+void ordered_gemv(const Spmm24Args& a, int64_t tb, int64_t te) {
+  drive<Micro, MaxMr, 1>(a, tb, te, a.W->steps, te - tb);
+}
+
 /// K steps between a GEMV kernel's weight prefetch and its use: 32, or 128 for a single stream of 1- or
 /// 2-byte values (one tile at a time). Measured on Zen 5, M = 1, 1 thread, ms at 32 / 64 / 128 steps.
 /// AVX-512: bf16 768x768 0.025 / 0.021 / 0.019, 3072x768 0.100 / 0.085 / 0.073; int8 768x768 0.015 / 0.013
