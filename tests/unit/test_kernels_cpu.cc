@@ -171,40 +171,6 @@ TEST_P(Spmm24KernelTest, large_k_subset) {
       }
 }
 
-// A panel GEMM runs its last few rows through the GEMV (panel_gemm's tail) and promises the same bits as a
-// panel would give them: on real-valued data (where the order of the sums shows), rows 192.. of a 196-row
-// call (three 64-row panels and a 4-row tail) against the same rows inside a 16-row call (one panel), with
-// bias, ReLU and a residual, on 1 and 2 threads.
-TEST_P(Spmm24KernelTest, tail_rows_match_a_panel_bitwise) {
-  const Spmm24Kernel& k = GetParam();
-  if (k.panel_rows == 0 || k.weight_dtype == DType::i8) GTEST_SKIP() << k.name << " has no panels";
-  const int64_t M = 196, N = 40, K = 300;
-  Tensor dense = test::random_24_tensor(k.weight_dtype, N, K, 99);
-  std::mt19937 rng(5);
-  std::uniform_real_distribution<float> real(-1.0f, 1.0f);
-  for (int64_t i = 0; i < dense.numel(); ++i)
-    if (dense.get(i) != 0.0f) dense.set(i, real(rng));  // rounded to bf16 where the weight is bf16
-  const cpu::Packed24 w = cpu::pack_24(compress_24(dense));
-  std::vector<float> x(size_t(M * K)), bias(static_cast<size_t>(N)), residual(size_t(M * N));
-  for (auto& v : x) v = real(rng);
-  for (auto& v : bias) v = real(rng);
-  for (auto& v : residual) v = real(rng);
-  auto run = [&](int64_t m0, int64_t rows, int threads) {
-    std::vector<float> y(size_t(rows * N));
-    cpu::Spmm24Args a;
-    a.M = rows, a.X = x.data() + m0 * K, a.ldx = K, a.W = &w, a.bias = bias.data();
-    a.act = Activation::relu, a.Y = y.data(), a.ldy = N;
-    a.residual = residual.data() + m0 * N, a.residual_relu = true;
-    cpu::spmm24_run(k, a, threads);
-    return y;
-  };
-  for (int threads : {1, 2}) {
-    const std::vector<float> whole = run(0, M, threads), panel = run(180, 16, threads);
-    EXPECT_EQ(std::memcmp(whole.data() + 192 * N, panel.data() + 12 * N, size_t(4 * N) * sizeof(float)), 0)
-        << k.name << ", " << threads << " threads: the tail's rows differ from a panel's";
-  }
-}
-
 TEST_P(Spmm24KernelTest, gelu_within_1e6_relative) {
   for (int64_t M : {1, 5, 9})
     for (int64_t K : {12, 64}) {
@@ -369,12 +335,56 @@ TEST_P(Spmm24KernelTest, rejects_a_weight_of_another_dtype) {
   }
 }
 
+// A panel GEMM runs its last few rows through the GEMV (panel_gemm's tail) and promises the same bits as a
+// panel would give them: on real-valued data (where the order of the sums shows), rows 192.. of a 196-row
+// call (three 64-row panels and a 4-row tail) against the same rows inside a 16-row call (one panel), with
+// bias, ReLU and a residual, on 1 and 2 threads.
+class Spmm24PanelKernelTest : public Spmm24KernelTest {};
+
+std::vector<Spmm24Kernel> panel_kernels() {
+  std::vector<Spmm24Kernel> out;
+  for (const Spmm24Kernel& k : cpu::spmm24_kernels())
+    if (k.panel_rows > 0) out.push_back(k);
+  return out;
+}
+
+TEST_P(Spmm24PanelKernelTest, tail_rows_match_a_panel_bitwise) {
+  const Spmm24Kernel& k = GetParam();
+  const int64_t M = 196, N = 40, K = 300;
+  Tensor dense = test::random_24_tensor(k.weight_dtype, N, K, 99);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> real(-1.0f, 1.0f);
+  for (int64_t i = 0; i < dense.numel(); ++i)
+    if (dense.get(i) != 0.0f) dense.set(i, real(rng));  // rounded to bf16 where the weight is bf16
+  const cpu::Packed24 w = cpu::pack_24(compress_24(dense));
+  std::vector<float> x(size_t(M * K)), bias(static_cast<size_t>(N)), residual(size_t(M * N));
+  for (auto& v : x) v = real(rng);
+  for (auto& v : bias) v = real(rng);
+  for (auto& v : residual) v = real(rng);
+  auto run = [&](int64_t m0, int64_t rows, int threads) {
+    std::vector<float> y(size_t(rows * N));
+    cpu::Spmm24Args a;
+    a.M = rows, a.X = x.data() + m0 * K, a.ldx = K, a.W = &w, a.bias = bias.data();
+    a.act = Activation::relu, a.Y = y.data(), a.ldy = N;
+    a.residual = residual.data() + m0 * N, a.residual_relu = true;
+    cpu::spmm24_run(k, a, threads);
+    return y;
+  };
+  for (int threads : {1, 2}) {
+    const std::vector<float> whole = run(0, M, threads), panel = run(180, 16, threads);
+    EXPECT_EQ(std::memcmp(whole.data() + 192 * N, panel.data() + 12 * N, size_t(4 * N) * sizeof(float)), 0)
+        << k.name << ", " << threads << " threads: the tail's rows differ from a panel's";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Registry, Spmm24KernelTest,
                          ::testing::ValuesIn(cpu::spmm24_kernels().begin(), cpu::spmm24_kernels().end()),
                          [](const auto& info) { return std::string(info.param.name); });
 INSTANTIATE_TEST_SUITE_P(Registry, Spmm24I8KernelTest, ::testing::ValuesIn(i8_kernels()),
                          [](const auto& info) { return std::string(info.param.name); });
 INSTANTIATE_TEST_SUITE_P(Registry, Spmm24PatchKernelTest, ::testing::ValuesIn(patch_kernels()),
+                         [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Registry, Spmm24PanelKernelTest, ::testing::ValuesIn(panel_kernels()),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Packed24, round_trip_is_exact) {
