@@ -51,21 +51,28 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
   const Tensor& x = *inputs[0];
   if (x.dtype() != DType::f32)
     fail("node '{}' (Conv): input is {}, expected f32", node.name, dtype_name(x.dtype()));
-  const bool nhwc = ops::channels_last(node);
   ops::ConvShape shape = shape_for(node, x);
   const std::vector<int64_t> pool = node.attrs.get_ints(kPoolAttr);
-  if (!pool.empty()) return run_pooled(node, shape, x, pool, outputs[0]);
+  if (!pool.empty()) return run_pooled(node, inputs, shape, pool, outputs[0]);
   if (node.attrs.get_int(kGlobalPoolAttr, 0) != 0) return run_global_pooled(node, inputs, shape, outputs[0]);
+  run_unpooled(node, inputs, shape, outputs[0]);
+}
+
+// The convolution alone (with its fused residual), whatever pool the node's attributes add after it.
+void ConvLinearNode::run_unpooled(const Node& node, std::span<const Tensor* const> inputs,
+                                  const ops::ConvShape& shape, Tensor& out) const {
+  const Tensor& x = *inputs[0];
+  const bool nhwc = ops::channels_last(node);
   const std::vector<int64_t> out_shape =
       nhwc ? ops::channels_last_shape(shape.output_shape()) : shape.output_shape();
-  outputs[0] = Tensor::uninitialized(DType::f32, out_shape);
+  out = Tensor::uninitialized(DType::f32, out_shape);
   const Tensor* residual = fused_residual(node, inputs, out_shape);
   const bool residual_relu = node.attrs.get_int("sparse24_residual_relu", 0) != 0;
-  float* y = outputs[0].data<float>();
+  float* y = out.data<float>();
   const LinearLayer& l = *layer;
   if (l.tactic() == Tactic::dense_direct) {
     run_direct(node, shape, x, 1, 1, y);
-    if (residual) ops::residual_add_f32(y, residual->data<float>(), outputs[0].numel(), residual_relu);
+    if (residual) ops::residual_add_f32(y, residual->data<float>(), out.numel(), residual_relu);
     return;
   }
   if (l.tactic() == Tactic::dense_onednn) {
@@ -78,7 +85,7 @@ void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs
   }
   const float* r = residual ? residual->data<float>() : nullptr;
   if (!run_as_gemm(node, shape, x, nhwc, y, r, residual_relu) && residual)
-    ops::residual_add_f32(y, r, outputs[0].numel(), residual_relu);
+    ops::residual_add_f32(y, r, out.numel(), residual_relu);
 }
 
 bool ConvLinearNode::supports_direct(const Node& node) const {
@@ -101,8 +108,10 @@ void ConvLinearNode::run_direct(const Node& node, const ops::ConvShape& shape, c
 
 // The convolution followed by its fused max pool (fuse_conv_pool): in one pass with the dense-direct tactic;
 // with any other, the convolution into a scratch tensor and then the pool.
-void ConvLinearNode::run_pooled(const Node& node, const ops::ConvShape& shape, const Tensor& x,
-                                const std::vector<int64_t>& pool, Tensor& out) const {
+void ConvLinearNode::run_pooled(const Node& node, std::span<const Tensor* const> inputs,
+                                const ops::ConvShape& shape, const std::vector<int64_t>& pool,
+                                Tensor& out) const {
+  const Tensor& x = *inputs[0];
   if (pool.size() != 2 || pool[0] < 1 || pool[1] < 1 || !ops::channels_last(node) || shape.window.rank() != 2)
     fail("node '{}' (Conv + MaxPool): the fused pool needs a 2-D channels-last convolution and a 2-D window",
          node.name);
@@ -113,11 +122,8 @@ void ConvLinearNode::run_pooled(const Node& node, const ops::ConvShape& shape, c
     run_direct(node, shape, x, pool[0], pool[1], out.data<float>());
     return;
   }
-  Node conv = node;
-  conv.attrs.erase(kPoolAttr);
   Tensor full;
-  const Tensor* in[1] = {&x};
-  run(conv, in, std::span<Tensor>(&full, 1));
+  run_unpooled(node, inputs, shape, full);
   Node max_pool;
   max_pool.name = node.name + "/max_pool";
   max_pool.op = "MaxPool";
@@ -170,14 +176,16 @@ void ConvLinearNode::run_global_pooled(const Node& node, std::span<const Tensor*
       return;
     }
   }
-  Node conv = node;
-  conv.attrs.erase(kGlobalPoolAttr);
   Tensor full;
-  run(conv, inputs, std::span<Tensor>(&full, 1));
-  Node pool;
-  pool.name = node.name + "/global_average_pool";
-  pool.op = "GlobalAveragePool";
-  pool.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+  run_unpooled(node, inputs, shape, full);
+  // The pool as an op of its own, without a node made per call (the CNN's batch 1 runs this path).
+  static const Node pool = [] {
+    Node n;
+    n.name = "(fused) GlobalAveragePool";
+    n.op = "GlobalAveragePool";
+    n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+    return n;
+  }();
   const Tensor* pool_in[1] = {&full};
   ops::run_global_average_pool(pool, pool_in, std::span<Tensor>(&out, 1));
 }

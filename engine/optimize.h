@@ -44,7 +44,9 @@ struct ConvLinearNode : LinearNode {
   // Returns true when it added `residual` itself (2:4 on patches read in place, without GELU).
   bool run_as_gemm(const Node& node, const ops::ConvShape& shape, const Tensor& x, bool nhwc, float* y,
                    const float* residual = nullptr, bool residual_relu = false) const;
-  void run_pooled(const Node& node, const ops::ConvShape& shape, const Tensor& x,
+  void run_unpooled(const Node& node, std::span<const Tensor* const> inputs, const ops::ConvShape& shape,
+                    Tensor& out) const;
+  void run_pooled(const Node& node, std::span<const Tensor* const> inputs, const ops::ConvShape& shape,
                   const std::vector<int64_t>& pool, Tensor& out) const;
   void run_global_pooled(const Node& node, std::span<const Tensor* const> inputs, const ops::ConvShape& shape,
                          Tensor& out) const;
