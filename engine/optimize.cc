@@ -124,14 +124,24 @@ void ConvLinearNode::run_pooled(const Node& node, std::span<const Tensor* const>
   }
   Tensor full;
   run_unpooled(node, inputs, shape, full);
-  Node max_pool;
-  max_pool.name = node.name + "/max_pool";
-  max_pool.op = "MaxPool";
-  max_pool.attrs.set("kernel_shape", pool);
-  max_pool.attrs.set("strides", pool);
-  max_pool.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
   const Tensor* pool_in[1] = {&full};
-  ops::run_max_pool(max_pool, pool_in, std::span<Tensor>(&out, 1));
+  ops::run_max_pool(pool_node(node, "MaxPool", pool), pool_in, std::span<Tensor>(&out, 1));
+}
+
+// The node a fused pool runs as when it takes a pass of its own, made at the first call (a node has one
+// fused pool; `window` empty for a GlobalAveragePool).
+const Node& ConvLinearNode::pool_node(const Node& conv, const char* op,
+                                      const std::vector<int64_t>& window) const {
+  std::call_once(pool_once_, [&] {
+    pool_node_.name = conv.name + "/" + op;
+    pool_node_.op = op;
+    if (!window.empty()) {
+      pool_node_.attrs.set("kernel_shape", window);
+      pool_node_.attrs.set("strides", window);
+    }
+    pool_node_.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+  });
+  return pool_node_;
 }
 
 namespace {
@@ -178,16 +188,8 @@ void ConvLinearNode::run_global_pooled(const Node& node, std::span<const Tensor*
   }
   Tensor full;
   run_unpooled(node, inputs, shape, full);
-  // The pool as an op of its own, without a node made per call (the CNN's batch 1 runs this path).
-  static const Node pool = [] {
-    Node n;
-    n.name = "(fused) GlobalAveragePool";
-    n.op = "GlobalAveragePool";
-    n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
-    return n;
-  }();
   const Tensor* pool_in[1] = {&full};
-  ops::run_global_average_pool(pool, pool_in, std::span<Tensor>(&out, 1));
+  ops::run_global_average_pool(pool_node(node, "GlobalAveragePool", {}), pool_in, std::span<Tensor>(&out, 1));
 }
 
 bool ConvLinearNode::run_as_gemm(const Node&, const ops::ConvShape& shape, const Tensor& x, bool nhwc,
