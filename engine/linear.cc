@@ -114,7 +114,8 @@ bool LinearLayer::pool_patches(const cpu::ConvPatches& patches, int64_t M, float
   a.patches = &patches;
   a.W = &*packed_;
   a.ldy = ldpool;
-  if (!cpu::image_block_pools(*kernel, a, 0)) return false;
+  a.act = act_;
+  if (!cpu::kernel_pools(*kernel, a)) return false;
   run_sparse(M, nullptr, 0, &patches, kernel, nullptr, ldpool, residual, residual_relu, pool);
   return true;
 }

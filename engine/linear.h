@@ -69,8 +69,7 @@ class LinearLayer {
   bool run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy,
                    const float* residual = nullptr, bool residual_relu = false) const;
   /// The same summed per image into pool [images][ldpool] (zeroed by the caller; cpu::Spmm24Args::pool)
-  /// instead of written out. Returns false, doing nothing, unless run_patches would run it as image blocks
-  /// with whole images per thread, and without GELU.
+  /// instead of written out. Returns false, doing nothing, unless run_patches would run it, and without GELU.
   bool pool_patches(const cpu::ConvPatches& patches, int64_t M, float* pool, int64_t ldpool,
                     const float* residual = nullptr, bool residual_relu = false) const;
 

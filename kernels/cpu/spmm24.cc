@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "util/error.h"
 
@@ -99,21 +100,18 @@ int64_t padded_panel_rows(int64_t M, const Spmm24Kernel& k, bool cached_tail) {
   return padded;
 }
 
-// Above this many rows (and two threads or more) spmm24_run splits a GEMM kernel's rows between the threads,
-// in blocks of kThreadBlockRows (the shortest panel), else its output tiles. Each thread then packs only its
-// own rows of X and reuses the weights across its panels; with fewer rows than this, both streaming all the
-// weights for one short panel each was slower than sharing the tiles (768x768, M = 32: 0.137 ms on two
-// threads against 0.118 on one, split into 16-row halves). The 16-row blocks keep the shares even: the CNN's
-// 3x3 convolutions at batch 1, M = 196 on 2 threads, took 128 and 68 rows with 64-row blocks (padded to 128
-// and 80) and take 96 and 100 (96 and 112): 0.031 -> 0.028 ms.
+// Above this many rows (and two threads or more) spmm24_run splits a GEMM kernel's rows between the threads
+// in even shares, else its output tiles. Each thread then packs only its own rows of X and reuses the
+// weights across its panels; with fewer rows than this, both streaming all the weights for one short panel
+// each was slower than sharing the tiles (768x768, M = 32: 0.137 ms on two threads against 0.118 on one,
+// split into 16-row halves). Even shares leave each thread the same last rows for its shorter panels and
+// its tail: the CNN's 3x3 convolutions at batch 1, M = 196 on 2 threads, took 96 and 100 rows in 16-row
+// blocks (the second thread's last 4 rows through the tail), and take 98 and 98 (2 each).
 constexpr int64_t kRowSplitMinRows = 64;
-constexpr int64_t kThreadBlockRows = 16;
 
-// Rows [begin, end) of M that thread t of n takes in spmm24_run's split over row blocks.
+// Rows [begin, end) of M that thread t of n takes in spmm24_run's split over rows.
 std::pair<int64_t, int64_t> thread_rows(int64_t M, int64_t t, int64_t n) {
-  const int64_t blocks = (M + kThreadBlockRows - 1) / kThreadBlockRows;
-  return {std::min(M, kThreadBlockRows * (blocks * t / n)),
-          std::min(M, kThreadBlockRows * (blocks * (t + 1) / n))};
+  return {M * t / n, M * (t + 1) / n};
 }
 
 // Rows of X the busiest thread gives a panel GEMM kernel in spmm24_run: its share of the row blocks, padded,
@@ -212,17 +210,44 @@ bool split_image_blocks(const Spmm24Args& args, int64_t lanes, int threads) {
 
 }  // namespace
 
-bool image_block_pools(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads) {
-  if (!args.W) return false;
-  const int64_t lanes = image_block_lanes(args, kernel.image_lanes);
-  threads = call_threads(args, threads);
-  return lanes > 0 && (threads == 1 || split_image_blocks(args, lanes, threads));
+bool kernel_pools(const Spmm24Kernel& kernel, const Spmm24Args& args) {
+  return kernel.patches && kernel.panel_rows > 0 && args.patches && args.act != Activation::gelu;
 }
+
+namespace {
+
+// Where threads share an image's output pixels, each sums them into a pool of its own, and after the team
+// joins these are added into the call's pool in thread order (the same bits for the same thread count).
+class PrivatePools {
+ public:
+  PrivatePools(const Spmm24Args& args, int threads)
+      : args_(args), pools_(size_t(threads)), first_(pools_.size()) {}
+  // Points part.pool at thread t's own zeroed pool, with a row for each image part's rows touch.
+  void give(Spmm24Args& part, int t) {
+    const int64_t pixels = args_.patches->OH * args_.patches->OW, first = part.patch_row0 / pixels;
+    const int64_t images = (part.patch_row0 + part.M - 1) / pixels - first + 1;
+    pools_[size_t(t)].assign(size_t(images * args_.ldy), 0.0f);
+    first_[size_t(t)] = first - args_.patch_row0 / pixels;
+    part.pool = pools_[size_t(t)].data();
+  }
+  void add_into_call() const {
+    for (size_t t = 0; t < pools_.size(); ++t)
+      for (size_t i = 0; i < pools_[t].size(); ++i)
+        args_.pool[size_t(first_[t] * args_.ldy) + i] += pools_[t][i];
+  }
+
+ private:
+  const Spmm24Args& args_;
+  std::vector<std::vector<float>> pools_;
+  std::vector<int64_t> first_;
+};
+
+}  // namespace
 
 void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads) {
   validate(kernel, args);
-  if (args.pool && !image_block_pools(kernel, args, threads))
-    fail("{}: this call does not run as whole image blocks per thread, so it cannot pool", kernel.name);
+  if (args.pool && !kernel_pools(kernel, args))
+    fail("{}: only a patch GEMM kernel without GELU sums its outputs into a pool", kernel.name);
   threads = call_threads(args, threads);
   const int64_t tiles = args.W->tiles;
   // Image blocks: each thread its own blocks where they divide evenly, so it reads the images the layer
@@ -235,6 +260,7 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
     const int64_t blocks = (images + lanes - 1) / lanes, rows = args.patches->OH;
     const bool split_blocks = split_image_blocks(args, lanes, threads);
     const int team = split_blocks ? threads : int(std::min<int64_t>(threads, rows));
+    PrivatePools pools(args, team);
 #pragma omp parallel num_threads(team)
     {
       const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
@@ -251,14 +277,17 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
       } else {
         part.image_row_begin = rows * t / n;
         part.image_row_end = rows * (t + 1) / n;
+        if (args.pool) pools.give(part, int(t));
       }
       if (part.M > 0 && part.image_row_begin < (part.image_row_end > 0 ? part.image_row_end : rows))
         kernel.fn(part, 0, tiles);
     }
+    if (args.pool && !split_blocks) pools.add_into_call();
     return;
   }
   // GEMM kernels at large M: each thread its own rows (kRowSplitMinRows).
   if (kernel.max_m == 0 && threads > 1 && args.M > kRowSplitMinRows) {
+    PrivatePools pools(args, threads);
 #pragma omp parallel num_threads(threads)
     {
       const auto [m0, m1] = thread_rows(args.M, omp_get_thread_num(), omp_get_num_threads());
@@ -270,11 +299,13 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
           part.patch_row0 = args.patch_row0 + m0;
         else
           part.X = static_cast<const std::byte*>(args.X) + m0 * args.ldx * x_bytes;
-        part.Y = args.Y + m0 * args.ldy;
+        if (args.Y) part.Y = args.Y + m0 * args.ldy;  // (null where it pools)
         if (args.residual) part.residual = args.residual + m0 * args.ldy;
+        if (args.pool) pools.give(part, omp_get_thread_num());
         kernel.fn(part, 0, tiles);
       }
     }
+    if (args.pool) pools.add_into_call();
     return;
   }
   // Whole pairs of tiles per thread, so the kernels' two-tile blocks stay intact.

@@ -45,11 +45,13 @@ struct Spmm24Args {
   /// Image blocks only (image_block_lanes): the output rows [begin, end) of every image this call computes;
   /// end 0: all of them. spmm24_run splits a call's threads over these.
   int64_t image_row_begin = 0, image_row_end = 0;
-  /// Image blocks only, where image_block_pools says so, not with GELU: instead of writing Y, every output
-  /// pixel (after bias, activation and residual) is added into pool [images][ldy] (zeroed by the caller),
-  /// so a GlobalAveragePool after the convolution costs no pass over Y.
+  /// Patch kernels only (kernel_pools), not with GELU: instead of writing Y, every output pixel (after bias,
+  /// activation and residual) is added into pool [images][ldy] (zeroed by the caller), row j for image
+  /// patch_row0 / (OH·OW) + j, so a GlobalAveragePool after the convolution costs no pass over Y. The sums'
+  /// order depends on the thread count (on integer-valued data they are exact).
   float* pool = nullptr;
-  int64_t pool_ld = 0;  ///< set by the kernels: the pool's row stride while they write Y's rows images apart
+  /// Set by the kernels: the pool's row stride for the rows they store, 0 where all of them are one image's.
+  int64_t pool_ld = 0;
 };
 
 /// A kernel computes output tiles [tile_begin, tile_end) (16 channels each) for all M rows of one call.
@@ -104,9 +106,9 @@ const Spmm24Kernel* choose_spmm24_patch_kernel(DType weight_dtype, Isa isa);
 /// kImageBlockMaxBytes; or, for a thread's part that spmm24_run split off (image_row_end set), wherever the
 /// geometry fits; else 0.
 int64_t image_block_lanes(const Spmm24Args& args, int64_t lanes);
-/// Whether spmm24_run(kernel, args, threads) runs this call as image blocks with each thread on whole
-/// images, so that it can sum them into Spmm24Args::pool.
-bool image_block_pools(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads);
+/// Whether the kernel can sum this call's output pixels into Spmm24Args::pool: a panel GEMM kernel reading
+/// convolution patches, without GELU.
+bool kernel_pools(const Spmm24Kernel& kernel, const Spmm24Args& args);
 /// The largest padded copy of one image block a kernel makes (per thread), and the most input channels.
 inline constexpr int64_t kImageBlockMaxBytes = int64_t(16) << 20;
 inline constexpr int64_t kImageBlockMaxChannels = 64;

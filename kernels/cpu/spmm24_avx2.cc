@@ -304,6 +304,10 @@ struct Avx2Vec {
       __m256 r[8];
       for (int c = 0; c < 8; ++c) r[c] = _mm256_load_ps(block + (8 * h + c) * ld);
       transpose_8x8(r);
+      // A pool with pool_ld 0: one image's rows summed here, then added into its pool row at once.
+      __m256 image_sum = _mm256_setzero_ps();
+      int64_t image_rows = 0;
+      float* image_pool = a.pool && a.pool_ld == 0 ? pool_image(a, m0, image_rows) : nullptr;
       for (int64_t i = 0; i < n; ++i) {
         __m256 y = r[i];
         if (a.bias) y = _mm256_add_ps(y, bias);
@@ -311,6 +315,15 @@ struct Avx2Vec {
         if (a.residual) {
           y = _mm256_add_ps(y, _mm256_maskload_ps(a.residual + (m0 + i) * a.ldy + n0 + 8 * h, mask));
           if (a.residual_relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+        }
+        if (image_pool) {
+          image_sum = _mm256_add_ps(image_sum, y);
+          if (--image_rows > 0 && i + 1 < n) continue;
+          float* sum = image_pool + n0 + 8 * h;
+          _mm256_maskstore_ps(sum, mask, _mm256_add_ps(_mm256_maskload_ps(sum, mask), image_sum));
+          image_sum = _mm256_setzero_ps();
+          if (i + 1 < n) image_pool = pool_image(a, m0 + i + 1, image_rows);
+          continue;
         }
         if (a.pool) {  // summed into the image's pool row instead (image blocks)
           float* sum = a.pool + (m0 + i) * a.pool_ld + n0 + 8 * h;

@@ -287,6 +287,10 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
   __m512 in[16], z[16];  // in[c]: channel c over the 16 rows; z[i]: row i over the 16 channels
   for (int c = 0; c < 16; ++c) in[c] = _mm512_load_ps(block + c * ld);
   transpose_16x16(in, z);
+  // A pool with pool_ld 0: one image's rows summed here, then added into its pool row at once.
+  __m512 image_sum = _mm512_setzero_ps();
+  int64_t image_rows = 0;
+  float* image_pool = a.pool && a.pool_ld == 0 ? pool_image(a, m0, image_rows) : nullptr;
   for (int64_t i = 0; i < rows; ++i) {
     __m512 y = z[i];
     if (a.bias) y = _mm512_add_ps(y, bias);
@@ -294,6 +298,15 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
     if (a.residual) {
       y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(nmask, a.residual + (m0 + i) * a.ldy + n0));
       if (a.residual_relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+    }
+    if (image_pool) {
+      image_sum = _mm512_add_ps(image_sum, y);
+      if (--image_rows > 0 && i + 1 < rows) continue;
+      float* sum = image_pool + n0;
+      _mm512_mask_storeu_ps(sum, nmask, _mm512_add_ps(_mm512_maskz_loadu_ps(nmask, sum), image_sum));
+      image_sum = _mm512_setzero_ps();
+      if (i + 1 < rows) image_pool = pool_image(a, m0 + i + 1, image_rows);
+      continue;
     }
     if (a.pool) {  // summed into the image's pool row instead (image blocks)
       float* sum = a.pool + (m0 + i) * a.pool_ld + n0;

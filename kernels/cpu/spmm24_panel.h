@@ -16,7 +16,9 @@
 //                              past n keep stale values: they are computed and never stored)
 //   store_block(a, m0, n, tile, block, ld)
 //                              rows m0..m0+n-1 (n <= lanes) of a finished tile to Y from block[c * ld + i]
-//                              (channel c, row i), with bias and activation
+//                              (channel c, row i), with bias and activation; with a pool, added into it
+//                              instead: row i into pool row m0 + i (pool_ld apart), or with pool_ld 0
+//                              the rows of each image summed first (pool_image)
 #include <immintrin.h>
 
 #include <algorithm>
@@ -33,6 +35,14 @@
 namespace sparse24::cpu {
 namespace {
 
+/// A pooled store whose rows are pixels (Spmm24Args::pool_ld 0): the pool row of row m's image, and in
+/// `rows` how many rows from m on belong to that image.
+inline float* pool_image(const Spmm24Args& a, int64_t m, int64_t& rows) {
+  const int64_t pixels = a.patches->OH * a.patches->OW, row = a.patch_row0 + m, image = row / pixels;
+  rows = (image + 1) * pixels - row;
+  return a.pool + (image - a.patch_row0 / pixels) * a.ldy;
+}
+
 /// The tallest panel any ISA file uses (the row-pointer arrays below).
 constexpr int64_t kMaxPanelRows = 64;
 /// Xt bytes of one K block: 32 KiB, within L1 next to a tile's weights and sums.
@@ -42,6 +52,7 @@ constexpr int64_t kPanelBlockBytes = 32 << 10;
 struct PanelScratch {
   std::vector<float, AlignedAllocator<float>> xt, partial, zeros;
   std::vector<float, AlignedAllocator<float>> tail_rows;  // a tail's explicit patch rows (tail_pass)
+  std::vector<float, AlignedAllocator<float>> tail_y;     // and its outputs, where they go into a pool
   // Image blocks: the padded copy of one block, the geometry its zero border was made for, and each K
   // group's offset into it.
   std::vector<float, AlignedAllocator<float>> image;
@@ -233,15 +244,17 @@ void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t
   // 6.65-6.78 -> 6.44-6.52, 3072x768 25.7-26.3 -> 25.5-25.6; the CNN's 64-channel convolution unchanged; a
   // write-intent prefetchw measured the same as this read prefetch).
   constexpr int64_t kStorePrefetchTiles = 3;
+  Spmm24Args out = a;
+  out.pool_ld = 0;  // pooled: the rows are pixels, each added into its image's pool row
   for (int64_t i = 0; i < rows; i += P::store_rows) {
     const int64_t n = std::min(P::store_rows, rows - i);
     for (int64_t t = tb; t < te; ++t) {
-      if (t + kStorePrefetchTiles < te)
+      if (a.Y && t + kStorePrefetchTiles < te)
         for (int64_t r = 0; r < n; ++r)
           _mm_prefetch(reinterpret_cast<const char*>(a.Y + (m0 + i + r) * a.ldy +
                                                      (t + kStorePrefetchTiles) * kTileRows),
                        _MM_HINT_T0);
-      P::store_block(a, m0 + i, n, t, scratch.partial.data() + (t - tb) * kTileRows * P::rows + i);
+      P::store_block(out, m0 + i, n, t, scratch.partial.data() + (t - tb) * kTileRows * P::rows + i);
     }
   }
 }
@@ -348,7 +361,13 @@ inline void tail_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, i
   t.M = rows;
   t.patches = nullptr;
   t.residual = nullptr;
-  t.Y = a.Y + m0 * a.ldy;
+  t.pool = nullptr;
+  if (a.pool) {  // the rows to scratch, then summed into the pool below
+    scratch.tail_y.resize(size_t(rows * a.ldy));
+    t.Y = scratch.tail_y.data();
+  } else {
+    t.Y = a.Y + m0 * a.ldy;
+  }
   if (a.patches) {
     const ConvPatches& c = *a.patches;
     const int64_t K = a.W->cols;
@@ -365,15 +384,21 @@ inline void tail_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, i
     t.X = static_cast<const float*>(a.X) + m0 * a.ldx;
   }
   tail(t, tb, te);
-  if (!a.residual) return;
+  if (!a.residual && !a.pool) return;
   const int64_t n1 = std::min(a.W->rows, te * kTileRows);
   for (int64_t i = 0; i < rows; ++i) {
-    float* y = a.Y + (m0 + i) * a.ldy;
-    const float* r = a.residual + (m0 + i) * a.ldy;
-    for (int64_t n = tb * kTileRows; n < n1; ++n) {
-      const float v = y[n] + r[n];
-      y[n] = a.residual_relu ? std::max(v, 0.0f) : v;
+    float* y = t.Y + i * a.ldy;
+    if (a.residual) {
+      const float* r = a.residual + (m0 + i) * a.ldy;
+      for (int64_t n = tb * kTileRows; n < n1; ++n) {
+        const float v = y[n] + r[n];
+        y[n] = a.residual_relu ? std::max(v, 0.0f) : v;
+      }
     }
+    if (!a.pool) continue;
+    int64_t image_rows;
+    float* pool = pool_image(a, m0 + i, image_rows);
+    for (int64_t n = tb * kTileRows; n < n1; ++n) pool[n] += y[n];
   }
 }
 
