@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "engine/ops/conv_gemm.h"
+#include "engine/ops/op_util.h"
 #include "engine/ops/simd_kernels.h"
 #include "kernels/cpu/spmm24.h"
 #include "util/error.h"
@@ -78,8 +79,7 @@ void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
   if (bias_.empty() && act_ == Activation::none) return;
   const int64_t n = N();
   const float* b = bias_.empty() ? nullptr : bias_.data();
-#pragma omp parallel for schedule(static) if (M * n > 16384)
-  for (int64_t m = 0; m < M; ++m) {
+  ops::parallel_for(M, M * n > 16384, [&](int64_t m) {
     float* y = Y + m * ldy;
     if (b)
       for (int64_t j = 0; j < n; ++j) y[j] += b[j];
@@ -87,7 +87,7 @@ void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
       for (int64_t j = 0; j < n; ++j) y[j] = std::max(y[j], 0.0f);
     else if (act_ == Activation::gelu)
       ops::gelu_f32(y, y, n);
-  }
+  });
 }
 
 const cpu::Spmm24Kernel* LinearLayer::patch_kernel() const {
@@ -143,8 +143,7 @@ void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::
   else
     cpu::spmm24(a);
   if (act_ == Activation::gelu) {
-#pragma omp parallel for schedule(static) if (M * N() > 16384)
-    for (int64_t m = 0; m < M; ++m) ops::gelu_f32(Y + m * ldy, Y + m * ldy, N());
+    ops::parallel_for(M, M * N() > 16384, [&](int64_t m) { ops::gelu_f32(Y + m * ldy, Y + m * ldy, N()); });
   }
 }
 

@@ -83,15 +83,14 @@ void run_softmax_family(const Node& node, std::span<const Tensor* const> in, std
   float* dst = out[0].data<float>();
   const int64_t rows = outer * inner;
   if (inner == 1) {  // the usual case (last axis): contiguous rows through the vectorised kernel
-#pragma omp parallel for if (x.numel() >= kParallelMinElements && rows > 1)
-    for (int64_t r = 0; r < rows; ++r) softmax_row_f32(src + r * n, dst + r * n, n, kLog);
+    parallel_for(rows, x.numel() >= kParallelMinElements && rows > 1,
+                 [&](int64_t r) { softmax_row_f32(src + r * n, dst + r * n, n, kLog); });
     return;
   }
-#pragma omp parallel for if (x.numel() >= kParallelMinElements && rows > 1)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, x.numel() >= kParallelMinElements && rows > 1, [&](int64_t r) {
     int64_t base = (r / inner) * n * inner + r % inner;
     softmax_strided<kLog>(src + base, dst + base, n, inner);
-  }
+  });
 }
 
 }  // namespace

@@ -103,7 +103,8 @@ void conv_direct_nhwc(const DirectConvWeights& w, const ConvShape& shape, int64_
       break;
   }
   const int64_t macs = rows * a.PW * pool_h * pool_w * w.k * w.oc;
-#pragma omp parallel if (rows > 1 && macs >= (int64_t(1) << 16))
+  if (rows <= 1 || macs < (int64_t(1) << 16)) return run(a, 0, rows);  // no team of one (parallel_for)
+#pragma omp parallel
   {
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
     run(a, rows * t / T, rows * (t + 1) / T);

@@ -58,17 +58,16 @@ void transpose_tiled(const float* src, int64_t rows, int64_t cols, int64_t ld_sr
                      const float* bias) {
   constexpr int64_t kTile = 32;
   const int64_t row_tiles = (rows + kTile - 1) / kTile, col_tiles = (cols + kTile - 1) / kTile;
-#pragma omp parallel for collapse(2) if (rows * cols >= kParallelMinElements)
-  for (int64_t rt = 0; rt < row_tiles; ++rt)
-    for (int64_t ct = 0; ct < col_tiles; ++ct) {
-      const int64_t r0 = rt * kTile, r1 = std::min(rows, r0 + kTile);
-      const int64_t c0 = ct * kTile, c1 = std::min(cols, c0 + kTile);
-      for (int64_t c = c0; c < c1; ++c) {
-        const float b = bias ? bias[c] : 0.0f;
-        float* d = dst + c * ld_dst;
-        for (int64_t r = r0; r < r1; ++r) d[r] = src[r * ld_src + c] + b;
-      }
+  parallel_for(row_tiles * col_tiles, rows * cols >= kParallelMinElements, [&](int64_t tile) {
+    const int64_t rt = tile / col_tiles, ct = tile % col_tiles;
+    const int64_t r0 = rt * kTile, r1 = std::min(rows, r0 + kTile);
+    const int64_t c0 = ct * kTile, c1 = std::min(cols, c0 + kTile);
+    for (int64_t c = c0; c < c1; ++c) {
+      const float b = bias ? bias[c] : 0.0f;
+      float* d = dst + c * ld_dst;
+      for (int64_t r = r0; r < r1; ++r) d[r] = src[r * ld_src + c] + b;
     }
+  });
 }
 
 }  // namespace
@@ -122,8 +121,7 @@ void im2col_rows(const ConvShape& shape, const float* x_nhwc, int64_t group, int
   const Window3 d = to_window3(shape.window);
   const int64_t channels = shape.in_channels, icg = channels / shape.groups, K = shape.K();
   const int64_t out_pixels = shape.out_pixels(), in_pixels = shape.in_pixels();
-#pragma omp parallel for if (rows * K >= kParallelMinElements)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * K >= kParallelMinElements, [&](int64_t r) {
     const int64_t row = row0 + r, image = row / out_pixels, pos = row % out_pixels;
     const int64_t o2 = pos % d.out[2], o1 = (pos / d.out[2]) % d.out[1], o0 = pos / (d.out[2] * d.out[1]);
     const float* img = x_nhwc + image * in_pixels * channels + group * icg;
@@ -153,7 +151,7 @@ void im2col_rows(const ConvShape& shape, const float* x_nhwc, int64_t group, int
         }
       }
     }
-  }
+  });
 }
 
 void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, const float* bias, float* y,
@@ -218,8 +216,7 @@ void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* 
   const int64_t oc_total = shape.out_channels, per_channel = oc_total / shape.groups;
   const int64_t in_pixels = shape.in_pixels(), out_pixels = shape.out_pixels(), kvol = shape.kernel_volume();
   const int64_t planes = shape.batch * oc_total;
-#pragma omp parallel for if (planes * out_pixels * kvol >= kParallelMinElements)
-  for (int64_t plane = 0; plane < planes; ++plane) {
+  parallel_for(planes, planes * out_pixels * kvol >= kParallelMinElements, [&](int64_t plane) {
     const int64_t n = plane / oc_total, oc = plane % oc_total, ic = oc / per_channel;
     const float* xs = x + (n * shape.in_channels + ic) * in_pixels;
     const float* ws = w + oc * kvol;
@@ -252,7 +249,7 @@ void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* 
           }
         }
       }
-  }
+  });
 }
 
 ConvGemm blas_conv_gemm(const float* canonical_weight) {

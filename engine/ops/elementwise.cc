@@ -19,8 +19,7 @@ void binary_loop(const BroadcastPlan<2>& plan, const A* a, const B* b, R* y, F f
   const int64_t inner = plan.inner(), outer = plan.outer();
   const bool a_step = !plan.strides[0].empty() && plan.strides[0][0] != 0;
   const bool b_step = !plan.strides[1].empty() && plan.strides[1][0] != 0;
-#pragma omp parallel for if (outer * inner >= kParallelMinElements && outer > 1)
-  for (int64_t r = 0; r < outer; ++r) {
+  parallel_for(outer, outer * inner >= kParallelMinElements && outer > 1, [&](int64_t r) {
     auto off = plan.row_offsets(r);
     const A* pa = a + off[0];
     const B* pb = b + off[1];
@@ -37,7 +36,7 @@ void binary_loop(const BroadcastPlan<2>& plan, const A* a, const B* b, R* y, F f
       const R v = f(*pa, *pb);
       for (int64_t i = 0; i < inner; ++i) py[i] = v;
     }
-  }
+  });
 }
 
 // The single-row case (same shapes, or a scalar operand) is split across threads within the row.
@@ -50,20 +49,26 @@ void binary_apply(const std::vector<int64_t>& out_shape, const Tensor& ta, const
   const int64_t n = ty.numel();
   if (n == 0) return;
   if (ta.shape() == out_shape && tb.shape() == out_shape) {
-#pragma omp parallel for simd if (n >= kParallelMinElements)
-    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
+    parallel_ranges(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) y[i] = f(a[i], b[i]);
+    });
     return;
   }
   if (ta.shape() == out_shape && tb.numel() == 1) {
     const B bv = b[0];
-#pragma omp parallel for simd if (n >= kParallelMinElements)
-    for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], bv);
+    parallel_ranges(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) y[i] = f(a[i], bv);
+    });
     return;
   }
   if (tb.shape() == out_shape && ta.numel() == 1) {
     const A av = a[0];
-#pragma omp parallel for simd if (n >= kParallelMinElements)
-    for (int64_t i = 0; i < n; ++i) y[i] = f(av, b[i]);
+    parallel_ranges(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) y[i] = f(av, b[i]);
+    });
     return;
   }
   binary_loop(plan_broadcast<2>(out_shape, {&ta.shape(), &tb.shape()}), a, b, y, f);
@@ -193,15 +198,14 @@ void where_typed(const std::vector<int64_t>& shape, const Tensor& c, const Tenso
   const int64_t inner = plan.inner(), outer = plan.outer();
   auto inner_stride = [&](int k) { return plan.strides[size_t(k)].empty() ? 0 : plan.strides[size_t(k)][0]; };
   const int64_t sc = inner_stride(0), sx = inner_stride(1), sz = inner_stride(2);
-#pragma omp parallel for if (outer * inner >= kParallelMinElements && outer > 1)
-  for (int64_t r = 0; r < outer; ++r) {
+  parallel_for(outer, outer * inner >= kParallelMinElements && outer > 1, [&](int64_t r) {
     auto off = plan.row_offsets(r);
     const uint8_t* rc = pc + off[0];
     const T* rx = px + off[1];
     const T* rz = pz + off[2];
     T* ry = py + r * inner;
     for (int64_t i = 0; i < inner; ++i) ry[i] = rc[i * sc] ? rx[i * sx] : rz[i * sz];
-  }
+  });
 }
 
 }  // namespace

@@ -73,14 +73,13 @@ void run_mat_mul(const Node& node, std::span<const Tensor* const> in, std::span<
   const int64_t inner = plan.inner();
   // Many small products (attention heads): one per thread; a few large ones split inside blas_sgemm.
   const bool per_thread = batches >= 2 * omp_get_max_threads() && 2 * M * N * K < (int64_t(1) << 24);
-#pragma omp parallel for if (per_thread)
-  for (int64_t i = 0; i < batches; ++i) {
+  parallel_for(batches, per_thread, [&](int64_t i) {
     auto off = plan.row_offsets(i / inner);
     const int64_t j = i % inner;
     const int64_t ia = off[0] + (plan.strides[0].empty() ? 0 : j * plan.strides[0][0]);
     const int64_t ib = off[1] + (plan.strides[1].empty() ? 0 : j * plan.strides[1][0]);
     blas_sgemm(false, false, M, N, K, 1.0f, pa + ia * M * K, K, pb + ib * K * N, N, 0.0f, y + i * M * N, N);
-  }
+  });
 }
 
 void run_conv(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {

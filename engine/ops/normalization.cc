@@ -16,15 +16,14 @@ void batchnorm_apply(const Tensor& x, const float* scale, const float* bias, con
   const int64_t batch = x.dim(0), channels = x.dim(1), spatial = dims_product(x.shape(), 2, x.rank());
   const float* src = x.data<float>();
   float* dst = y.data<float>();
-#pragma omp parallel for if (x.numel() >= kParallelMinElements)
-  for (int64_t nc = 0; nc < batch * channels; ++nc) {
+  parallel_for(batch * channels, x.numel() >= kParallelMinElements, [&](int64_t nc) {
     const int64_t c = nc % channels;
     const float mul = float(double(scale[c]) / std::sqrt(var[c] + epsilon));
     const float add = float(double(bias[c]) - mean[c] * double(mul));
     const float* s = src + nc * spatial;
     float* d = dst + nc * spatial;
     for (int64_t i = 0; i < spatial; ++i) d[i] = s[i] * mul + add;
-  }
+  });
 }
 
 }  // namespace
@@ -127,8 +126,7 @@ void layer_norm(const Node& node, const Tensor& x, const Tensor* residual, const
   const float* src = x.data<float>();
   float* dst = out[0].data<float>();
   const float* res = residual ? residual->data<float>() : nullptr;
-#pragma omp parallel for if (x.numel() >= kParallelMinElements && rows > 1)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, x.numel() >= kParallelMinElements && rows > 1, [&](int64_t r) {
     float mean, inv_std;
     const float* row = src + r * n;
     if (res) {
@@ -139,7 +137,7 @@ void layer_norm(const Node& node, const Tensor& x, const Tensor* residual, const
     layer_norm_row_f32(row, ps, pb, dst + r * n, n, epsilon, &mean, &inv_std);
     if (mean_out) mean_out[r] = mean;
     if (inv_std_out) inv_std_out[r] = inv_std;
-  }
+  });
 }
 
 }  // namespace
@@ -206,12 +204,11 @@ void run_reduce_mean(const Node& node, std::span<const Tensor* const> in, std::s
   bool trailing_only = true;
   for (int i = 0; i < first_reduced; ++i) trailing_only &= !reduced[size_t(i)];
   if (trailing_only) {  // the common case (last axis): one contiguous row per output element
-#pragma omp parallel for if (x.numel() >= kParallelMinElements && out_n > 1)
-    for (int64_t r = 0; r < out_n; ++r) {
+    parallel_for(out_n, x.numel() >= kParallelMinElements && out_n > 1, [&](int64_t r) {
       double sum = 0;
       for (int64_t i = 0; i < count; ++i) sum += src[r * count + i];
       dst[r] = float(sum / double(count));
-    }
+    });
     return;
   }
   // General case: walk the input once, accumulating into the output element each row maps to.

@@ -148,15 +148,14 @@ template <typename T>
 void broadcast_copy(const BroadcastPlan<1>& plan, const T* src, T* dst) {
   const int64_t inner = plan.inner(), outer = plan.outer();
   const int64_t s = plan.strides[0].empty() ? 0 : plan.strides[0][0];
-#pragma omp parallel for if (outer * inner >= kParallelMinElements)
-  for (int64_t r = 0; r < outer; ++r) {
+  parallel_for(outer, outer * inner >= kParallelMinElements, [&](int64_t r) {
     const T* a = src + plan.row_offsets(r)[0];
     T* y = dst + r * inner;
     if (s == 1)
       std::memcpy(y, a, size_t(inner) * sizeof(T));
     else
       for (int64_t i = 0; i < inner; ++i) y[i] = a[i * s];
-  }
+  });
 }
 }  // namespace
 

@@ -80,41 +80,42 @@ int64_t taps_within(int64_t begin, int64_t kernel, int64_t dilation, int64_t lo,
 void max_pool_with_indices(const Window3& p, const TapRanges& t, int64_t planes, int64_t storage_order,
                            const float* src, float* dst, int64_t* indices) {
   const int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
-#pragma omp parallel for if (planes * out_plane * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
-  for (int64_t plane = 0; plane < planes; ++plane) {
-    const float* xs = src + plane * in_plane;
-    int64_t o = plane * out_plane;
-    for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
-      for (int64_t o1 = 0; o1 < p.out[1]; ++o1)
-        for (int64_t o2 = 0; o2 < p.out[2]; ++o2, ++o) {
-          float best = -std::numeric_limits<float>::infinity();
-          int64_t best_off = -1;
-          for (int64_t k0 = t.lo[0][size_t(o0)]; k0 < t.hi[0][size_t(o0)]; ++k0) {
-            const int64_t i0 = t.begin[0][size_t(o0)] + k0 * p.d[0];
-            for (int64_t k1 = t.lo[1][size_t(o1)]; k1 < t.hi[1][size_t(o1)]; ++k1) {
-              const int64_t row =
-                  (i0 * p.in[1] + t.begin[1][size_t(o1)] + k1 * p.d[1]) * p.in[2] + t.begin[2][size_t(o2)];
-              for (int64_t k2 = t.lo[2][size_t(o2)]; k2 < t.hi[2][size_t(o2)]; ++k2) {
-                const float v = xs[row + k2 * p.d[2]];
-                if (v > best || best_off < 0) {
-                  best = v;
-                  best_off = row + k2 * p.d[2];
+  parallel_for(
+      planes, planes * out_plane * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements, [&](int64_t plane) {
+        const float* xs = src + plane * in_plane;
+        int64_t o = plane * out_plane;
+        for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
+          for (int64_t o1 = 0; o1 < p.out[1]; ++o1)
+            for (int64_t o2 = 0; o2 < p.out[2]; ++o2, ++o) {
+              float best = -std::numeric_limits<float>::infinity();
+              int64_t best_off = -1;
+              for (int64_t k0 = t.lo[0][size_t(o0)]; k0 < t.hi[0][size_t(o0)]; ++k0) {
+                const int64_t i0 = t.begin[0][size_t(o0)] + k0 * p.d[0];
+                for (int64_t k1 = t.lo[1][size_t(o1)]; k1 < t.hi[1][size_t(o1)]; ++k1) {
+                  const int64_t row = (i0 * p.in[1] + t.begin[1][size_t(o1)] + k1 * p.d[1]) * p.in[2] +
+                                      t.begin[2][size_t(o2)];
+                  for (int64_t k2 = t.lo[2][size_t(o2)]; k2 < t.hi[2][size_t(o2)]; ++k2) {
+                    const float v = xs[row + k2 * p.d[2]];
+                    if (v > best || best_off < 0) {
+                      best = v;
+                      best_off = row + k2 * p.d[2];
+                    }
+                  }
                 }
               }
+              dst[o] = best;
+              {
+                int64_t index = std::max<int64_t>(best_off, 0);
+                if (storage_order !=
+                    0) {  // column-major numbering of the spatial position (first dim fastest)
+                  const int64_t i2 = index % p.in[2], i1 = (index / p.in[2]) % p.in[1],
+                                i0 = index / (p.in[2] * p.in[1]);
+                  index = i0 + p.in[0] * (i1 + p.in[1] * i2);
+                }
+                indices[o] = plane * in_plane + index;
+              }
             }
-          }
-          dst[o] = best;
-          {
-            int64_t index = std::max<int64_t>(best_off, 0);
-            if (storage_order != 0) {  // column-major numbering of the spatial position (first dim fastest)
-              const int64_t i2 = index % p.in[2], i1 = (index / p.in[2]) % p.in[1],
-                            i0 = index / (p.in[2] * p.in[1]);
-              index = i0 + p.in[0] * (i1 + p.in[1] * i2);
-            }
-            indices[o] = plane * in_plane + index;
-          }
-        }
-  }
+      });
 }
 
 // Pools a plane one output row at a time: each tap updates, in one pass, every output of the row whose input
@@ -135,37 +136,37 @@ void pool_rows(const Window3& p, const TapRanges& t, int64_t planes, const float
   }
   const int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
   const int64_t s2 = p.s[2];
-#pragma omp parallel for if (planes * out_plane * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements)
-  for (int64_t plane = 0; plane < planes; ++plane) {
-    const float* xs = src + plane * in_plane;
-    for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
-      for (int64_t o1 = 0; o1 < p.out[1]; ++o1) {
-        float* y = dst + plane * out_plane + (o0 * p.out[1] + o1) * p.out[2];
-        for (int64_t o2 = 0; o2 < p.out[2]; ++o2)
-          y[o2] = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
-        for (int64_t k0 = t.lo[0][size_t(o0)]; k0 < t.hi[0][size_t(o0)]; ++k0) {
-          const int64_t i0 = t.begin[0][size_t(o0)] + k0 * p.d[0];
-          for (int64_t k1 = t.lo[1][size_t(o1)]; k1 < t.hi[1][size_t(o1)]; ++k1) {
-            const float* line = xs + (i0 * p.in[1] + t.begin[1][size_t(o1)] + k1 * p.d[1]) * p.in[2];
-            for (int64_t k2 = 0; k2 < p.k[2]; ++k2) {
-              const float* x = line + shift2[size_t(k2)];
-              const int64_t lo = lo2[size_t(k2)], hi = hi2[size_t(k2)];
-              if constexpr (kMax) {
-                if (s2 == 1)
-                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] = x[o2] > y[o2] ? x[o2] : y[o2];
-                else
-                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] = x[o2 * s2] > y[o2] ? x[o2 * s2] : y[o2];
-              } else {
-                if (s2 == 1)
-                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] += x[o2];
-                else
-                  for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] += x[o2 * s2];
+  parallel_for(
+      planes, planes * out_plane * p.k[0] * p.k[1] * p.k[2] >= kParallelMinElements, [&](int64_t plane) {
+        const float* xs = src + plane * in_plane;
+        for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
+          for (int64_t o1 = 0; o1 < p.out[1]; ++o1) {
+            float* y = dst + plane * out_plane + (o0 * p.out[1] + o1) * p.out[2];
+            for (int64_t o2 = 0; o2 < p.out[2]; ++o2)
+              y[o2] = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+            for (int64_t k0 = t.lo[0][size_t(o0)]; k0 < t.hi[0][size_t(o0)]; ++k0) {
+              const int64_t i0 = t.begin[0][size_t(o0)] + k0 * p.d[0];
+              for (int64_t k1 = t.lo[1][size_t(o1)]; k1 < t.hi[1][size_t(o1)]; ++k1) {
+                const float* line = xs + (i0 * p.in[1] + t.begin[1][size_t(o1)] + k1 * p.d[1]) * p.in[2];
+                for (int64_t k2 = 0; k2 < p.k[2]; ++k2) {
+                  const float* x = line + shift2[size_t(k2)];
+                  const int64_t lo = lo2[size_t(k2)], hi = hi2[size_t(k2)];
+                  if constexpr (kMax) {
+                    if (s2 == 1)
+                      for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] = x[o2] > y[o2] ? x[o2] : y[o2];
+                    else
+                      for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] = x[o2 * s2] > y[o2] ? x[o2 * s2] : y[o2];
+                  } else {
+                    if (s2 == 1)
+                      for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] += x[o2];
+                    else
+                      for (int64_t o2 = lo; o2 < hi; ++o2) y[o2] += x[o2 * s2];
+                  }
+                }
               }
             }
           }
-        }
-      }
-  }
+      });
 }
 
 }  // namespace
@@ -173,36 +174,46 @@ void pool_rows(const Window3& p, const TapRanges& t, int64_t planes, const float
 namespace {
 
 // MaxPool on channels-last x [N][in...][C] -> y [N][out...][C]: every output pixel is the lane-wise max of
-// the input pixels under its window, whole channel rows at a time.
+// the input pixels under its window, whole channel rows at a time. Each window's taps inside the input are
+// found in place: per-call tables (tap_ranges) cost more than the pool itself on a small image (the demo's
+// CNN, 14x14x32 -> 7x7x32: 2.4 us, most of it allocating and freeing them).
 void max_pool_channels_last(const Node& node, const Tensor& x, Tensor& y) {
   require_dtype(node, x, {DType::f32}, "input X");
   const std::vector<int64_t> nchw = channels_first_shape(x.shape());
   const PoolSetup s = setup_pool(node, nchw);
   const Window3& p = s.p;
-  const TapRanges t = tap_ranges(p);
   const int64_t C = nchw[1], batch = nchw[0];
   y = Tensor::uninitialized(DType::f32, channels_last_shape(s.out_shape));
   const float* src = x.data<float>();
   float* dst = y.data<float>();
+  // Taps [lo, hi) of the window at output o along dim i that land inside the input.
+  const auto taps = [&p](size_t i, int64_t o, int64_t& begin, int64_t& lo, int64_t& hi) {
+    begin = o * p.s[i] - p.pb[i];
+    lo = 0, hi = p.k[i];
+    while (lo < hi && begin + lo * p.d[i] < 0) ++lo;
+    while (hi > lo && begin + (hi - 1) * p.d[i] >= p.in[i]) --hi;
+  };
   const int64_t rows = batch * p.out[0] * p.out[1];
-#pragma omp parallel for if (y.numel() >= kParallelMinElements)
-  for (int64_t row = 0; row < rows; ++row) {
+  parallel_for(rows, y.numel() >= kParallelMinElements, [&](int64_t row) {
     const int64_t n = row / (p.out[0] * p.out[1]), o0 = row / p.out[1] % p.out[0], o1 = row % p.out[1];
+    int64_t b0, lo0, hi0, b1, lo1, hi1;
+    taps(0, o0, b0, lo0, hi0);
+    taps(1, o1, b1, lo1, hi1);
     for (int64_t o2 = 0; o2 < p.out[2]; ++o2) {
+      int64_t b2, lo2, hi2;
+      taps(2, o2, b2, lo2, hi2);
       float* yc = dst + ((row * p.out[2]) + o2) * C;
       for (int64_t c = 0; c < C; ++c) yc[c] = -std::numeric_limits<float>::infinity();
-      for (int64_t k0 = t.lo[0][size_t(o0)]; k0 < t.hi[0][size_t(o0)]; ++k0)
-        for (int64_t k1 = t.lo[1][size_t(o1)]; k1 < t.hi[1][size_t(o1)]; ++k1)
-          for (int64_t k2 = t.lo[2][size_t(o2)]; k2 < t.hi[2][size_t(o2)]; ++k2) {
-            const int64_t i0 = t.begin[0][size_t(o0)] + k0 * p.d[0],
-                          i1 = t.begin[1][size_t(o1)] + k1 * p.d[1],
-                          i2 = t.begin[2][size_t(o2)] + k2 * p.d[2];
+      for (int64_t k0 = lo0; k0 < hi0; ++k0)
+        for (int64_t k1 = lo1; k1 < hi1; ++k1)
+          for (int64_t k2 = lo2; k2 < hi2; ++k2) {
+            const int64_t i0 = b0 + k0 * p.d[0], i1 = b1 + k1 * p.d[1], i2 = b2 + k2 * p.d[2];
             const float* xc = src + (((n * p.in[0] + i0) * p.in[1] + i1) * p.in[2] + i2) * C;
 #pragma omp simd
             for (int64_t c = 0; c < C; ++c) yc[c] = xc[c] > yc[c] ? xc[c] : yc[c];
           }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -244,8 +255,7 @@ void run_average_pool(const Node& node, std::span<const Tensor* const> in, std::
   float* dst = out[0].data<float>();
   pool_rows<false>(p, t, s.planes, x.data<float>(), dst);
   const int64_t out_plane = p.out[0] * p.out[1] * p.out[2];
-#pragma omp parallel for if (out[0].numel() >= kParallelMinElements)
-  for (int64_t plane = 0; plane < s.planes; ++plane) {
+  parallel_for(s.planes, out[0].numel() >= kParallelMinElements, [&](int64_t plane) {
     int64_t o = plane * out_plane;
     for (int64_t o0 = 0; o0 < p.out[0]; ++o0)
       for (int64_t o1 = 0; o1 < p.out[1]; ++o1)
@@ -253,7 +263,7 @@ void run_average_pool(const Node& node, std::span<const Tensor* const> in, std::
           const float count = counts[0][size_t(o0)] * counts[1][size_t(o1)] * counts[2][size_t(o2)];
           dst[o] = count > 0.0f ? dst[o] / count : 0.0f;
         }
-  }
+  });
 }
 
 void run_global_average_pool(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
@@ -268,8 +278,7 @@ void run_global_average_pool(const Node& node, std::span<const Tensor* const> in
     out[0] = Tensor::uninitialized(DType::f32, shape);
     const float* src = x.data<float>();
     float* dst = out[0].data<float>();
-#pragma omp parallel for if (x.numel() >= kParallelMinElements)
-    for (int64_t b = 0; b < x.dim(0); ++b) {
+    parallel_for(x.dim(0), x.numel() >= kParallelMinElements, [&](int64_t b) {
       std::vector<double> sum(size_t(C), 0.0);
       double* acc = sum.data();
       for (int64_t i = 0; i < n; ++i) {
@@ -278,7 +287,7 @@ void run_global_average_pool(const Node& node, std::span<const Tensor* const> in
         for (int64_t c = 0; c < C; ++c) acc[c] += row[c];
       }
       for (int64_t c = 0; c < C; ++c) dst[b * C + c] = float(sum[size_t(c)] / double(n));
-    }
+    });
     return;
   }
   std::vector<int64_t> shape = {x.dim(0), x.dim(1)};
@@ -287,12 +296,11 @@ void run_global_average_pool(const Node& node, std::span<const Tensor* const> in
   const int64_t planes = x.dim(0) * x.dim(1), n = dims_product(x.shape(), 2, x.rank());
   const float* src = x.data<float>();
   float* dst = out[0].data<float>();
-#pragma omp parallel for if (x.numel() >= kParallelMinElements)
-  for (int64_t plane = 0; plane < planes; ++plane) {
+  parallel_for(planes, x.numel() >= kParallelMinElements, [&](int64_t plane) {
     double sum = 0;
     for (int64_t i = 0; i < n; ++i) sum += src[plane * n + i];
     dst[plane] = float(sum / double(n));
-  }
+  });
 }
 
 }  // namespace sparse24::engine::ops

@@ -111,6 +111,64 @@ void run_reshape(const Node& node, std::span<const Tensor* const> in, std::span<
       x.reshaped(reshape_target(node, x.shape(), read_int_list(node, required_input(node, in, 1), "shape")));
 }
 
+namespace {
+
+// dst[c][b] = src[b][c] for one [rows][cols] block, in square tiles so that both sides stay in cache lines.
+template <typename T>
+void transpose_block(const T* src, int64_t rows, int64_t cols, T* dst) {
+  constexpr int64_t kTile = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile)
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+      const int64_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] = src[r * cols + c];
+    }
+}
+
+// A permutation that keeps the leading `a` axes and swaps the two runs of axes after them, [.., B.., C..] ->
+// [.., C.., B..], is a transpose of [B][C] blocks (the element-by-element path below took 4 us for the demo
+// CNN's [1][7][7][32] -> [1][32][7][7]). Returns false, doing nothing, for any other permutation.
+bool transpose_as_blocks(const Tensor& x, const std::vector<int64_t>& perm, Tensor& y) {
+  const int rank = x.rank();
+  int a = 0;
+  while (a < rank && perm[size_t(a)] == a) ++a;
+  if (a >= rank - 1) return false;
+  const int64_t b = perm[size_t(a)];  // the first axis of the second run, now first
+  if (b <= a) return false;
+  for (int i = a; i < rank; ++i) {
+    const int64_t want = i - a < rank - b ? b + (i - a) : a + (i - a - (rank - b));
+    if (perm[size_t(i)] != want) return false;
+  }
+  const int64_t outer = dims_product(x.shape(), 0, a), rows = dims_product(x.shape(), a, int(b)),
+                cols = dims_product(x.shape(), int(b), rank);
+  const auto run = [&](auto type_tag) {
+    using T = decltype(type_tag);
+    const T* src = reinterpret_cast<const T*>(x.bytes());
+    T* dst = reinterpret_cast<T*>(y.bytes());
+    parallel_for(outer, x.numel() >= kParallelMinElements && outer > 1, [&](int64_t o) {
+      transpose_block(src + o * rows * cols, rows, cols, dst + o * rows * cols);
+    });
+  };
+  switch (dtype_size(x.dtype())) {
+    case 1:
+      run(uint8_t{});
+      return true;
+    case 2:
+      run(uint16_t{});
+      return true;
+    case 4:
+      run(uint32_t{});
+      return true;
+    case 8:
+      run(uint64_t{});
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 void run_transpose(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   const Tensor& x = required_input(node, in, 0);
   const int rank = x.rank();
@@ -123,7 +181,8 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
   std::vector<int64_t> out_shape(static_cast<size_t>(rank)), src_strides(static_cast<size_t>(rank));
   const std::vector<int64_t> in_strides = contiguous_strides(x.shape());
   for (int i = 0; i < rank; ++i) {
-    int p = normalize_axis(node, perm[size_t(i)], rank);
+    const int p = normalize_axis(node, perm[size_t(i)], rank);
+    perm[size_t(i)] = p;
     if (seen[size_t(p)]) fail("node '{}' (Transpose): perm repeats axis {}", node.name, p);
     seen[size_t(p)] = true;
     out_shape[size_t(i)] = x.shape()[size_t(p)];
@@ -135,7 +194,7 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
   int64_t last = -1;
   bool in_order = true;
   for (int i = 0; i < rank && in_order; ++i) {
-    const int64_t p = normalize_axis(node, perm[size_t(i)], rank);
+    const int64_t p = perm[size_t(i)];
     if (x.shape()[size_t(p)] == 1) continue;
     in_order = p > last;
     last = p;
@@ -144,6 +203,8 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
     std::memcpy(out[0].bytes(), x.bytes(), x.nbytes());
     return;
   }
+  // Trailing axes rotated ([outer][B][C] -> [outer][C][B], as NHWC <-> NCHW): a 2-D transpose of each block.
+  if (transpose_as_blocks(x, perm, out[0])) return;
   // The output is written in order; each of its rows reads the input at a stride (a block copy when the last
   // axis stays last). Rows are independent, so they split across threads.
   const size_t es = dtype_size(x.dtype());
@@ -151,8 +212,7 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
   const int64_t rows = x.numel() / inner;
   const std::byte* src = x.bytes();
   std::byte* dst = out[0].bytes();
-#pragma omp parallel for if (x.numel() >= kParallelMinElements)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, x.numel() >= kParallelMinElements, [&](int64_t r) {
     int64_t off = 0, rest = r;
     for (int d = rank - 2; d >= 0; --d) {
       off += (rest % out_shape[size_t(d)]) * src_strides[size_t(d)];
@@ -165,7 +225,7 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
       for (int64_t i = 0; i < inner; ++i)
         std::memcpy(y + size_t(i) * es, src + size_t(off + i * inner_stride) * es, es);
     }
-  }
+  });
 }
 
 void run_concat(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
@@ -340,11 +400,11 @@ void run_gather(const Node& node, std::span<const Tensor* const> in, std::span<T
   if (out[0].numel() == 0) return;
   const std::byte* src = data.bytes();
   std::byte* dst = out[0].bytes();
-#pragma omp parallel for if (out[0].numel() >= kParallelMinElements)
-  for (int64_t o = 0; o < outer; ++o)
+  parallel_for(outer, out[0].numel() >= kParallelMinElements, [&](int64_t o) {
     for (int64_t j = 0; j < count; ++j)
       std::memcpy(dst + size_t(o * count + j) * block, src + size_t(o * dim + indices[size_t(j)]) * block,
                   block);
+  });
 }
 
 namespace {
@@ -420,8 +480,7 @@ Tensor cast_tensor(const Tensor& x, DType to) {
   if (x.dtype() == to) return x;
   Tensor y(to, x.shape());
   const int64_t n = x.numel();
-#pragma omp parallel for if (n >= kParallelMinElements)
-  for (int64_t i = 0; i < n; ++i) store(y, i, load(x, i));
+  parallel_for(n, n >= kParallelMinElements, [&](int64_t i) { store(y, i, load(x, i)); });
   return y;
 }
 

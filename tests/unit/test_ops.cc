@@ -4,7 +4,9 @@
 // Oracles are plain loops written here; data are small integers wherever the result can then be exact.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numbers>
 #include <random>
@@ -899,6 +901,46 @@ TEST(OpsGelu, ExactAndTanhForms) {
   Node bad = make_node("Gelu", 20);
   bad.attrs.set("approximate", std::string("fast"));
   expect_error_names_node(bad, {&x}, "approximate");
+}
+
+// Transpose against its definition, for every permutation of a 4-D tensor (the rotations of trailing axes,
+// NHWC <-> NCHW among them, take a blocked path; dims above its 16-element tiles), for 1-, 4- and 8-byte
+// elements, with perm given as negative axes too.
+TEST(OpsShape, TransposeEveryPermutation) {
+  const std::vector<int64_t> shape = {2, 3, 17, 20};
+  for (DType dt : {DType::f32, DType::i64, DType::i8}) {
+    Tensor x(dt, shape);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      if (dt == DType::f32) x.data<float>()[i] = float(i) - 0.5f;
+      if (dt == DType::i64) x.data<int64_t>()[i] = (int64_t(1) << 40) + i;
+      if (dt == DType::i8) x.data<int8_t>()[i] = int8_t(i % 251 - 125);
+    }
+    std::vector<int64_t> perm = {0, 1, 2, 3};
+    do {
+      Node n = make_node("Transpose");
+      std::vector<int64_t> given = perm;
+      if (perm[0] == 0) given[3] -= 4;  // as a negative axis
+      n.attrs.set("perm", given);
+      const Tensor y = run(n, {&x})[0];
+      std::vector<int64_t> want_shape(4), stride_in(4);
+      for (int i = 3, st = 1; i >= 0; st *= int(shape[size_t(i)]), --i) stride_in[size_t(i)] = st;
+      for (size_t i = 0; i < 4; ++i) want_shape[i] = shape[size_t(perm[i])];
+      ASSERT_EQ(y.shape(), want_shape);
+      int64_t o = 0;
+      for (int64_t a = 0; a < want_shape[0]; ++a)
+        for (int64_t b = 0; b < want_shape[1]; ++b)
+          for (int64_t c = 0; c < want_shape[2]; ++c)
+            for (int64_t d = 0; d < want_shape[3]; ++d, ++o) {
+              const int64_t idx[4] = {a, b, c, d};
+              int64_t src = 0;
+              for (size_t i = 0; i < 4; ++i) src += idx[i] * stride_in[size_t(perm[i])];
+              ASSERT_EQ(std::memcmp(y.bytes() + o * dtype_size(dt), x.bytes() + src * dtype_size(dt),
+                                    dtype_size(dt)),
+                        0)
+                  << dtype_name(dt) << " perm " << shape_str(perm) << " at " << o;
+            }
+    } while (std::next_permutation(perm.begin(), perm.end()));
+  }
 }
 
 // Empty tensors flow through every op with the right output shape (and nothing is read out of bounds: this
