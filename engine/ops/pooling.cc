@@ -106,8 +106,8 @@ void max_pool_with_indices(const Window3& p, const TapRanges& t, int64_t planes,
               dst[o] = best;
               {
                 int64_t index = std::max<int64_t>(best_off, 0);
-                if (storage_order !=
-                    0) {  // column-major numbering of the spatial position (first dim fastest)
+                // storage_order 1: the spatial position numbered column-major (first dim fastest)
+                if (storage_order != 0) {
                   const int64_t i2 = index % p.in[2], i1 = (index / p.in[2]) % p.in[1],
                                 i0 = index / (p.in[2] * p.in[1]);
                   index = i0 + p.in[0] * (i1 + p.in[1] * i2);
