@@ -96,12 +96,14 @@ const cpu::Spmm24Kernel* LinearLayer::patch_kernel() const {
 }
 
 bool LinearLayer::run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy,
-                              const float* residual, bool residual_relu) const {
+                              const float* residual, bool residual_relu,
+                              std::function<void(int thread, int threads)> then) const {
   if (tactic_ != Tactic::sparse24_cpu) return false;
-  if (residual && act_ == Activation::gelu) fail("run_patches: a residual cannot follow GELU");
+  if ((residual || then) && act_ == Activation::gelu)
+    fail("run_patches: a residual or a second phase cannot follow GELU");
   const cpu::Spmm24Kernel* kernel = patch_kernel();
   if (!kernel) return false;
-  run_sparse(M, nullptr, 0, &patches, kernel, Y, ldy, residual, residual_relu);
+  run_sparse(M, nullptr, 0, &patches, kernel, Y, ldy, residual, residual_relu, nullptr, std::move(then));
   return true;
 }
 
@@ -122,7 +124,8 @@ bool LinearLayer::pool_patches(const cpu::ConvPatches& patches, int64_t M, float
 
 void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches,
                              const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy, const float* residual,
-                             bool residual_relu, float* pool) const {
+                             bool residual_relu, float* pool,
+                             std::function<void(int thread, int threads)> then) const {
   cpu::Spmm24Args a;
   a.M = M;
   a.X = X;
@@ -138,6 +141,7 @@ void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::
   a.residual = residual;
   a.residual_relu = residual_relu;
   a.pool = pool;
+  a.then = std::move(then);
   if (kernel)
     cpu::spmm24_run(*kernel, a);
   else

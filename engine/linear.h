@@ -4,6 +4,7 @@
 // It holds the weight once in the form its tactic reads (dense for BLAS, packed 2:4 for the CPU kernels),
 // prepared when the plan is built and never repacked per call.
 #include <array>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -66,8 +67,10 @@ class LinearLayer {
   /// The same with X the patch matrix of a convolution read in place (kernels/cpu ConvPatches), and
   /// optionally a residual [M][ldy] added after the epilogue (then ReLU when residual_relu; not after GELU).
   /// Returns false, doing nothing, unless the tactic is 2:4 and a kernel of the active ISA reads patches.
+  /// `then` (not after GELU) runs on the kernel's threads once Y is complete (cpu::Spmm24Args::then).
   bool run_patches(const cpu::ConvPatches& patches, int64_t M, float* Y, int64_t ldy,
-                   const float* residual = nullptr, bool residual_relu = false) const;
+                   const float* residual = nullptr, bool residual_relu = false,
+                   std::function<void(int thread, int threads)> then = nullptr) const;
   /// The same summed per image into pool [images][ldpool] (zeroed by the caller; cpu::Spmm24Args::pool)
   /// instead of written out. Returns false, doing nothing, unless run_patches would run it, and without GELU.
   bool pool_patches(const cpu::ConvPatches& patches, int64_t M, float* pool, int64_t ldpool,
@@ -81,7 +84,8 @@ class LinearLayer {
   // The 2:4 kernels: `kernel` when given (it reads `patches`), else the one the dispatcher picks for M.
   void run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::ConvPatches* patches,
                   const cpu::Spmm24Kernel* kernel, float* Y, int64_t ldy, const float* residual = nullptr,
-                  bool residual_relu = false, float* pool = nullptr) const;
+                  bool residual_relu = false, float* pool = nullptr,
+                  std::function<void(int thread, int threads)> then = nullptr) const;
   Tensor weight_;
   std::vector<float> bias_;
   Activation act_;

@@ -106,8 +106,27 @@ void ConvLinearNode::run_direct(const Node& node, const ops::ConvShape& shape, c
   ops::conv_direct_nhwc(*direct_, shape, pool_h, pool_w, x.data<float>(), y);
 }
 
+namespace {
+
+// The patch matrix of a 2-D channels-last convolution, read in place by the 2:4 kernels.
+cpu::ConvPatches patches(const ops::ConvShape& shape, const Tensor& x) {
+  const auto& w = shape.window;
+  cpu::ConvPatches p;
+  p.x = x.data<float>();
+  p.N = shape.batch;
+  p.C = shape.in_channels;
+  p.H = w.in[0], p.W = w.in[1], p.OH = w.out[0], p.OW = w.out[1], p.KH = w.kernel[0], p.KW = w.kernel[1];
+  p.stride_h = w.strides[0], p.stride_w = w.strides[1], p.dilation_h = w.dilations[0];
+  p.dilation_w = w.dilations[1], p.pad_top = w.pads_begin[0], p.pad_left = w.pads_begin[1];
+  return p;
+}
+
+}  // namespace
+
 // The convolution followed by its fused max pool (fuse_conv_pool): in one pass with the dense-direct tactic;
-// with any other, the convolution into a scratch tensor and then the pool.
+// on a 2:4 patch kernel, the pool as the kernel call's second phase (cpu::Spmm24Args::then: no team of its
+// own, each thread pooling about the rows its core wrote; the demo's CNN at batch 1: its MaxPool pass took
+// 1.5 us); with any other, the convolution into a scratch tensor and then the pool.
 void ConvLinearNode::run_pooled(const Node& node, std::span<const Tensor* const> inputs,
                                 const ops::ConvShape& shape, const std::vector<int64_t>& pool,
                                 Tensor& out) const {
@@ -116,11 +135,23 @@ void ConvLinearNode::run_pooled(const Node& node, std::span<const Tensor* const>
     fail("node '{}' (Conv + MaxPool): the fused pool needs a 2-D channels-last convolution and a 2-D window",
          node.name);
   const auto& w = shape.window;
+  const std::vector<int64_t> pooled = {shape.batch, w.out[0] / pool[0], w.out[1] / pool[1],
+                                       shape.out_channels};
   if (layer->tactic() == Tactic::dense_direct) {
-    out = Tensor::uninitialized(DType::f32,
-                                {shape.batch, w.out[0] / pool[0], w.out[1] / pool[1], shape.out_channels});
+    out = Tensor::uninitialized(DType::f32, pooled);
     run_direct(node, shape, x, pool[0], pool[1], out.data<float>());
     return;
+  }
+  const int64_t M = shape.batch * shape.out_pixels(), C = shape.out_channels;
+  if (inputs.size() == 1 && shape.groups == 1 && M >= 64 && layer->activation() != Activation::gelu) {
+    Tensor full = Tensor::uninitialized(DType::f32, ops::channels_last_shape(shape.output_shape()));
+    out = Tensor::uninitialized(DType::f32, pooled);
+    const int64_t bands = pooled[0] * pooled[1];  // pooled rows
+    const auto pool_bands = [&](int t, int threads) {
+      ops::max_pool_bands_nhwc(full.data<float>(), w.out[0], w.out[1], C, pool[0], pool[1],
+                               bands * t / threads, bands * (t + 1) / threads, out.data<float>());
+    };
+    if (layer->run_patches(patches(shape, x), M, full.data<float>(), C, nullptr, false, pool_bands)) return;
   }
   Tensor full;
   run_unpooled(node, inputs, shape, full);
@@ -143,23 +174,6 @@ const Node& ConvLinearNode::pool_node(const Node& conv, const char* op,
   });
   return pool_node_;
 }
-
-namespace {
-
-// The patch matrix of a 2-D channels-last convolution, read in place by the 2:4 kernels.
-cpu::ConvPatches patches(const ops::ConvShape& shape, const Tensor& x) {
-  const auto& w = shape.window;
-  cpu::ConvPatches p;
-  p.x = x.data<float>();
-  p.N = shape.batch;
-  p.C = shape.in_channels;
-  p.H = w.in[0], p.W = w.in[1], p.OH = w.out[0], p.OW = w.out[1], p.KH = w.kernel[0], p.KW = w.kernel[1];
-  p.stride_h = w.strides[0], p.stride_w = w.strides[1], p.dilation_h = w.dilations[0];
-  p.dilation_w = w.dilations[1], p.pad_top = w.pads_begin[0], p.pad_left = w.pads_begin[1];
-  return p;
-}
-
-}  // namespace
 
 // The convolution followed by its fused GlobalAveragePool (fuse_conv_global_pool): on a 2:4 patch kernel
 // each output pixel is summed into the pool as it is stored and Y is never written (the CNN at batch 64:
@@ -791,18 +805,19 @@ void take_readers_place(Graph& g, size_t i, int reader, std::vector<bool>& dead)
   g.nodes[size_t(reader)] = std::move(moved);
 }
 
-// Conv (channels-last, short K: ops/conv_direct.h, no activation or ReLU) -> MaxPool whose window equals its
-// strides, with no padding, dilation or Indices output, where nothing else reads the Conv's output: the Conv
-// takes the pool as its sparse24_pool attribute and the MaxPool's place. The direct kernel then keeps each
-// pool window in registers, and the full-size activation (the largest tensor of a CNN's stem) is never
-// written or read back.
+// Conv (channels-last, no activation or ReLU) -> MaxPool whose window equals its strides, with no padding,
+// dilation or Indices output, where nothing else reads the Conv's output: the Conv takes the pool as its
+// sparse24_pool attribute and the MaxPool's place (ConvLinearNode::run_pooled), and the planner times each
+// tactic with the pool. The direct kernel (short K: ops/conv_direct.h) then keeps each pool window in
+// registers, and the full-size activation (the largest tensor of a CNN's stem) is never written or read back;
+// a 2:4 patch kernel pools on its own threads once its output is complete.
 int fuse_conv_pool(Graph& g) {
   Uses uses(g);
   std::vector<bool> dead(g.nodes.size(), false);
   int fused = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const auto* conv = dynamic_cast<const ConvLinearNode*>(g.nodes[i].state.get());
-    if (!conv || g.nodes[i].inputs.size() != 1 || !conv->supports_direct(g.nodes[i]) ||
+    if (!conv || g.nodes[i].inputs.size() != 1 || conv->weight_shape.size() != 4 ||
         (conv->layer->activation() != Activation::none && conv->layer->activation() != Activation::relu))
       continue;
     const int p = uses.sole_reader(g.nodes[i].outputs[0]);

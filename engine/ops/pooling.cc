@@ -1,4 +1,5 @@
 // Max and average pooling over 1, 2 or 3 spatial dims, and global average pooling.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -217,6 +218,26 @@ void max_pool_channels_last(const Node& node, const Tensor& x, Tensor& y) {
 }
 
 }  // namespace
+
+void max_pool_bands_nhwc(const float* y, int64_t OH, int64_t OW, int64_t C, int64_t pool_h, int64_t pool_w,
+                         int64_t band_begin, int64_t band_end, float* out) {
+  const int64_t PH = OH / pool_h, PW = OW / pool_w;
+  for (int64_t band = band_begin; band < band_end; ++band) {
+    const int64_t n = band / PH, ph = band % PH;
+    const float* rows = y + (n * OH + ph * pool_h) * OW * C;  // the window rows' first pixel
+    for (int64_t pw = 0; pw < PW; ++pw) {
+      float* o = out + (band * PW + pw) * C;
+      const float* first = rows + pw * pool_w * C;
+      std::copy_n(first, C, o);
+      for (int64_t i = 0; i < pool_h; ++i)
+        for (int64_t j = i == 0 ? 1 : 0; j < pool_w; ++j) {
+          const float* x = first + (i * OW + j) * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) o[c] = x[c] > o[c] ? x[c] : o[c];
+        }
+    }
+  }
+}
 
 void run_max_pool(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   const Tensor& x = required_input(node, in, 0);

@@ -66,6 +66,7 @@ void validate(const Spmm24Kernel& k, const Spmm24Args& a) {
   if (a.residual && a.act == Activation::gelu)
     fail("{}: a residual cannot follow GELU in the kernel", k.name);
   if (a.pool && a.act == Activation::gelu) fail("{}: a pool cannot follow GELU in the kernel", k.name);
+  if (a.pool && a.then) fail("{}: a call sums into a pool or has a second phase, not both", k.name);
   if (a.image_row_end > 0 && (!image_blocks_fit(a, k.image_lanes) || a.image_row_begin < 0 ||
                               a.image_row_begin >= a.image_row_end || a.image_row_end > a.patches->OH))
     fail("{}: output rows [{}, {}) of each image, but the call does not run as image blocks there", k.name,
@@ -210,6 +211,17 @@ bool split_image_blocks(const Spmm24Args& args, int64_t lanes, int threads) {
 
 }  // namespace
 
+namespace {
+
+// Spmm24Args::then, by every thread of a call's team once all of them have stored their part of Y.
+void then_phase(const Spmm24Args& args, int thread, int threads) {
+  if (!args.then) return;
+#pragma omp barrier
+  args.then(thread, threads);
+}
+
+}  // namespace
+
 bool kernel_pools(const Spmm24Kernel& kernel, const Spmm24Args& args) {
   return kernel.patches && kernel.panel_rows > 0 && args.patches && args.act != Activation::gelu;
 }
@@ -281,6 +293,7 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
       }
       if (part.M > 0 && part.image_row_begin < (part.image_row_end > 0 ? part.image_row_end : rows))
         kernel.fn(part, 0, tiles);
+      then_phase(args, int(t), int(n));
     }
     if (args.pool && !split_blocks) pools.add_into_call();
     return;
@@ -304,6 +317,7 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
         if (args.pool) pools.give(part, omp_get_thread_num());
         kernel.fn(part, 0, tiles);
       }
+      then_phase(args, omp_get_thread_num(), omp_get_num_threads());
     }
     if (args.pool) pools.add_into_call();
     return;
@@ -313,6 +327,7 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
   threads = int(std::min<int64_t>(threads, pairs));
   if (threads <= 1) {
     kernel.fn(args, 0, tiles);
+    if (args.then) args.then(0, 1);
     return;
   }
 #pragma omp parallel num_threads(threads)
@@ -321,6 +336,7 @@ void spmm24_run(const Spmm24Kernel& kernel, const Spmm24Args& args, int threads)
     const int64_t begin = std::min(tiles, 2 * (pairs * t / nt));
     const int64_t end = std::min(tiles, 2 * (pairs * (t + 1) / nt));
     if (begin < end) kernel.fn(args, begin, end);
+    then_phase(args, int(t), int(nt));
   }
 }
 

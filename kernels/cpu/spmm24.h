@@ -6,6 +6,7 @@
 //                 (reference::gemm_24_i8_scaled is the oracle).
 // Threads split the output channels, never K, so every thread count gives the same bits.
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "kernels/cpu/isa.h"
@@ -52,6 +53,10 @@ struct Spmm24Args {
   float* pool = nullptr;
   /// Set by the kernels: the pool's row stride for the rows they store, 0 where all of them are one image's.
   int64_t pool_ld = 0;
+  /// spmm24_run only, not with `pool`: a second phase over the threads the call woke, then(thread, threads)
+  /// on each of them once all have finished the product (then(0, 1) where the call runs on one thread), so a
+  /// pass over Y needs no team of its own and each thread can take the rows its core just wrote.
+  std::function<void(int thread, int threads)> then = nullptr;
 };
 
 /// A kernel computes output tiles [tile_begin, tile_end) (16 channels each) for all M rows of one call.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -276,6 +277,19 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
                         g.KH, g.KW, g.stride, g.dilation, row0, row0 + M, threads,
                         cpu::image_block_lanes(a, k.image_lanes) ? " (image blocks)" : "");
         ASSERT_EQ(got, want) << where;
+        // A second phase (Spmm24Args::then) sees all of Y, however the threads split the call.
+        std::atomic<int> phases = 0;
+        std::atomic<bool> complete = true;
+        a.then = [&](int, int) {
+          ++phases;
+          if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) != 0) complete = false;
+        };
+        std::fill(got.begin(), got.end(), -12345.0f);
+        cpu::spmm24_run(k, a, threads);
+        EXPECT_TRUE(complete) << where << ": a second phase ran before Y was complete";
+        EXPECT_GE(phases, 1) << where;
+        EXPECT_LE(phases, threads) << where;
+        a.then = nullptr;
         // A residual added in the store, then ReLU: relu(relu(conv + bias) + r).
         std::vector<float> residual(got.size());
         for (float& r : residual) r = float(int(rng() % 31) - 15);
@@ -319,6 +333,48 @@ TEST_P(Spmm24I8KernelTest, full_range_values) {
     for (int64_t K : {20, 768}) {
       check_case(GetParam(), {M, 33, K, true, Activation::none}, uint32_t(9000 + M + K), true);
       if (HasFatalFailure()) return;
+    }
+}
+
+// Spmm24Args::then: each thread of the call's team runs it once, and only after the whole of Y is stored
+// (one thread, GEMV tiles split between threads, GEMM rows split between threads).
+TEST_P(Spmm24KernelTest, second_phase_runs_once_per_thread_after_the_product) {
+  const Spmm24Kernel& k = GetParam();
+  for (int64_t M : {1, 40, 130})
+    for (int threads : {1, 2}) {
+      const Problem p = make_problem(k.weight_dtype, {M, 40, 64, true, Activation::relu}, uint32_t(600 + M));
+      std::vector<float> y(size_t(M * p.ldy), -12345.0f);
+      cpu::Spmm24Args a;
+      a.M = M;
+      a.X = p.xi.empty() ? static_cast<const void*>(p.xf.data()) : static_cast<const void*>(p.xi.data());
+      a.ldx = p.ldx;
+      a.x_scale = p.x_scale;
+      a.W = &p.packed;
+      a.bias = p.bias.data();
+      a.act = Activation::relu;
+      a.Y = y.data();
+      a.ldy = p.ldy;
+      std::vector<int> calls(4, 0), team(4, 0);
+      std::vector<char> complete(4, 1);
+      a.then = [&](int t, int T) {
+        ++calls[size_t(t)];
+        team[size_t(t)] = T;
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < 40; ++n)
+            if (y[size_t(m * p.ldy + n)] != p.expect[size_t(m * p.ldy + n)]) complete[size_t(t)] = 0;
+      };
+      cpu::spmm24_run(k, a, threads);
+      const std::string where = fmt::format("{} M={} threads={}", k.name, M, threads);
+      const int T = team[0];
+      ASSERT_GE(T, 1) << where;
+      ASSERT_LE(T, threads) << where;
+      for (int t = 0; t < 4; ++t) {
+        EXPECT_EQ(calls[size_t(t)], t < T ? 1 : 0) << where << " thread " << t;
+        if (t < T) {
+          EXPECT_EQ(team[size_t(t)], T) << where;
+        }
+        EXPECT_TRUE(complete[size_t(t)]) << where << ": thread " << t << " ran before Y was complete";
+      }
     }
 }
 
