@@ -50,6 +50,10 @@ echo; echo "== 8. the retrained model is standard ONNX: onnxruntime on the same 
 .venv/bin/python scripts/eval_ort.py "$demo/finetuned.onnx" > "$demo/eval_onnxruntime.json"
 cat "$demo/eval_onnxruntime.json"
 
+echo; echo "== 9. latency against onnxruntime at batch $batch, both in one run (tools/compare_ort.py)"
+.venv/bin/python tools/compare_ort.py "$demo/finetuned.onnx" --batch "$batch" --sparse24 "$bin" \
+  --json "$demo/compare_onnxruntime.json"
+
 echo; echo "== the result (seed $seed, $(($(date +%s) - start)) s)"
 .venv/bin/python - "$demo" "$seed" "$(($(date +%s) - start))" <<'PY'
 import json
@@ -58,7 +62,7 @@ import sys
 
 demo, seed, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 load = lambda name: json.load(open(os.path.join(demo, name)))
-bench, check = load("bench.json"), load("check.json")["totals"]
+bench, check, ort = load("bench.json"), load("check.json")["totals"], load("compare_onnxruntime.json")
 report = {
     "model": "cnn",
     "seed": seed,
@@ -70,6 +74,10 @@ report = {
     "dense_latency_ms": bench["dense"]["median_ms"],
     "sparse_latency_ms": bench["planned"]["median_ms"],
     "speedup": bench["speedup"],
+    # step 9: onnxruntime and sparse24 (its own plan of the same model) timed in one run
+    "onnxruntime_latency_ms": ort["ort_ms"],
+    "sparse_vs_onnxruntime": ort["ratio_vs_ort"],
+    "dense_vs_onnxruntime": ort["dense_ratio_vs_ort"],
     "dense_weight_bytes": check["eligible_dense_bytes"],
     "compressed_weight_bytes": check["compressed_bytes"],
     # The same weights compressed in f32: half the values plus a 4-bit index pair per group of 4.
@@ -92,6 +100,9 @@ rows = [("model", "cnn (Fashion-MNIST, seed %d)" % seed),
         (f"dense latency (batch {report['batch']})", f"{report['dense_latency_ms']:.3f} ms"),
         (f"2:4 latency (batch {report['batch']})", f"{report['sparse_latency_ms']:.3f} ms"),
         ("speedup", f"{report['speedup']:.2f}x"),
+        (f"onnxruntime latency (batch {report['batch']})",
+         f"{report['onnxruntime_latency_ms']:.3f} ms (sparse24 2:4 {report['sparse_vs_onnxruntime']:.2f}x, "
+         f"dense {report['dense_vs_onnxruntime']:.2f}x of it in the same run)"),
         ("dense size (eligible weights, f32)", kib(report["dense_weight_bytes"])),
         ("compressed size (2:4 values + metadata)", f"{kib(report['compressed_weight_bytes'])} as f16, "
                                                     f"{kib(report['compressed_weight_bytes_f32'])} as f32"),
