@@ -209,10 +209,6 @@ bool split_image_blocks(const Spmm24Args& args, int64_t lanes, int threads) {
   return ((images + lanes - 1) / lanes) % threads == 0;
 }
 
-}  // namespace
-
-namespace {
-
 // Spmm24Args::then, by every thread of a call's team once all of them have stored their part of Y.
 void then_phase(const Spmm24Args& args, int thread, int threads) {
   if (!args.then) return;
