@@ -142,34 +142,31 @@ void ConvLinearNode::run_pooled(const Node& node, std::span<const Tensor* const>
     run_direct(node, shape, x, pool[0], pool[1], out.data<float>());
     return;
   }
+  out = Tensor::uninitialized(DType::f32, pooled);
   const int64_t M = shape.batch * shape.out_pixels(), C = shape.out_channels;
+  const int64_t bands = pooled[0] * pooled[1];  // pooled rows
+  Tensor full;                                  // the convolution's output
+  const auto pool_bands = [&](int64_t begin, int64_t end) {
+    ops::max_pool_bands_nhwc(full.data<float>(), w.out[0], w.out[1], C, pool[0], pool[1], begin, end,
+                             out.data<float>());
+  };
   if (inputs.size() == 1 && shape.groups == 1 && M >= 64 && layer->activation() != Activation::gelu) {
-    Tensor full = Tensor::uninitialized(DType::f32, ops::channels_last_shape(shape.output_shape()));
-    out = Tensor::uninitialized(DType::f32, pooled);
-    const int64_t bands = pooled[0] * pooled[1];  // pooled rows
-    const auto pool_bands = [&](int t, int threads) {
-      ops::max_pool_bands_nhwc(full.data<float>(), w.out[0], w.out[1], C, pool[0], pool[1],
-                               bands * t / threads, bands * (t + 1) / threads, out.data<float>());
-    };
-    if (layer->run_patches(patches(shape, x), M, full.data<float>(), C, nullptr, false, pool_bands)) return;
+    full = Tensor::uninitialized(DType::f32, ops::channels_last_shape(shape.output_shape()));
+    if (layer->run_patches(
+            patches(shape, x), M, full.data<float>(), C, nullptr, false,
+            [&](int t, int threads) { pool_bands(bands * t / threads, bands * (t + 1) / threads); }))
+      return;
   }
-  Tensor full;
   run_unpooled(node, inputs, shape, full);
-  const Tensor* pool_in[1] = {&full};
-  ops::run_max_pool(pool_node(node, "MaxPool", pool), pool_in, std::span<Tensor>(&out, 1));
+  ops::parallel_for(bands, full.numel() >= ops::kParallelMinElements,
+                    [&](int64_t band) { pool_bands(band, band + 1); });
 }
 
-// The node a fused pool runs as when it takes a pass of its own, made at the first call (a node has one
-// fused pool; `window` empty for a GlobalAveragePool).
-const Node& ConvLinearNode::pool_node(const Node& conv, const char* op,
-                                      const std::vector<int64_t>& window) const {
+// The node a fused GlobalAveragePool runs as when it takes a pass of its own, made at the first call.
+const Node& ConvLinearNode::pool_node(const Node& conv) const {
   std::call_once(pool_once_, [&] {
-    pool_node_.name = conv.name + "/" + op;
-    pool_node_.op = op;
-    if (!window.empty()) {
-      pool_node_.attrs.set("kernel_shape", window);
-      pool_node_.attrs.set("strides", window);
-    }
+    pool_node_.name = conv.name + "/GlobalAveragePool";
+    pool_node_.op = "GlobalAveragePool";
     pool_node_.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
   });
   return pool_node_;
@@ -203,7 +200,7 @@ void ConvLinearNode::run_global_pooled(const Node& node, std::span<const Tensor*
   Tensor full;
   run_unpooled(node, inputs, shape, full);
   const Tensor* pool_in[1] = {&full};
-  ops::run_global_average_pool(pool_node(node, "GlobalAveragePool", {}), pool_in, std::span<Tensor>(&out, 1));
+  ops::run_global_average_pool(pool_node(node), pool_in, std::span<Tensor>(&out, 1));
 }
 
 bool ConvLinearNode::run_as_gemm(const Node&, const ops::ConvShape& shape, const Tensor& x, bool nhwc,

@@ -53,9 +53,9 @@ struct ConvLinearNode : LinearNode {
   // The dense-direct tactic (ops::conv_direct_nhwc), its weights made at the first call; pool 1 x 1 for none.
   void run_direct(const Node& node, const ops::ConvShape& shape, const Tensor& x, int64_t pool_h,
                   int64_t pool_w, float* y) const;
-  const Node& pool_node(const Node& conv, const char* op, const std::vector<int64_t>& window) const;
+  const Node& pool_node(const Node& conv) const;
   mutable std::once_flag onednn_once_, direct_once_, pool_once_;
-  mutable Node pool_node_;  // made at the first call that runs the fused pool as a pass of its own
+  mutable Node pool_node_;  // the GlobalAveragePool, made at the first call that runs it as a pass of its own
   mutable std::unique_ptr<OnednnConv> onednn_;  // made at the first dense-onednn run (after fusion)
   mutable std::unique_ptr<ops::DirectConvWeights> direct_;  // made at the first dense-direct run
 };

@@ -12,7 +12,8 @@ namespace sparse24::engine::ops {
 
 /// A max pool of non-overlapping pool_h x pool_w windows (strides equal to the window, no padding) over a
 /// channels-last y [N][OH][OW][C], for pooled rows [band_begin, band_end) of the N·(OH / pool_h) in out
-/// [N][OH / pool_h][OW / pool_w][C]; rows and columns past the last whole window are left out.
+/// [N][OH / pool_h][OW / pool_w][C]; rows and columns past the last whole window are left out. The same
+/// maxima as run_max_pool on that window.
 void max_pool_bands_nhwc(const float* y, int64_t OH, int64_t OW, int64_t C, int64_t pool_h, int64_t pool_w,
                          int64_t band_begin, int64_t band_end, float* out);
 

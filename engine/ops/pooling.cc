@@ -228,9 +228,10 @@ void max_pool_bands_nhwc(const float* y, int64_t OH, int64_t OW, int64_t C, int6
     for (int64_t pw = 0; pw < PW; ++pw) {
       float* o = out + (band * PW + pw) * C;
       const float* first = rows + pw * pool_w * C;
-      std::copy_n(first, C, o);
+      // From -inf, as run_max_pool: a NaN input is passed over the same way.
+      std::fill_n(o, C, -std::numeric_limits<float>::infinity());
       for (int64_t i = 0; i < pool_h; ++i)
-        for (int64_t j = i == 0 ? 1 : 0; j < pool_w; ++j) {
+        for (int64_t j = 0; j < pool_w; ++j) {
           const float* x = first + (i * OW + j) * C;
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) o[c] = x[c] > o[c] ? x[c] : o[c];

@@ -646,15 +646,11 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
       // A fused max pool (fuse_conv_pool), rows and columns past the last whole window left out: on 2:4 the
       // kernel call's second phase, on the others a pass after the convolution.
       for (auto [ph, pw] : std::vector<std::pair<int64_t, int64_t>>{{2, 2}, {1, 3}}) {
-        auto pooled = std::make_shared<ConvLinearNode>();  // a node keeps the pool it first ran
-        pooled->weight_shape = state->weight_shape;
-        pooled->source_op = "Conv";
-        pooled->layer = state->layer;
         Node pooled_node = node;
-        pooled_node.state = pooled;
+        pooled_node.state = state;
         pooled_node.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
         pooled_node.attrs.set(kPoolAttr, std::vector<int64_t>{ph, pw});
-        pooled->run(pooled_node, in_l, out);
+        state->run(pooled_node, in_l, out);
         EXPECT_EQ(as_f32(to_nchw(out[0])), relu_max_pool(naive_conv(s, x, w, &bias), false, ph, pw))
             << tactic_name(t) << " pooled " << ph << "x" << pw << " " << shape_str(c.x_shape);
       }
