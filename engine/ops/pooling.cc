@@ -51,14 +51,20 @@ struct TapRanges {
   std::array<std::vector<int64_t>, 3> begin, lo, hi;
 };
 
+// One window's entry of TapRanges: along dim i, output o's first input index and its taps [lo, hi) inside.
+void window_taps(const Window3& p, size_t i, int64_t o, int64_t& begin, int64_t& lo, int64_t& hi) {
+  begin = o * p.s[i] - p.pb[i];
+  lo = 0, hi = p.k[i];
+  while (lo < hi && begin + lo * p.d[i] < 0) ++lo;
+  while (hi > lo && begin + (hi - 1) * p.d[i] >= p.in[i]) --hi;
+}
+
 TapRanges tap_ranges(const Window3& p) {
   TapRanges r;
   for (size_t i = 0; i < 3; ++i)
     for (int64_t o = 0; o < p.out[i]; ++o) {
-      const int64_t b = o * p.s[i] - p.pb[i];
-      int64_t lo = 0, hi = p.k[i];
-      while (lo < hi && b + lo * p.d[i] < 0) ++lo;
-      while (hi > lo && b + (hi - 1) * p.d[i] >= p.in[i]) --hi;
+      int64_t b, lo, hi;
+      window_taps(p, i, o, b, lo, hi);
       r.begin[i].push_back(b);
       r.lo[i].push_back(lo);
       r.hi[i].push_back(hi);
@@ -187,22 +193,15 @@ void max_pool_channels_last(const Node& node, const Tensor& x, Tensor& y) {
   y = Tensor::uninitialized(DType::f32, channels_last_shape(s.out_shape));
   const float* src = x.data<float>();
   float* dst = y.data<float>();
-  // Taps [lo, hi) of the window at output o along dim i that land inside the input.
-  const auto taps = [&p](size_t i, int64_t o, int64_t& begin, int64_t& lo, int64_t& hi) {
-    begin = o * p.s[i] - p.pb[i];
-    lo = 0, hi = p.k[i];
-    while (lo < hi && begin + lo * p.d[i] < 0) ++lo;
-    while (hi > lo && begin + (hi - 1) * p.d[i] >= p.in[i]) --hi;
-  };
   const int64_t rows = batch * p.out[0] * p.out[1];
   parallel_for(rows, y.numel() >= kParallelMinElements, [&](int64_t row) {
     const int64_t n = row / (p.out[0] * p.out[1]), o0 = row / p.out[1] % p.out[0], o1 = row % p.out[1];
     int64_t b0, lo0, hi0, b1, lo1, hi1;
-    taps(0, o0, b0, lo0, hi0);
-    taps(1, o1, b1, lo1, hi1);
+    window_taps(p, 0, o0, b0, lo0, hi0);
+    window_taps(p, 1, o1, b1, lo1, hi1);
     for (int64_t o2 = 0; o2 < p.out[2]; ++o2) {
       int64_t b2, lo2, hi2;
-      taps(2, o2, b2, lo2, hi2);
+      window_taps(p, 2, o2, b2, lo2, hi2);
       float* yc = dst + ((row * p.out[2]) + o2) * C;
       for (int64_t c = 0; c < C; ++c) yc[c] = -std::numeric_limits<float>::infinity();
       for (int64_t k0 = lo0; k0 < hi0; ++k0)
