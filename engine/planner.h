@@ -36,7 +36,10 @@ struct PlanOptions {
   int threads = 0;      ///< 0: all cores
   int64_t batch = 1;    ///< the first symbolic input dimension
   int64_t seq = 128;    ///< every other symbolic input dimension
-  int timing_reps = 9;  ///< runs per tactic when timing
+  int timing_reps = 9;  ///< runs per tactic when timing, at least
+  /// and rounds until the layer's timing took this long, all its tactics together (a microsecond layer's
+  /// nine runs are over before a VM's noise averages out)
+  double timing_min_ms = 15;
 };
 
 /// The plan of one linear layer.
