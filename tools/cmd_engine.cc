@@ -151,19 +151,7 @@ struct Latency {
   int iters = 0;
 };
 
-Latency measure(const Executor& exec, const std::map<std::string, Tensor>& inputs, int warmup, int iters) {
-  for (int i = 0; i < warmup; ++i) exec.run(inputs);
-  std::vector<double> ms;
-  auto start = std::chrono::steady_clock::now();
-  // Without --iters: at least 10 runs and about 2 seconds.
-  for (int i = 0;
-       iters > 0 ? i < iters
-                 : (i < 10 || std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) && i < 2000;
-       ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    exec.run(inputs);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
+Latency latency_of(std::vector<double> ms) {
   std::sort(ms.begin(), ms.end());
   auto pct = [&](double p) { return ms[std::min(ms.size() - 1, size_t(p * double(ms.size() - 1) + 0.5))]; };
   Latency l{pct(0.5), pct(0.9), pct(0.99), 0, int(ms.size())};
@@ -171,19 +159,46 @@ Latency measure(const Executor& exec, const std::map<std::string, Tensor>& input
   return l;
 }
 
-// Median time per node over profiled runs (about 0.5 s, 5 to 50 runs): robust to the odd slow run.
-std::vector<double> profile(const Executor& exec, const std::map<std::string, Tensor>& inputs,
-                            double run_ms) {
+// The model as planned and the same graph with every layer dense, measured in turns of about 50 ms each
+// (a block of runs of one, then of the other, and again), so that a change in the machine's state during
+// the measurement (on a shared VM the second vCPU and the memory bandwidth come and go) hits both alike,
+// as in the planner: timed one after the other, the second could get a quiet second the first did not.
+// Blocks rather than single runs keep each model's weights in cache as in steady use. `run(dense,
+// observer)` runs the model once with the tactics of either and returns its milliseconds. Without
+// --iters: at least 10 runs each and about 4 seconds in all.
+template <typename Run>
+std::pair<Latency, Latency> measure_both(int warmup, int iters, Run&& run) {
+  double warm_ms = 1e-3;
+  for (int i = 0; i < std::max(warmup, 1); ++i) warm_ms = std::max(run(false, nullptr), run(true, nullptr));
+  const int block = std::clamp(int(50.0 / warm_ms), 1, 500), cap = iters > 0 ? iters : 2000;
+  std::vector<double> ms[2];
+  const auto start = std::chrono::steady_clock::now();
+  while (int(ms[1].size()) < cap &&
+         (iters > 0 || ms[1].size() < 10 || std::chrono::steady_clock::now() - start < std::chrono::seconds(4)))
+    for (int dense = 0; dense < 2; ++dense)
+      for (int r = 0; r < block && int(ms[dense].size()) < cap; ++r) ms[dense].push_back(run(dense == 1, nullptr));
+  return {latency_of(std::move(ms[0])), latency_of(std::move(ms[1]))};
+}
+
+// Median time per node of both, over profiled runs (about 0.5 s each, 5 to 50 runs) in two turns each as
+// above: robust to the odd slow run.
+template <typename Run>
+std::pair<std::vector<double>, std::vector<double>> profile_both(size_t nodes, double run_ms, Run&& run) {
   const int runs = int(std::clamp(500.0 / std::max(run_ms, 1e-3), 5.0, 50.0));
-  std::vector<std::vector<double>> t(exec.graph().nodes.size());
-  for (int r = 0; r < runs; ++r)
-    exec.run(inputs, [&](size_t i, auto, auto, double ms) { t[i].push_back(ms); });
-  std::vector<double> median(t.size());
-  for (size_t i = 0; i < t.size(); ++i) {
-    std::nth_element(t[i].begin(), t[i].begin() + runs / 2, t[i].end());
-    median[i] = t[i][size_t(runs / 2)];
-  }
-  return median;
+  std::vector<std::vector<double>> t[2] = {std::vector<std::vector<double>>(nodes),
+                                           std::vector<std::vector<double>>(nodes)};
+  for (int turn = 0; turn < 2; ++turn)
+    for (int dense = 0; dense < 2; ++dense)
+      for (int r = turn * runs / 2; r < (turn + 1) * runs / 2; ++r)
+        run(dense == 1, [&](size_t i, auto, auto, double ms) { t[dense][i].push_back(ms); });
+  std::vector<double> median[2] = {std::vector<double>(nodes), std::vector<double>(nodes)};
+  for (int d = 0; d < 2; ++d)
+    for (size_t i = 0; i < nodes; ++i) {
+      const size_t n = t[d][i].size();
+      std::nth_element(t[d][i].begin(), t[d][i].begin() + n / 2, t[d][i].end());
+      median[d][i] = t[d][i][n / 2];
+    }
+  return {std::move(median[0]), std::move(median[1])};
 }
 
 void run_bench(const BenchArgs& a) {
@@ -191,14 +206,16 @@ void run_bench(const BenchArgs& a) {
   CompiledModel m = load_model(a.model, o);
   auto inputs = sample_inputs(m.graph, o.batch, o.seq);
 
-  // The model as planned (2:4 where chosen), then the same graph with every layer dense.
-  Executor planned(m.graph);
-  Latency sp = measure(planned, inputs, a.warmup, a.iters);
-  std::vector<double> sp_prof = profile(planned, inputs, sp.median);
-  use_dense_tactics(m, true);
-  Executor dense(m.graph);
-  Latency dn = measure(dense, inputs, a.warmup, a.iters);
-  std::vector<double> dn_prof = profile(dense, inputs, dn.median);
+  // One executor; the layers' tactics switch between the runs (outside the timed part).
+  Executor exec(m.graph);
+  const auto run = [&](bool dense, const NodeObserver& observer) {
+    use_dense_tactics(m, dense);
+    const auto t0 = std::chrono::steady_clock::now();
+    exec.run(inputs, observer);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const auto [sp, dn] = measure_both(a.warmup, a.iters, run);
+  const auto [sp_prof, dn_prof] = profile_both(m.graph.nodes.size(), std::max(sp.median, dn.median), run);
   use_dense_tactics(m, false);
 
   fmt::print("{}: batch {}, seq {}, threads {}, ISA {}, sparsity {}\n", a.model, o.batch, o.seq,
