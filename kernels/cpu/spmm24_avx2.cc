@@ -362,14 +362,14 @@ static_assert(kTailRows == Avx2Panel<1>::rows / 2,
               "panel_gemm hands its tail rows up to half the shortest panel");
 void f32_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<Avx2Panel<2>, Avx2Panel<1>, Avx2Panel<1>, float>(a, tb, te,
-                                                              &ordered_gemv<F32Ordered, kTailRows>);
+                                                              &ordered_gemv<F32Ordered, kTailRows, 2>);
 }
 void bf16w_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<BF16W, 4>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<Avx2Panel<2>, Avx2Panel<1>, Avx2Panel<1>, uint16_t>(a, tb, te,
-                                                                 &ordered_gemv<BF16Ordered, kTailRows>);
+                                                                 &ordered_gemv<BF16Ordered, kTailRows, 2>);
 }
 void i8_spmm_24_gemv_avx2(const Spmm24Args& a, int64_t tb, int64_t te) {
   drive<ShuffleDotMicro, 4, 1>(a, tb, te, a.W->steps, te - tb);

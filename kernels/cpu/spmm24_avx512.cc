@@ -388,14 +388,14 @@ static_assert(kTailRows == Avx512TinyPanel::rows / 2,
               "panel_gemm hands its tail rows up to half the shortest panel");
 void f32_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, float>(a, tb, te,
-                                                                     &ordered_gemv<F32Ordered, kTailRows>);
+                                                                     &ordered_gemv<F32Ordered, kTailRows, 4>);
 }
 void bf16w_spmm_24_gemv_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   permute_gemv<BF16W, 4, 1024>(a, tb, te);
 }
 void bf16w_spmm_24_gemm_avx512(const Spmm24Args& a, int64_t tb, int64_t te) {
   panel_gemm<Avx512Panel<4>, Avx512Panel<2>, Avx512TinyPanel, uint16_t>(
-      a, tb, te, &ordered_gemv<BF16Ordered, kTailRows>);
+      a, tb, te, &ordered_gemv<BF16Ordered, kTailRows, 4>);
 }
 // i8 sums stay in registers over all of K (an i32 partial cannot wait in the f32 output).
 // With one or two rows, one tile at a time at any K: with the long prefetch of a single stream

@@ -63,9 +63,15 @@ void drive(const Spmm24Args& a, int64_t tile_begin, int64_t tile_end, int64_t kc
 
 /// A GEMV over up to MaxMr rows, one tile at a time, all of K per call: with a micro-kernel that keeps one
 /// ordered sum per output, the panel GEMM's tail (TailFn, spmm24_panel.h).
-template <template <int, int> class Micro, int MaxMr>
+/// One ordered sum per output is one chain of dependent FMAs as long as K / 2, so with few rows several
+/// tiles go at once (up to FewRowsNv with one or two rows, half as many with three or four) to keep enough
+/// chains in flight.
+template <template <int, int> class Micro, int MaxMr, int FewRowsNv>
 void ordered_gemv(const Spmm24Args& a, int64_t tb, int64_t te) {
-  drive<Micro, MaxMr, 1>(a, tb, te, a.W->steps, te - tb);
+  const int64_t steps = a.W->steps;
+  if (a.M <= 2) return drive<Micro, 2, FewRowsNv>(a, tb, te, steps, te - tb);
+  if (a.M <= 4) return drive<Micro, std::min(4, MaxMr), std::max(1, FewRowsNv / 2)>(a, tb, te, steps, te - tb);
+  drive<Micro, MaxMr, 1>(a, tb, te, steps, te - tb);
 }
 
 /// K steps between a GEMV kernel's weight prefetch and its use: 32, or 128 for a single stream of 1- or
