@@ -169,8 +169,9 @@ void plan_tactics(CompiledModel& model, const PlanOptions& o) {
         l->run(M[i], X.data(), l->K(), Y.data(), l->N());
     };
     if (o.device == Device::cuda) {
-      plan_cuda_layer(p, *l, o.sparsity, M[i],
-                      [&](Tactic t) { return time_tactics(*l, {t}, o.timing_reps, o.timing_min_ms, run_once)[0]; });
+      plan_cuda_layer(p, *l, o.sparsity, M[i], [&](Tactic t) {
+        return time_tactics(*l, {t}, o.timing_reps, o.timing_min_ms, run_once)[0];
+      });
       l->set_tactic(p.tactic);
       model.layers.push_back(p);
       continue;

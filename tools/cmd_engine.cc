@@ -173,10 +173,11 @@ std::pair<Latency, Latency> measure_both(int warmup, int iters, Run&& run) {
   const int block = std::clamp(int(50.0 / warm_ms), 1, 500), cap = iters > 0 ? iters : 2000;
   std::vector<double> ms[2];
   const auto start = std::chrono::steady_clock::now();
-  while (int(ms[1].size()) < cap &&
-         (iters > 0 || ms[1].size() < 10 || std::chrono::steady_clock::now() - start < std::chrono::seconds(4)))
+  while (int(ms[1].size()) < cap && (iters > 0 || ms[1].size() < 10 ||
+                                     std::chrono::steady_clock::now() - start < std::chrono::seconds(4)))
     for (int dense = 0; dense < 2; ++dense)
-      for (int r = 0; r < block && int(ms[dense].size()) < cap; ++r) ms[dense].push_back(run(dense == 1, nullptr));
+      for (int r = 0; r < block && int(ms[dense].size()) < cap; ++r)
+        ms[dense].push_back(run(dense == 1, nullptr));
   return {latency_of(std::move(ms[0])), latency_of(std::move(ms[1]))};
 }
 

@@ -70,7 +70,8 @@ template <template <int, int> class Micro, int MaxMr, int FewRowsNv>
 void ordered_gemv(const Spmm24Args& a, int64_t tb, int64_t te) {
   const int64_t steps = a.W->steps;
   if (a.M <= 2) return drive<Micro, 2, FewRowsNv>(a, tb, te, steps, te - tb);
-  if (a.M <= 4) return drive<Micro, std::min(4, MaxMr), std::max(1, FewRowsNv / 2)>(a, tb, te, steps, te - tb);
+  if (a.M <= 4)
+    return drive<Micro, std::min(4, MaxMr), std::max(1, FewRowsNv / 2)>(a, tb, te, steps, te - tb);
   drive<Micro, MaxMr, 1>(a, tb, te, steps, te - tb);
 }
 
