@@ -127,15 +127,18 @@ double panel_rows_per_thread(int64_t M, const Spmm24Kernel& k, int threads, bool
   return double(most);
 }
 
-// A full panel row costs this fraction of a GEMV row. Measured on Zen 5, AVX-512 f32: 285-298 against
-// 255-263 effective GFLOP/s per thread at 1024x1024 and 768x3072 (0.89); with the 16-row last panels, M =
-// 112 and 196 on 2 threads (busiest thread 64 and 112 padded rows for 56 and 98) ran faster on the GEMM
-// kernel (768x768: 0.214-0.235 against 0.298-0.309 ms, 0.407-0.434 against 0.455-0.521), M = 80 on 2 threads
-// (48 for 40) on the GEMV kernel (0.175 against 0.187 ms): 0.85 orders all three. AVX2 stays at 0.89: M = 7
-// (8 padded rows) ran faster on its GEMV kernel (768x768 0.074-0.076 against 0.084-0.090 ms, 3072x768
-// 0.299-0.307 against 0.332-0.342).
+// A full panel row costs this fraction of a GEMV row. AVX-512: 0.68 since the panel prefetches the next
+// tile's kept values into L1 (f32, one thread, 768x768 / 4096x4096, GEMV against GEMM ms: M = 20 0.099 /
+// 2.57 against 0.102 / 3.00, M = 22 0.112 / 2.95 against 0.106 / 2.94, M = 24 0.115 / 3.11 against 0.105 /
+// 3.03, M = 33 with the tail's weights uncached at 4096x4096 4.22 against 3.86 and at 11008x4096 11.45
+// against 11.25, M = 50 0.230 / 6.34 against 0.193 / 5.59, M = 81 0.358 / 10.0 against 0.289 / 8.72; bf16
+// alike: the GEMV at M = 20, the GEMM from 24). It was 0.85 with the prefetch into L2 only (M = 112 and 196
+// on 2 threads faster on the GEMM kernel, M = 80 on 2 threads in 16-row blocks on the GEMV kernel). AVX2
+// stays at 0.89: M = 7 (8 padded rows) runs faster on its GEMV kernel (768x768 0.068 against 0.084 ms,
+// 3072x768 0.28 against 0.33, this session), though at M = 14 its 16-row panel now wins (0.106 against
+// 0.124 ms): one factor does not fit both of its panel heights.
 double panel_row_cost(const Spmm24Kernel& gemm) {
-  return gemm.isa == Isa::avx512 ? 0.85 : 0.89;
+  return gemm.isa == Isa::avx512 ? 0.68 : 0.89;
 }
 
 // A panel GEMM's tail reads all the weights a second time. Up to this many bytes they are still in L3 from
@@ -159,7 +162,7 @@ const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa,
   if (!gemv || gemv->isa != gemm->isa) return *gemm;
   threads = std::max(1, threads);
   if (gemm->panel_rows == 0) return M <= gemv->max_m ? *gemv : *gemm;
-  // The GEMV kernel wherever the panels' padding costs more than its rows (M up to 27 on one thread). At
+  // The GEMV kernel wherever the panels' padding costs more than its rows (M up to 21 on one thread). At
   // any weight size: since the panel prefetches the next tile's K slice, a single panel no longer waits on
   // weights in memory (f32, M = 32, against oneDNN, alternating runs: 4096x4096 1.83-1.89x against the
   // GEMV's 1.46-1.57x, 11008x4096 1.59-1.70 against 1.41-1.55, 4096x11008 1.73-1.81 against 1.37-1.41).
