@@ -63,7 +63,7 @@ struct PermuteFmaMicro {
     const __m512i shift0 = _mm512_set_epi32(28, 28, 24, 24, 20, 20, 16, 16, 12, 12, 8, 8, 4, 4, 0, 0);
     const __m512i shift1 = _mm512_add_epi32(shift0, _mm512_set1_epi32(2));
     const float* xg = X + 4 * s0;
-    constexpr int64_t pf = prefetch_steps<NV>(sizeof(VT));
+    const int64_t pf = gemv_prefetch_steps<NV, MR>(sizeof(VT), W.steps);
     for (int64_t s = 0; s < s1 - s0; ++s, xg += 4) {
       __m512i ctrl0[NV], ctrl1[NV];
       __m512 w0[NV], w1[NV];
