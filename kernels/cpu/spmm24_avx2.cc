@@ -66,7 +66,7 @@ struct PermuteFmaMicro {
           acc1[m][v][h] = _mm256_setzero_ps();
         }
     const float* xg = X + 4 * s0;
-    constexpr int64_t pf = prefetch_steps<NV>(sizeof(VT));
+    const int64_t pf = gemv_prefetch_steps<NV, MR>(sizeof(VT), W.steps);
     for (int64_t s = 0; s < s1 - s0; ++s, xg += 4) {
       __m256i ctrl[NV][2][2];
       __m256 w[NV][2][2];

@@ -88,12 +88,13 @@ template <int NV>
 constexpr int64_t prefetch_steps(size_t value_bytes) {
   return NV == 1 && value_bytes <= 2 ? 4 * kPrefetchSteps : kPrefetchSteps;
 }
-/// The same for an AVX-512 permute GEMV over MR rows of `steps` K steps. From three rows on a step computes
+/// The same for a permute GEMV over MR rows of `steps` K steps. From three rows on a step computes
 /// long enough that 32 steps ahead leaves the weights' lines late; where the tiles are short (K <= 1024)
 /// 128 steps ahead keeps them in time (f32, one thread, weights from memory, ms at 32 / 128 steps: M = 8
 /// 768x768 0.049 / 0.039, 3072x768 0.195 / 0.155, 1536x384 0.045 / 0.040; M = 4 1536x384 0.030 / 0.022,
 /// 3072x768 0.138 / 0.123). With long tiles it is slower (M = 4: 384x1536 0.030 / 0.036, 768x3072 0.144 /
 /// 0.155, 4096x4096 0.95 / 1.12), and with one or two rows too (M = 1 768x768 0.027-0.030 / 0.030-0.031).
+/// AVX2 alike (M = 4: 768x768 0.041 / 0.030-0.031, 3072x768 0.163 / 0.124; 768x3072 0.173 / 0.171).
 template <int NV, int MR>
 constexpr int64_t gemv_prefetch_steps(size_t value_bytes, int64_t steps) {
   return MR >= 3 && steps <= 256 ? 4 * kPrefetchSteps : prefetch_steps<NV>(value_bytes);
