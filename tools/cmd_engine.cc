@@ -165,7 +165,7 @@ Latency latency_of(std::vector<double> ms) {
 // as in the planner: timed one after the other, the second could get a quiet second the first did not.
 // Blocks rather than single runs keep each model's weights in cache as in steady use. `run(dense,
 // observer)` runs the model once with the tactics of either and returns its milliseconds. Without
-// --iters: at least 10 runs each and about 4 seconds in all.
+// --iters: at least 10 runs each, then on for about 4 seconds in all or until each has 2000.
 template <typename Run>
 std::pair<Latency, Latency> measure_both(int warmup, int iters, Run&& run) {
   double warm_ms = 1e-3;

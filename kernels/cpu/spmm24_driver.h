@@ -61,11 +61,11 @@ void drive(const Spmm24Args& a, int64_t tile_begin, int64_t tile_end, int64_t kc
   }
 }
 
-/// A GEMV over up to MaxMr rows, one tile at a time, all of K per call: with a micro-kernel that keeps one
-/// ordered sum per output, the panel GEMM's tail (TailFn, spmm24_panel.h).
-/// One ordered sum per output is one chain of dependent FMAs as long as K / 2, so with few rows several
-/// tiles go at once (up to FewRowsNv with one or two rows, half as many with three or four) to keep enough
-/// chains in flight.
+/// A GEMV over up to MaxMr rows, all of K per call: with a micro-kernel that keeps one ordered sum per
+/// output, the panel GEMM's tail (TailFn, spmm24_panel.h). One ordered sum per output is one chain of
+/// dependent FMAs as long as K / 2, so with five rows or more it takes one tile at a time, and with fewer
+/// several tiles at once (up to FewRowsNv with one or two rows, half as many with three or four) to keep
+/// enough chains in flight.
 template <template <int, int> class Micro, int MaxMr, int FewRowsNv>
 void ordered_gemv(const Spmm24Args& a, int64_t tb, int64_t te) {
   const int64_t steps = a.W->steps;
