@@ -80,25 +80,58 @@ std::span<const Spmm24Kernel> spmm24_kernels() {
   return kKernels;
 }
 
-// Rows a panel GEMM kernel computes for M rows, as panel_gemm cuts them (next_panel_height): whole panels,
-// then the last rows in the half-height panel, the half and the shortest one, or the shortest alone; the
-// last rows up to half the shortest panel run through the GEMV (panel_gemm's tail) and count as they are
-// where the weights stay cached for it (`cached_tail`), else as the shortest panel (kTailCachedBytes).
-// For M up to half the height this counts the half-height panel, which keeps those M on the GEMV kernel: a
-// lone 16-row panel beat it where K is short but not where it is long (f32, one thread, M = 16: 768x768
+// What a panel of `height` rows costs, in rows of the GEMV kernel of the same ISA (see panel_gemm_cost).
+// AVX-512: 0.68 of a GEMV row per panel row since the panel prefetches the next tile's kept values into L1
+// (f32, one thread, 768x768 / 4096x4096, GEMV against GEMM ms: M = 20 0.099 / 2.57 against 0.102 / 3.00,
+// M = 22 0.112 / 2.95 against 0.106 / 2.94, M = 24 0.115 / 3.11 against 0.105 / 3.03, M = 33 with the tail's
+// weights uncached at 4096x4096 4.22 against 3.86 and at 11008x4096 11.45 against 11.25, M = 50 0.230 /
+// 6.34 against 0.193 / 5.59, M = 81 0.358 / 10.0 against 0.289 / 8.72; bf16 alike: the GEMV at M = 20, the
+// GEMM from 24). It was 0.85 with the prefetch into L2 only (M = 112 and 196 on 2 threads faster on the
+// GEMM kernel, M = 80 on 2 threads in 16-row blocks on the GEMV kernel).
+// AVX2: its two panel heights cost differently, and the GEMV kernel's cost steps with each block of 4 rows
+// (gemv_cost). Measured on Zen 5 with the AVX2 kernels called directly, weights from memory, one thread, in
+// GEMV 4-row blocks: f32 8-row panel 2.5 (768x768, 3072x768; 2.1 at 768x3072), 1.9 where the weights
+// outgrow the cache (4096x4096); 16-row panel 3.3 (2.9 at 768x3072; 2.6); bf16 2.3-2.4 and 2.5-2.7 at
+// either size. So
+// f32 M = 5-12 stays on the GEMV kernel (768x768, GEMM / GEMV time: M = 8 1.25, M = 12 1.13) unless the
+// weights are large (4096x4096: 0.90, 0.87), and from M = 13 takes the GEMM (M = 14 0.91, 16 0.86, 20
+// 0.88; 4096x4096 0.69, 0.62, 0.72); bf16 from M = 9 (M = 12 0.89 and 0.82, M = 8 1.20 and 1.13).
+double panel_cost(const Spmm24Kernel& k, int64_t height, bool cached) {
+  if (k.isa != Isa::avx2) return 0.68 * double(height);
+  const bool tall = height == k.panel_rows;
+  double blocks;  // GEMV 4-row blocks
+  if (k.weight_dtype == DType::bf16)
+    blocks = tall ? 2.6 : 2.3;
+  else
+    blocks = tall ? (cached ? 3.2 : 2.6) : (cached ? 2.5 : 1.9);
+  return 4.0 * blocks;
+}
+
+// What M rows cost on a GEMV kernel, in its rows: on AVX2 each block of 4 rows takes as long as a full one.
+double gemv_cost(const Spmm24Kernel& gemm, double rows) {
+  return gemm.isa == Isa::avx2 ? 4.0 * std::ceil(rows / 4.0) : rows;
+}
+
+// What a panel GEMM kernel's M rows cost, as panel_gemm cuts them (next_panel_height): whole panels, then
+// the last rows in the half-height panel, the half and the shortest one, or the shortest alone; the last
+// rows up to half the shortest panel run through the GEMV (panel_gemm's tail) and count as GEMV rows where
+// the weights stay cached for it (`cached_tail`), else as the shortest panel (kTailCachedBytes). For M up
+// to half the height this counts the half-height panel, which keeps those M on the GEMV kernel: a lone
+// 16-row panel beat it where K is short but not where it is long (f32, one thread, M = 16: 768x768
 // 0.077-0.081 against 0.090 ms, 3072x768 0.31-0.32 against 0.34, 768x3072 0.33-0.42 against 0.30; with one
 // panel, each K block visits every tile's slice of the weights in turn).
-int64_t padded_panel_rows(int64_t M, const Spmm24Kernel& k, bool cached_tail) {
+double panel_gemm_cost(int64_t M, const Spmm24Kernel& k, bool cached_tail) {
   const int64_t tall = k.panel_rows, half = tall / 2, tiny = k.min_panel_rows < half ? k.min_panel_rows : 0;
-  if (M <= half) return half;
-  int64_t padded = M / tall * tall;
-  for (int64_t left = M - padded; left > 0;) {
-    if (cached_tail && left <= k.min_panel_rows / 2) return padded + left;
+  if (M <= half) return panel_cost(k, half, cached_tail);
+  double cost = double(M / tall) * panel_cost(k, tall, cached_tail);
+  for (int64_t left = M % tall; left > 0;) {
+    if (cached_tail && left <= k.min_panel_rows / 2)
+      return cost + (k.isa == Isa::avx2 ? gemv_cost(k, double(left)) : panel_cost(k, left, cached_tail));
     const int64_t height = next_panel_height(left, tall, tiny);
-    padded += height;
+    cost += panel_cost(k, height, cached_tail);
     left -= std::min(height, left);
   }
-  return padded;
+  return cost;
 }
 
 // Above this many rows (and two threads or more) spmm24_run splits a GEMM kernel's rows between the threads
@@ -115,30 +148,16 @@ std::pair<int64_t, int64_t> thread_rows(int64_t M, int64_t t, int64_t n) {
   return {M * t / n, M * (t + 1) / n};
 }
 
-// Rows of X the busiest thread gives a panel GEMM kernel in spmm24_run: its share of the row blocks, padded,
-// where spmm24_run splits rows, else a share of every panel (the split over tiles).
-double panel_rows_per_thread(int64_t M, const Spmm24Kernel& k, int threads, bool cached_tail) {
-  if (threads == 1 || M <= kRowSplitMinRows) return double(padded_panel_rows(M, k, cached_tail)) / threads;
-  int64_t most = 0;
+// The busiest thread's share of a panel GEMM kernel's cost in spmm24_run: its own rows where spmm24_run
+// splits rows, else a share of every panel (the split over tiles).
+double panel_cost_per_thread(int64_t M, const Spmm24Kernel& k, int threads, bool cached_tail) {
+  if (threads == 1 || M <= kRowSplitMinRows) return panel_gemm_cost(M, k, cached_tail) / threads;
+  double most = 0;
   for (int t = 0; t < threads; ++t) {
     const auto [begin, end] = thread_rows(M, t, threads);
-    most = std::max(most, padded_panel_rows(end - begin, k, cached_tail));
+    most = std::max(most, panel_gemm_cost(end - begin, k, cached_tail));
   }
-  return double(most);
-}
-
-// A full panel row costs this fraction of a GEMV row. AVX-512: 0.68 since the panel prefetches the next
-// tile's kept values into L1 (f32, one thread, 768x768 / 4096x4096, GEMV against GEMM ms: M = 20 0.099 /
-// 2.57 against 0.102 / 3.00, M = 22 0.112 / 2.95 against 0.106 / 2.94, M = 24 0.115 / 3.11 against 0.105 /
-// 3.03, M = 33 with the tail's weights uncached at 4096x4096 4.22 against 3.86 and at 11008x4096 11.45
-// against 11.25, M = 50 0.230 / 6.34 against 0.193 / 5.59, M = 81 0.358 / 10.0 against 0.289 / 8.72; bf16
-// alike: the GEMV at M = 20, the GEMM from 24). It was 0.85 with the prefetch into L2 only (M = 112 and 196
-// on 2 threads faster on the GEMM kernel, M = 80 on 2 threads in 16-row blocks on the GEMV kernel). AVX2
-// stays at 0.89: M = 7 (8 padded rows) runs faster on its GEMV kernel (768x768 0.068 against 0.084 ms,
-// 3072x768 0.28 against 0.33, this session), though at M = 14 its 16-row panel now wins (0.106 against
-// 0.124 ms): one factor does not fit both of its panel heights.
-double panel_row_cost(const Spmm24Kernel& gemm) {
-  return gemm.isa == Isa::avx512 ? 0.68 : 0.89;
+  return most;
 }
 
 // A panel GEMM's tail reads all the weights a second time. Up to this many bytes they are still in L3 from
@@ -167,7 +186,7 @@ const Spmm24Kernel& choose_spmm24_kernel(DType weight_dtype, int64_t M, Isa isa,
   // weights in memory (f32, M = 32, against oneDNN, alternating runs: 4096x4096 1.83-1.89x against the
   // GEMV's 1.46-1.57x, 11008x4096 1.59-1.70 against 1.41-1.55, 4096x11008 1.73-1.81 against 1.37-1.41).
   const bool cached_tail = weight_bytes <= kTailCachedBytes;
-  if (panel_row_cost(*gemm) * panel_rows_per_thread(M, *gemm, threads, cached_tail) > double(M) / threads)
+  if (panel_cost_per_thread(M, *gemm, threads, cached_tail) > gemv_cost(*gemm, double(M)) / threads)
     return *gemv;
   return *gemm;
 }
