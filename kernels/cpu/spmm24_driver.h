@@ -95,9 +95,17 @@ constexpr int64_t prefetch_steps(size_t value_bytes) {
 /// 3072x768 0.138 / 0.123). With long tiles it is slower (M = 4: 384x1536 0.030 / 0.036, 768x3072 0.144 /
 /// 0.155, 4096x4096 0.95 / 1.12), and with one or two rows too (M = 1 768x768 0.027-0.030 / 0.030-0.031).
 /// AVX2 alike (M = 4: 768x768 0.041 / 0.030-0.031, 3072x768 0.163 / 0.124; 768x3072 0.173 / 0.171).
+/// Two tiles at a time (AVX-512 from M = 9) lie next to each other, and 128 steps ahead of the first lands
+/// inside the second where a tile has 128 to 256 steps: there 32 steps are faster (AVX-512, one thread,
+/// weights from memory, ms at 128 / 32 steps, M = 9 / 16 / 20: f32 768x768 0.071 / 0.089 / 0.109 against
+/// 0.056 / 0.075 / 0.095, 3072x768 0.283 / 0.341 / 0.420 against 0.225 / 0.303 / 0.380, 512x512 and
+/// 1024x1024 13-24% faster; bf16 768x768 0.053 / 0.080 / 0.099 against 0.046 / 0.071 / 0.089). Below 128
+/// steps a tile ends before the prefetch and 128 steps ahead reaches the next tiles in time (f32 1536x384,
+/// M = 9: 0.047 at 128 steps, 0.056 at 32; 384x384 0.012 against 0.015; 1024x256 0.022 against 0.029).
 template <int NV, int MR>
 constexpr int64_t gemv_prefetch_steps(size_t value_bytes, int64_t steps) {
-  return MR >= 3 && steps <= 256 ? 4 * kPrefetchSteps : prefetch_steps<NV>(value_bytes);
+  return MR >= 3 && (NV == 1 ? steps <= 256 : steps < 128) ? 4 * kPrefetchSteps
+                                                           : prefetch_steps<NV>(value_bytes);
 }
 
 /// With one or two rows a GEMV kernel only streams weights. Where a tile's weights are short (K up to ~1K
