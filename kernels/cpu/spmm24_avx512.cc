@@ -145,7 +145,11 @@ struct ShuffleDotMicro {
     const __m512i low2 = _mm512_set1_epi32(0x03030303);
     const __m512i second_group = _mm512_set1_epi32(0x04040000);
     const __m512i to_unsigned = _mm512_set1_epi8(int8_t(0x80));
-    constexpr int64_t pf = prefetch_steps<NV>(1);
+    // From three rows on (two tiles at a time) as the permute GEMV: 128 pairs of groups ahead where a tile
+    // has fewer than 128 (K < 1024), else 32 (one thread, weights from memory, ms at 32 / 128 pairs: 768x768
+    // M = 4 0.0147 / 0.0114, M = 8 0.0162 / 0.0131; 3072x768 M = 8 0.068 / 0.044; 1536x384 M = 4 0.018 /
+    // 0.012; M = 64 and 256 0-6% faster; K = 1024 and longer unchanged).
+    const int64_t pf = gemv_prefetch_steps<NV, MR>(1, W.steps);
     for (int64_t s = 0; s < s1 - s0; ++s) {
       __m512i ctrl[NV], w[NV];
       for (int v = 0; v < NV; ++v) {
