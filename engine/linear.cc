@@ -75,6 +75,23 @@ void LinearLayer::set_tactic(Tactic t) {
   tactic_ = t;
 }
 
+void LinearLayer::set_sparse_kernel(const cpu::Spmm24Kernel* kernel, int64_t M) {
+  if (kernel && kernel->weight_dtype != DType::f32)
+    fail("2:4 kernel {} takes {} weights, the layer's are f32", kernel->name,
+         dtype_name(kernel->weight_dtype));
+  if (kernel && uint8_t(kernel->isa) > uint8_t(cpu::active_isa()))
+    fail("2:4 kernel {} needs {}, but this run uses at most {}", kernel->name, cpu::isa_name(kernel->isa),
+         cpu::isa_name(cpu::active_isa()));
+  sparse_kernel_ = kernel;
+  sparse_kernel_m_ = kernel ? M : 0;
+}
+
+const cpu::Spmm24Kernel* LinearLayer::dispatched_kernel(int64_t M) const {
+  if (tactic_ != Tactic::sparse24_cpu) return nullptr;
+  return &cpu::choose_spmm24_kernel(packed_->dtype, M, cpu::active_isa(), omp_get_max_threads(),
+                                    packed_->stream_bytes());
+}
+
 void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
   if (bias_.empty() && act_ == Activation::none) return;
   const int64_t n = N();
@@ -142,6 +159,7 @@ void LinearLayer::run_sparse(int64_t M, const float* X, int64_t ldx, const cpu::
   a.residual_relu = residual_relu;
   a.pool = pool;
   a.then = std::move(then);
+  if (!kernel && sparse_kernel_ && M == sparse_kernel_m_) kernel = sparse_kernel_;
   if (kernel)
     cpu::spmm24_run(*kernel, a);
   else

@@ -61,6 +61,16 @@ class LinearLayer {
   /// Chooses the tactic and prepares its weight form (a GPU tactic uploads it). Throws Error for 2:4 on a
   /// weight that is not 2:4, or for a GPU tactic that cannot run here.
   void set_tactic(Tactic t);
+  /// The 2:4 kernel to run at exactly M rows (the planner's timed choice, any registry kernel for f32
+  /// weights at or below the active ISA); at any other M, and with null, the dispatcher chooses
+  /// (choose_spmm24_kernel). Convolutions that read their patches in place keep their patch kernel. Throws
+  /// Error for a kernel of another weight dtype or above the active ISA.
+  void set_sparse_kernel(const cpu::Spmm24Kernel* kernel, int64_t M);
+  const cpu::Spmm24Kernel* sparse_kernel() const { return sparse_kernel_; }
+  int64_t sparse_kernel_m() const { return sparse_kernel_m_; }
+  /// The kernel the dispatcher gives this layer's 2:4 weight at M rows with the current threads (null
+  /// unless the tactic is 2:4).
+  const cpu::Spmm24Kernel* dispatched_kernel(int64_t M) const;
 
   /// Y = act(X · Wᵀ + bias) for M rows with the current tactic.
   void run(int64_t M, const float* X, int64_t ldx, float* Y, int64_t ldy) const;
@@ -91,6 +101,8 @@ class LinearLayer {
   Activation act_;
   bool is_24_ = false;
   Tactic tactic_ = Tactic::dense_blas;
+  const cpu::Spmm24Kernel* sparse_kernel_ = nullptr;
+  int64_t sparse_kernel_m_ = 0;
   std::optional<cpu::Packed24> packed_;
   std::shared_ptr<OnednnMatmul> onednn_;
   std::array<std::shared_ptr<CudaLinear>, 3> cuda_;  // per GPU tactic (cuBLAS, cuSPARSELt, mma.sp), made once

@@ -174,6 +174,9 @@ void write_linear(Writer& w, const LinearNode& ln) {
     w.pod<int64_t>(s.cols);
     w.bytes(s.values.data(), s.values.size());
     w.bytes(s.meta.data(), s.meta.size());
+    // The kernel the planner chose for its M (empty: the dispatcher's).
+    w.str(l.sparse_kernel() ? l.sparse_kernel()->name : "");
+    w.pod<int64_t>(l.sparse_kernel_m());
   } else {
     w.tensor(l.weight());
   }
@@ -196,6 +199,8 @@ std::shared_ptr<LinearNode> read_linear(Reader& r) {
       fail("this plan runs layers on the GPU (built with --device cuda), but {}", why);
   std::vector<float> bias = r.vec<float>();
   Tensor weight;
+  std::string kernel_name;
+  int64_t kernel_m = 0;
   if (Tactic(tactic) == Tactic::sparse24_cpu) {
     Sparse24 s;
     s.rows = r.pod<int64_t>();
@@ -210,12 +215,23 @@ std::shared_ptr<LinearNode> read_linear(Reader& r) {
     for (int64_t g = 0; g < s.rows * s.cols / 4; ++g)
       if (!is_legal_nibble(s.nibble(g / (s.cols / 4), g % (s.cols / 4)))) r.corrupt();
     weight = decompress_24(s);
+    kernel_name = r.str();
+    kernel_m = r.pod<int64_t>();
+    if (kernel_m < 0 || (kernel_name.empty() != (kernel_m == 0))) r.corrupt();
   } else {
     weight = r.tensor();
   }
   if (weight.rank() != 2 || (!bias.empty() && int64_t(bias.size()) != weight.dim(0))) r.corrupt();
   ln->layer = std::make_shared<LinearLayer>(std::move(weight), std::move(bias), Activation(act));
   ln->layer->set_tactic(Tactic(tactic));
+  if (!kernel_name.empty()) {
+    const cpu::Spmm24Kernel* kernel = nullptr;
+    for (const cpu::Spmm24Kernel& k : cpu::spmm24_kernels())
+      if (kernel_name == k.name) kernel = &k;
+    if (!kernel)
+      fail("this plan names a 2:4 kernel this sparse24 does not have ({}): rebuild the plan", kernel_name);
+    ln->layer->set_sparse_kernel(kernel, kernel_m);
+  }
   return ln;
 }
 
@@ -261,6 +277,7 @@ void save_plan(const CompiledModel& m, const fs::path& path) {
     w.pod<uint8_t>(uint8_t(p.dense_tactic));
     w.pod(p.dense_ms);
     w.pod(p.sparse_ms);
+    w.str(p.sparse_kernel);
   }
   std::string payload = w.take();
   write_file_atomically(path, [&](std::ostream& os) {
@@ -372,6 +389,7 @@ CompiledModel load_plan(const fs::path& path) {
     p.dense_tactic = Tactic(dt);
     p.dense_ms = r.pod<double>();
     p.sparse_ms = r.pod<double>();
+    p.sparse_kernel = r.str();
     m.layers.push_back(p);
   }
   if (!r.done()) r.corrupt();

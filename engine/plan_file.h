@@ -9,8 +9,9 @@
 
 namespace sparse24::engine {
 
-/// Current format version; older or newer files are refused. 2: the dense-direct tactic and fused pools.
-constexpr uint32_t kPlanVersion = 2;
+/// Current format version; older or newer files are refused. 2: the dense-direct tactic and fused pools; 3:
+/// each 2:4 layer's timed kernel.
+constexpr uint32_t kPlanVersion = 3;
 
 /// Writes a compiled model atomically.
 void save_plan(const CompiledModel& model, const std::filesystem::path& path);

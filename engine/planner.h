@@ -50,6 +50,9 @@ struct LayerPlan {
   Tactic tactic = Tactic::dense_blas;        ///< the chosen tactic
   Tactic dense_tactic = Tactic::dense_blas;  ///< the faster dense tactic (what a dense-only run uses)
   double dense_ms = -1, sparse_ms = -1;      ///< timings that decided it (-1: not timed)
+  /// The 2:4 kernel timed fastest at M, where the tactic is 2:4 and one was chosen (LinearLayer::
+  /// set_sparse_kernel); empty: the dispatcher's choice (a Conv's patch kernel, --sparsity force).
+  std::string sparse_kernel;
 };
 
 /// A model ready to run: the optimized graph with every tactic chosen.

@@ -65,15 +65,16 @@ std::string fmt_ms(double ms) {
 }
 
 void print_layers(const CompiledModel& m) {
-  Table t({"layer", "op", "M x N x K", "2:4 weight", "best dense ms", "2:4 ms", "tactic"});
+  Table t({"layer", "op", "M x N x K", "2:4 weight", "best dense ms", "2:4 ms", "tactic", "2:4 kernel"});
   int sparse = 0;
   for (const LayerPlan& p : m.layers) {
     sparse += !is_dense(p.tactic);
     t.add({p.node, p.source_op, fmt::format("{} x {} x {}", p.M, p.N, p.K), p.is_24 ? "yes" : "no",
-           fmt_ms(p.dense_ms), fmt_ms(p.sparse_ms), std::string(tactic_name(p.tactic))});
+           fmt_ms(p.dense_ms), fmt_ms(p.sparse_ms), std::string(tactic_name(p.tactic)),
+           p.sparse_kernel.empty() ? "-" : p.sparse_kernel});
   }
   t.add_footer({fmt::format("{} linear layers", m.layers.size()), "", "", "", "", "",
-                fmt::format("{} on 2:4", sparse)});
+                fmt::format("{} on 2:4", sparse), ""});
   t.print();
 }
 

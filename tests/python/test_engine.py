@@ -171,3 +171,38 @@ def test_attention_fusion_takes_the_mask_add_in_either_order(sparse24, tmp_path)
     assert "2 attention blocks fused" in p.stdout, p.stdout
     feeds = CASES["transformer"][1](2)
     assert_close(run_engine(sparse24, tmp_path, tmp_path / "t.plan", feeds), ort_outputs(model_path, feeds))
+
+
+def fnv1a(data):
+    h = 1469598103934665603
+    for b in data:
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def test_plan_keeps_each_layers_timed_kernel(sparse24, tmp_path):
+    # 1024-wide layers at batch 1: 2:4 beats dense about twice over wherever a SIMD ISA runs, so the planner
+    # keeps 2:4 and times its GEMV and GEMM kernels among themselves.
+    model_path = pruned(sparse24, tmp_path, models.mlp(sizes=(784, 1024, 1024, 10)), "mlp_wide")
+    plan = tmp_path / "m.plan"
+    p = sparse24("build", model_path, "-o", plan, "--batch", "1")
+    if "ISA ref" in p.stdout:
+        pytest.skip("the portable kernels have a single 2:4 kernel to choose")
+    kernels = {row.split()[0]: row.split()[-1] for row in p.stdout.splitlines() if row.startswith("fc")}
+    for layer in ("fc0", "fc1"):
+        assert kernels[layer].startswith("f32_spmm_24_"), p.stdout
+    # The plan runs its layers on those kernels (at batch 1) and matches onnxruntime.
+    feeds = {"pixels": rng.random((1, 784), dtype=np.float32)}
+    assert_close(run_engine(sparse24, tmp_path, plan, feeds), ort_outputs(model_path, feeds))
+    # A plan naming a kernel this sparse24 lacks (checksum made right again) is refused by name.
+    data = bytearray(plan.read_bytes())
+    name = kernels["fc0"].encode()
+    at = data.index(name, 32)
+    data[at + len(name) - 1] = ord("X")
+    data[24:32] = fnv1a(bytes(data[32:])).to_bytes(8, "little")
+    foreign = tmp_path / "foreign.plan"
+    foreign.write_bytes(bytes(data))
+    np.save(tmp_path / "x.npy", feeds["pixels"])
+    r = sparse24("run", foreign, "--input", f"pixels={tmp_path / 'x.npy'}", "-o", tmp_path / "out2", check=False)
+    assert r.returncode == 1 and "does not have" in r.stderr and name.decode()[:-1] + "X" in r.stderr, r.stderr
+    assert not (tmp_path / "out2").exists()

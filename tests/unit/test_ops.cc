@@ -11,6 +11,7 @@
 #include <numbers>
 #include <random>
 
+#include "engine/linear.h"
 #include "engine/ops/conv_direct.h"
 #include "engine/ops/conv_gemm.h"
 #include "engine/ops/op.h"
@@ -20,6 +21,7 @@
 #include "engine/optimize.h"
 #include "graph/weights.h"
 #include "kernels/cpu/isa.h"
+#include "tests/unit/test_util.h"
 #include "util/error.h"
 
 namespace sparse24::engine {
@@ -991,6 +993,41 @@ TEST(OpsErrors, WrongDtypeNamesTheNode) {
   expect_error_names_node(make_node("Sqrt"), {&i}, "expected one of f32");
   Tensor f(DType::f32, {2}), l(DType::i64, {2});
   expect_error_names_node(make_node("Add"), {&f, &l}, "different dtypes");
+}
+
+// The planner may pin any f32 2:4 kernel at or below the active ISA to a layer's M (set_sparse_kernel); each
+// gives the dispatcher's result exactly on integer-valued data, only at that M, and a kernel for other
+// weights is refused.
+TEST(LinearLayerKernels, EveryPinnedKernelMatchesTheDispatcher) {
+  const Tensor w = test::random_24_tensor(DType::f32, 40, 96, 3);
+  std::vector<float> bias(40);
+  for (size_t i = 0; i < bias.size(); ++i) bias[i] = float(int(i % 7) - 3);
+  LinearLayer l(w, bias, Activation::relu);
+  ASSERT_TRUE(l.is_24());
+  l.set_tactic(Tactic::sparse24_cpu);
+  for (int64_t M : {1, 5, 40}) {
+    const Tensor x = test::random_int_tensor(DType::f32, M, 96, uint32_t(M));
+    std::vector<float> want(size_t(M * 40)), got(size_t(M * 40));
+    l.set_sparse_kernel(nullptr, 0);
+    l.run(M, x.data<float>(), 96, want.data(), 40);
+    int pinned = 0;
+    for (const cpu::Spmm24Kernel& k : cpu::spmm24_kernels()) {
+      if (k.weight_dtype != DType::f32 || uint8_t(k.isa) > uint8_t(cpu::active_isa())) continue;
+      l.set_sparse_kernel(&k, M);
+      EXPECT_EQ(l.sparse_kernel(), &k);
+      std::fill(got.begin(), got.end(), -1.0f);
+      l.run(M, x.data<float>(), 96, got.data(), 40);
+      EXPECT_EQ(got, want) << k.name << " M=" << M;
+      ++pinned;
+    }
+    EXPECT_GE(pinned, 1);
+  }
+  for (const cpu::Spmm24Kernel& k : cpu::spmm24_kernels()) {
+    if (k.weight_dtype == DType::f32) continue;
+    EXPECT_THROW(l.set_sparse_kernel(&k, 1), Error) << k.name;
+  }
+  // The dispatcher's own choice is one of the pinned ones.
+  EXPECT_EQ(l.dispatched_kernel(1)->weight_dtype, DType::f32);
 }
 
 }  // namespace
