@@ -69,6 +69,14 @@ PanelScratch& panel_scratch() {
   return s;
 }
 
+// Makes a scratch vector hold at least n elements and never shrinks it: sized down for one layer and back up
+// for the next, a vector zeroes the regrown part on every call (a Gemm after a smaller convolution paid a
+// 360 KiB memset per call: 0.002 -> 0.005 ms for the demo CNN's 128x1568 layer at batch 1).
+template <class Vec>
+void ensure_size(Vec& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
 // One panel height: PV registers (lanes·PV rows) per k, NR channels per micro-kernel.
 template <class V, int PV>
 struct Panel {
@@ -327,7 +335,7 @@ void image_gemm(const Spmm24Args& a, int64_t tb, int64_t te, PanelScratch& scrat
     scratch.image.assign(size_t(rows * cols * pixel), 0.0f);
     scratch.image_shape = shape;
   }
-  scratch.group_offset.resize(size_t(a.W->steps));
+  ensure_size(scratch.group_offset, size_t(a.W->steps));
   for (int64_t g = 0; g < a.W->steps; ++g) {
     const int64_t k = 4 * g, position = k / c.C, kh = position / c.KW, kw = position % c.KW;
     scratch.group_offset[size_t(g)] = (kh * c.dilation_h * cols + kw * c.dilation_w) * pixel + k % c.C * L;
@@ -381,7 +389,7 @@ inline void tail_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, i
   t.residual = nullptr;
   t.pool = nullptr;
   if (a.pool) {  // the rows to scratch, then summed into the pool below
-    scratch.tail_y.resize(size_t(rows * a.ldy));
+    ensure_size(scratch.tail_y, size_t(rows * a.ldy));
     t.Y = scratch.tail_y.data();
   } else {
     t.Y = a.Y + m0 * a.ldy;
@@ -389,7 +397,7 @@ inline void tail_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, i
   if (a.patches) {
     const ConvPatches& c = *a.patches;
     const int64_t K = a.W->cols;
-    scratch.tail_rows.resize(size_t(rows * K));
+    ensure_size(scratch.tail_rows, size_t(rows * K));
     float* x = scratch.tail_rows.data();
     for_patch_positions(c, a.patch_row0 + m0, rows, scratch.zeros.data(),
                         [&](int64_t position, const float* const* row) {
@@ -428,10 +436,10 @@ template <class Tall, class Short, class Tiny, typename VT>
 void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te, TailFn tail) {
   static_assert(Tiny::rows <= Short::rows && 2 * Short::rows == Tall::rows);
   PanelScratch& scratch = panel_scratch();
-  scratch.partial.resize(size_t((te - tb) * kTileRows * Tall::rows));
+  ensure_size(scratch.partial, size_t((te - tb) * kTileRows * Tall::rows));
   if (image_block_lanes(a, Tall::lanes) > 0) return image_gemm<Tall, Short, Tiny, VT>(a, tb, te, scratch);
-  scratch.xt.resize(size_t(a.W->cols * Tall::rows));
-  if (a.patches) scratch.zeros.assign(size_t(a.patches->C), 0.0f);
+  ensure_size(scratch.xt, size_t(a.W->cols * Tall::rows));
+  if (a.patches) ensure_size(scratch.zeros, size_t(a.patches->C));          // read only: stays zero
   constexpr int64_t tiny_rows = Tiny::rows < Short::rows ? Tiny::rows : 0;  // 0: no Tiny panel
   for (int64_t m0 = 0; m0 < a.M;) {
     if (a.M - m0 <= Tiny::rows / 2) return tail_pass(a, tb, te, m0, a.M - m0, tail, scratch);
