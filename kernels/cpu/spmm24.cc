@@ -90,21 +90,17 @@ std::span<const Spmm24Kernel> spmm24_kernels() {
 // GEMM kernel, M = 80 on 2 threads in 16-row blocks on the GEMV kernel).
 // AVX2: its two panel heights cost differently, and the GEMV kernel's cost steps with each block of 4 rows
 // (gemv_cost). Measured on Zen 5 with the AVX2 kernels called directly, weights from memory, one thread, in
-// GEMV 4-row blocks: f32 8-row panel 2.5 (768x768, 3072x768; 2.1 at 768x3072), 1.9 where the weights
-// outgrow the cache (4096x4096); 16-row panel 3.3 (2.9 at 768x3072; 2.6); bf16 2.3-2.4 and 2.5-2.7 at
-// either size. So
-// f32 M = 5-12 stays on the GEMV kernel (768x768, GEMM / GEMV time: M = 8 1.25, M = 12 1.13) unless the
-// weights are large (4096x4096: 0.90, 0.87), and from M = 13 takes the GEMM (M = 14 0.91, 16 0.86, 20
-// 0.88; 4096x4096 0.69, 0.62, 0.72); bf16 from M = 9 (M = 12 0.89 and 0.82, M = 8 1.20 and 1.13).
-double panel_cost(const Spmm24Kernel& k, int64_t height, bool cached) {
+// GEMV 4-row blocks: f32 8-row panel 2.5 (768x768, 3072x768; 2.1 at 768x3072 and 4096x4096), 16-row panel
+// 3.3 (2.9-3.0); bf16 2.3-2.4 and 2.5-2.7. So f32 M = 5-12 stays on the GEMV kernel (GEMM / GEMV time,
+// 768x768 / 4096x4096: M = 8 1.31 / 1.06, M = 12 1.16 / 1.07) and from M = 13 takes the GEMM (M = 13 0.87 /
+// 0.88, 16 0.86 / 0.85, 20 0.90 / 0.96); bf16 from M = 9 (M = 8 1.20 / 1.17, M = 9 0.93 / 0.94, M = 12 0.87
+// / 0.85). (Before the GEMV kept each L2 block of weights for all its row blocks, f32 weights from memory
+// took the GEMM from M = 5.)
+double panel_cost(const Spmm24Kernel& k, int64_t height) {
   if (k.isa != Isa::avx2) return 0.68 * double(height);
   const bool tall = height == k.panel_rows;
-  double blocks;  // GEMV 4-row blocks
-  if (k.weight_dtype == DType::bf16)
-    blocks = tall ? 2.6 : 2.3;
-  else
-    blocks = tall ? (cached ? 3.2 : 2.6) : (cached ? 2.5 : 1.9);
-  return 4.0 * blocks;
+  const double blocks = k.weight_dtype == DType::bf16 ? (tall ? 2.6 : 2.3) : (tall ? 3.2 : 2.5);
+  return 4.0 * blocks;  // GEMV 4-row blocks
 }
 
 // What M rows cost on a GEMV kernel, in its rows: on AVX2 each block of 4 rows takes as long as a full one.
@@ -115,20 +111,22 @@ double gemv_cost(const Spmm24Kernel& gemm, double rows) {
 // What a panel GEMM kernel's M rows cost, as panel_gemm cuts them (next_panel_height): whole panels, then
 // the last rows in the half-height panel, the half and the shortest one, or the shortest alone; the last
 // rows up to half the shortest panel run through the GEMV (panel_gemm's tail) and count as GEMV rows where
-// the weights stay cached for it (`cached_tail`), else as the shortest panel (kTailCachedBytes). For M up
-// to half the height this counts the half-height panel, which keeps those M on the GEMV kernel: a lone
-// 16-row panel beat it where K is short but not where it is long (f32, one thread, M = 16: 768x768
+// the weights stay cached for it (`cached_tail`), else on AVX-512 as the shortest panel (kTailCachedBytes).
+// For M up to half the height this counts the half-height panel, which keeps those M on the GEMV kernel: a
+// lone 16-row panel beat it where K is short but not where it is long (f32, one thread, M = 16: 768x768
 // 0.077-0.081 against 0.090 ms, 3072x768 0.31-0.32 against 0.34, 768x3072 0.33-0.42 against 0.30; with one
 // panel, each K block visits every tile's slice of the weights in turn).
 double panel_gemm_cost(int64_t M, const Spmm24Kernel& k, bool cached_tail) {
   const int64_t tall = k.panel_rows, half = tall / 2, tiny = k.min_panel_rows < half ? k.min_panel_rows : 0;
-  if (M <= half) return panel_cost(k, half, cached_tail);
-  double cost = double(M / tall) * panel_cost(k, tall, cached_tail);
+  if (M <= half) return panel_cost(k, half);
+  double cost = double(M / tall) * panel_cost(k, tall);
   for (int64_t left = M % tall; left > 0;) {
-    if (cached_tail && left <= k.min_panel_rows / 2)
-      return cost + (k.isa == Isa::avx2 ? gemv_cost(k, double(left)) : panel_cost(k, left, cached_tail));
+    // On AVX2 a tail from memory costs what a block of the GEMV kernel does, which reads them from memory
+    // too (f32 4096x4096, M = 17: 16-row panel and tail 3.68 ms, the GEMV kernel 4.19).
+    if (left <= k.min_panel_rows / 2 && (cached_tail || k.isa == Isa::avx2))
+      return cost + (k.isa == Isa::avx2 ? gemv_cost(k, double(left)) : panel_cost(k, left));
     const int64_t height = next_panel_height(left, tall, tiny);
-    cost += panel_cost(k, height, cached_tail);
+    cost += panel_cost(k, height);
     left -= std::min(height, left);
   }
   return cost;
