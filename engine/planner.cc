@@ -103,10 +103,10 @@ std::vector<double> time_tactics(LinearLayer& l, int64_t M, const std::vector<Ca
 // Which of a 2:4 layer's kernels to keep at M, once 2:4 beat dense. The kernels are timed again among
 // themselves: in the rounds with the dense tactics each run found its weights evicted by a dense one, while
 // in a model a layer's packed weights stay where the last inference left them. Timed that way the MLP's
-// 1024x784 layer at batch 1 ran 10% faster on the GEMM kernel (its GEMV tail, four tiles at a time), which
-// in the model made the MLP 0.023 -> 0.028 ms; among themselves the two kernels measured within 3%. The
-// dispatcher's kernel stays unless another is faster by kKernelMargin, so timing noise does not swap kernels
-// that are equal.
+// 1024x784 layer at batch 1 ran 10% faster on the GEMM kernel (its GEMV tail, four tiles at a time), but the
+// MLP with its layers on the GEMM kernel took 0.024-0.025 ms against 0.020 on the GEMV kernel; among
+// themselves the two kernels measured within 3%. The dispatcher's kernel stays unless another is faster by
+// kKernelMargin, so timing noise does not swap kernels that are equal.
 constexpr double kKernelMargin = 0.95;
 
 template <typename Run>
