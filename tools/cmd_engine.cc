@@ -233,7 +233,7 @@ void run_bench(const BenchArgs& a) {
   lat.print();
   fmt::print("speedup 2:4 vs dense: {:.2f}x\n\n", dn.median / sp.median);
 
-  Table prof({"node", "op", "planned tactic", "dense ms", "planned ms"});
+  Table prof({"node", "op", "planned tactic", "2:4 kernel", "dense ms", "planned ms"});
   nlohmann::json rows = nlohmann::json::array();
   std::map<std::string, std::pair<double, double>> other;  // op -> (dense, planned) for non-linear nodes
   for (size_t i = 0; i < m.graph.nodes.size(); ++i) {
@@ -241,20 +241,24 @@ void run_bench(const BenchArgs& a) {
     LinearLayer* l = linear_layer(n);
     std::string op = l ? static_cast<const LinearNode&>(*n.state).source_op : n.op;
     std::string tactic = l ? std::string(tactic_name(l->tactic())) : "-";
+    // The kernel the planner pinned to the layer's M (empty: the dispatcher's, or not 2:4).
+    std::string kernel = l && l->sparse_kernel() ? l->sparse_kernel()->name : "";
     rows.push_back({{"node", n.name},
                     {"op", op},
                     {"tactic", tactic},
+                    {"kernel", kernel},
                     {"dense_ms", dn_prof[i]},
                     {"planned_ms", sp_prof[i]}});
     if (l) {
-      prof.add({n.name, op, tactic, fmt::format("{:.3f}", dn_prof[i]), fmt::format("{:.3f}", sp_prof[i])});
+      prof.add({n.name, op, tactic, kernel.empty() ? "-" : kernel, fmt::format("{:.3f}", dn_prof[i]),
+                fmt::format("{:.3f}", sp_prof[i])});
     } else {
       other[op].first += dn_prof[i];
       other[op].second += sp_prof[i];
     }
   }
   for (const auto& [op, t] : other)
-    prof.add({fmt::format("(all {})", op), op, "-", fmt::format("{:.3f}", t.first),
+    prof.add({fmt::format("(all {})", op), op, "-", "-", fmt::format("{:.3f}", t.first),
               fmt::format("{:.3f}", t.second)});
   prof.print();
 
