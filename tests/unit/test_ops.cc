@@ -1026,8 +1026,11 @@ TEST(LinearLayerKernels, EveryPinnedKernelMatchesTheDispatcher) {
     if (k.weight_dtype == DType::f32) continue;
     EXPECT_THROW(l.set_sparse_kernel(&k, 1), Error) << k.name;
   }
-  // The dispatcher's own choice is one of the pinned ones.
+  // The dispatcher's own choice is one of the pinned ones (f32, the active ISA), and there is none off 2:4.
   EXPECT_EQ(l.dispatched_kernel(1)->weight_dtype, DType::f32);
+  EXPECT_EQ(l.dispatched_kernel(1)->isa, cpu::active_isa());
+  l.set_tactic(Tactic::dense_blas);
+  EXPECT_EQ(l.dispatched_kernel(1), nullptr);
 }
 
 }  // namespace
