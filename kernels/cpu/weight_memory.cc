@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <mutex>
 #include <new>
 
@@ -47,7 +48,7 @@ class Chunks {
     });
     if (it == chunks_.end() || --it->live > 0) return;
     if (it->base == open_) open_ = nullptr;
-    ::operator delete(it->base, std::align_val_t(kHugePage));
+    munmap(it->base, it->size);
     chunks_.erase(it);
   }
 
@@ -65,10 +66,23 @@ class Chunks {
     return nullptr;
   }
 
-  // A new chunk, advised onto huge pages before anything touches it (so its pages are made huge as they
-  // are faulted in, where the OS grants huge pages on request: madvise mode, as Debian ships).
+  // A new chunk mapped straight from the OS, 2 MiB-aligned, and advised onto huge pages before anything
+  // touches it (so its pages are made huge as they are faulted in, where the OS grants huge pages on
+  // request: madvise mode, as Debian ships). Not from the C++ heap: once large blocks have been freed, glibc
+  // raises its mmap threshold and serves later ones from heap memory an earlier user already faulted in on
+  // 4 KiB pages, where the advice no longer applies. That happened in `bench gemm` after the 4096x4096 shape
+  // (the process's huge pages fell to none, and f32 M = 32, one thread, 768x3072 took 0.495-0.498 ms
+  // against 0.407-0.420 on huge pages, 1536x384 0.125-0.129 against 0.104-0.106).
   Chunk& add(size_t size) {
-    auto* base = static_cast<std::byte*>(::operator new(size, std::align_val_t(kHugePage)));
+    void* mapped =
+        mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapped == MAP_FAILED) throw std::bad_alloc();
+    // Keep the 2 MiB-aligned part; return the rest of the over-sized mapping.
+    auto* raw = static_cast<std::byte*>(mapped);
+    const size_t head = (kHugePage - reinterpret_cast<uintptr_t>(raw) % kHugePage) % kHugePage;
+    if (head) munmap(raw, head);
+    if (kHugePage - head) munmap(raw + head + size, kHugePage - head);
+    std::byte* base = raw + head;
 #ifdef MADV_HUGEPAGE
     madvise(base, size, MADV_HUGEPAGE);  // advice only: without it the chunk works on 4 KiB pages
 #endif

@@ -1,6 +1,8 @@
 // The packed weights' memory (kernels/cpu/weight_memory.h): small blocks share huge-page chunks, large ones
 // get their own, every block is 64-byte aligned and usable, and chunks go back when their blocks are freed.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
@@ -54,6 +56,26 @@ TEST(WeightMemory, vectors_use_it) {
     EXPECT_EQ(b[9 * kMiB - 1], std::byte{7});
   }
   EXPECT_EQ(weight_memory_held(), before);
+}
+
+// A chunk must be memory nobody has touched yet: the huge-page advice applies only to pages faulted in
+// after it. glibc serves large blocks from heap memory already faulted in on 4 KiB pages once large blocks
+// have been freed (its mmap threshold rises), so this churns the heap that way first and asks mincore()
+// that no page of the new chunk is resident before the chunk is written.
+TEST(WeightMemory, a_chunk_is_fresh_memory_even_after_the_heap_has_been_used) {
+  for (size_t mib : {24, 20, 12}) {
+    std::vector<std::byte> used(mib * kMiB, std::byte{1});
+    EXPECT_EQ(used.back(), std::byte{1});
+  }
+  const size_t bytes = 9 * kMiB, page = size_t(sysconf(_SC_PAGESIZE));
+  auto* p = static_cast<std::byte*>(weight_allocate(bytes));
+  std::vector<unsigned char> resident((bytes + page - 1) / page);
+  ASSERT_EQ(mincore(p, bytes, resident.data()), 0);
+  size_t touched = 0;
+  for (unsigned char r : resident) touched += r & 1;
+  EXPECT_EQ(touched, 0u) << "pages of a new chunk were already in use";
+  std::memset(p, 3, bytes);
+  weight_deallocate(p, bytes);
 }
 
 }  // namespace
