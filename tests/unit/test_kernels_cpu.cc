@@ -217,7 +217,12 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
                                  // Two calls whose padded copies have the same size, the second with a
                                  // border where the first had image: the border must be zeros again
                                  {16, 7, 7, 8, 3, 3, 1, 1, 0, 16},
-                                 {16, 5, 5, 8, 3, 3, 1, 1, 1, 16}};
+                                 {16, 5, 5, 8, 3, 3, 1, 1, 1, 16},
+                                 // 3-wide "same" kernels on narrow and wide images: one pixel per row
+                                 // (every pixel at both row ends), two, and rows wider than any panel
+                                 {3, 4, 1, 4, 3, 3, 1, 1, 1, 16},
+                                 {2, 5, 2, 8, 1, 3, 1, 1, 1, 16},
+                                 {1, 3, 70, 4, 3, 3, 1, 1, 1, 20}};
   uint32_t seed = 300;
   for (const Geometry& g : geometries) {
     cpu::ConvPatches c;
