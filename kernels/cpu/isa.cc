@@ -1,8 +1,10 @@
 #include "kernels/cpu/isa.h"
 
 #include <cpuid.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <string>
 
 #include "util/error.h"
 
@@ -71,6 +73,32 @@ Isa active_isa() {
   if (!cpu_supports(isa))
     fail("SPARSE24_ISA={} but this CPU supports at most {}", forced, isa_name(detect_cpu_isa()));
   return isa;
+}
+
+namespace {
+
+int64_t probe_l1d() {
+  if (const char* forced = std::getenv("SPARSE24_L1D_BYTES"); forced && *forced) {
+    size_t used = 0;
+    long long bytes = -1;
+    try {
+      bytes = std::stoll(forced, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != std::string(forced).size() || bytes < (4 << 10) || bytes > (4 << 20))
+      fail("SPARSE24_L1D_BYTES={}: expected a whole number of bytes from 4096 to 4194304", forced);
+    return bytes;
+  }
+  const long reported = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+  return reported >= (4 << 10) && reported <= (4 << 20) ? reported : 32 << 10;
+}
+
+}  // namespace
+
+int64_t l1d_bytes() {
+  static const int64_t bytes = probe_l1d();
+  return bytes;
 }
 
 }  // namespace sparse24::cpu

@@ -25,4 +25,10 @@ bool cpu_supports(Isa isa);
 /// when SPARSE24_ISA names a level this CPU cannot run or an unknown level.
 Isa active_isa();
 
+/// Bytes of L1 data cache per core, which sizes the panel GEMM's K blocks (panel_block_groups): what the OS
+/// reports (sysconf), 32 KiB where it reports nothing, or SPARSE24_L1D_BYTES when set (so the tests can run
+/// the blocks of another CPU's cache). Read once. Throws Error when SPARSE24_L1D_BYTES is not a whole number
+/// of bytes from 4 KiB to 4 MiB.
+int64_t l1d_bytes();
+
 }  // namespace sparse24::cpu

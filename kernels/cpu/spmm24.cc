@@ -43,6 +43,7 @@ void validate(const Spmm24Kernel& k, const Spmm24Args& a) {
     fail("kernel {} needs {}, but this CPU supports at most {}", k.name, isa_name(k.isa),
          isa_name(detect_cpu_isa()));
   if (!a.W) fail("{}: no weight given", k.name);
+  if (k.panel_rows > 0) l1d_bytes();  // a bad SPARSE24_L1D_BYTES throws here, not inside the threads
   const Packed24& W = *a.W;
   if (W.dtype != k.weight_dtype)
     fail("{}: the packed weight holds {} values, the kernel reads {}", k.name, dtype_name(W.dtype),
@@ -78,6 +79,23 @@ void validate(const Spmm24Kernel& k, const Spmm24Args& a) {
 
 std::span<const Spmm24Kernel> spmm24_kernels() {
   return kKernels;
+}
+
+// Counting only Xt (a fixed 32 KiB), the AVX2 16-row panel's block was 128 groups and the AVX-512 32-row
+// panel's 64, and their two weight slices (16 and 8 KiB each) evicted Xt from the 48 KiB L1. f32, one
+// thread, weights from memory, ms before / after on Zen 5: AVX2 (16 rows) M = 128 768x3072 3.26-3.41 /
+// 2.83-2.88, 384x1536 0.80-0.81 / 0.71-0.73, 4096x4096 23.5-24.3 / 20.0-20.9, 768x768 0.76-0.79 / 0.69-0.73,
+// 1536x384 (one block either way) 0.71-0.74 / 0.71-0.75; AVX-512 (32 rows) M = 32 768x3072 0.391-0.392 /
+// 0.372-0.380, 1536x384 0.101-0.102 / 0.096, 768x768 0.098-0.099 / 0.093-0.095, 4096x4096 2.87-2.90 /
+// 2.79-2.86. The unrounded counts (53 and 79 groups) measured 1-3% slower than these, and 24 groups for 64
+// rows 1-3% slower than 32. With Xt alone filling all of L1 (48 groups for 64 rows) a panel ran at 118
+// against 164 GFLOP/s, which is what a fixed 32 KiB of Xt would be on a 32 KiB L1; the 32 KiB blocks here
+// are derived from the rule, not measured (on this 48 KiB core they cost the 64-row panel 5-10% at M = 512).
+int64_t panel_block_groups(int64_t panel_rows, int64_t l1d_bytes) {
+  constexpr int64_t slice_group_bytes = 2 * kTileRows * int64_t(sizeof(float)) + int64_t(sizeof(uint64_t));
+  const int64_t budget = l1d_bytes * 41 / 48;
+  const int64_t per_group = 4 * panel_rows * int64_t(sizeof(float)) + 2 * slice_group_bytes;
+  return std::max<int64_t>(16, budget / per_group / 16 * 16);
 }
 
 // What a panel of `height` rows costs, in rows of the GEMV kernel of the same ISA (see panel_gemm_cost).

@@ -84,6 +84,14 @@ constexpr int64_t next_panel_height(int64_t left, int64_t tall, int64_t tiny) {
   return left > tall / 2 + tiny ? tall : left > tiny ? tall / 2 : tiny;
 }
 
+/// The K groups of one K block of a panel GEMM's panel of `panel_rows` rows, on a core with `l1d_bytes` of
+/// L1 data cache (cpu::l1d_bytes()): as many as leave the block's Xt (16 bytes per row and group) and two
+/// tiles' weight slices (the one in use and the next, which the micro-kernel prefetches: kept f32 values
+/// and metadata, 136 bytes per group) within 41/48 of L1, in multiples of 16 and at least 16. On a 48 KiB
+/// L1 (Zen 5, where it was measured): 32, 48, 64 and 96 groups for 64, 32, 16 and 8 rows; on 32 KiB (Zen
+/// 3 and 4, many Intel cores): 16, 32, 48 and 64.
+int64_t panel_block_groups(int64_t panel_rows, int64_t l1d_bytes);
+
 /// Every registered kernel, in registry order (including those this CPU cannot run).
 std::span<const Spmm24Kernel> spmm24_kernels();
 

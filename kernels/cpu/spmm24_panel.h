@@ -50,11 +50,6 @@ struct NextSlice {
 
 /// The tallest panel any ISA file uses (the row-pointer arrays below).
 constexpr int64_t kMaxPanelRows = 64;
-/// The L1 bytes (of 48 KiB) one K block may fill: its Xt and two tiles' weight slices, the one in use and
-/// the next, which the micro-kernel prefetches meanwhile.
-constexpr int64_t kPanelBlockBytes = 41 << 10;
-/// Weight bytes per K group of one tile's slice: f32 kept values and the metadata word.
-constexpr int64_t kSliceGroupBytes = 2 * kTileRows * int64_t(sizeof(float)) + int64_t(sizeof(uint64_t));
 
 // Per-thread scratch that grows and is kept, so a call allocates nothing once warm.
 struct PanelScratch {
@@ -87,16 +82,11 @@ struct Panel {
   static constexpr int64_t rows = V::lanes * PV;
   static constexpr int nr = V::sums / PV;
   static constexpr int row_shift = std::countr_zero(uint64_t(rows * sizeof(float)));  // log2 of Xt row bytes
-  // K block: as many groups as fit kPanelBlockBytes, a multiple of 16: 32 for 64 rows, 48 for 32, 64 for
-  // 16, 96 for 8. Counting only Xt (32 KiB each), the 32-row panel's block of 64 groups and the 16-row
-  // one's of 128 left their two slices (8 and 16 KiB each) to evict Xt from L1. f32, one thread, weights
-  // from memory, ms before / after: AVX2 (16 rows) M = 128 768x3072 3.26-3.41 / 2.83-2.88, 384x1536
-  // 0.80-0.81 / 0.71-0.73, 4096x4096 23.5-24.3 / 20.0-20.9, 768x768 0.76-0.79 / 0.69-0.73, 1536x384 (one
-  // block either way) 0.71-0.74 / 0.71-0.75; AVX-512 (32 rows) M = 32 768x3072 0.391-0.392 / 0.372-0.380,
-  // 1536x384 0.101-0.102 / 0.096, 768x768 0.098-0.099 / 0.093-0.095, 4096x4096 2.87-2.90 / 2.79-2.86.
-  // The unrounded counts (53 and 79 groups) measured 1-3% slower than these.
-  static constexpr int64_t groups =
-      kPanelBlockBytes / (4 * rows * int64_t(sizeof(float)) + 2 * kSliceGroupBytes) / 16 * 16;
+  // K groups per K block, for this core's L1 (panel_block_groups).
+  static int64_t block_groups() {
+    static const int64_t groups = panel_block_groups(rows, l1d_bytes());
+    return groups;
+  }
   static constexpr int64_t store_rows = V::lanes;
   static_assert(rows * sizeof(float) == size_t(1) << row_shift && kTileRows % nr == 0);
 
@@ -275,7 +265,7 @@ void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t
     for (int64_t i = 0; i < rows; ++i) row[i] = static_cast<const float*>(a.X) + (m0 + i) * a.ldx;
     P::pack_rows(row, rows, K, xt);
   }
-  run_tiles<P, VT>(a, tb, te, typename P::XtSource{xt}, P::groups, scratch.partial.data());
+  run_tiles<P, VT>(a, tb, te, typename P::XtSource{xt}, P::block_groups(), scratch.partial.data());
   // Row block by row block, each row of Y left to right: the stores run as a few sequential streams. The
   // lines of Y a block stores kStorePrefetchTiles tiles later are prefetched: without, the stores waited on
   // their lines (f32, M = 2048, 1 thread, 3 alternating runs: 1536x384 6.66-6.82 -> 6.41-6.54 ms, 384x1536
@@ -315,7 +305,7 @@ void image_run(const Spmm24Args& a, int64_t tb, int64_t te, const float* origin,
   // K blocks of whole kernel rows, about 48 groups (one row of a 3x3 kernel on 64 channels: its pixels
   // under a 4-pixel run take 24 KiB): 2-3% faster there than 32-group blocks, which end inside a row.
   const int64_t row_groups = c.KW * c.C / 4, block_rows = std::max<int64_t>(1, 48 / row_groups);
-  const int64_t block = row_groups * block_rows <= 64 ? row_groups * block_rows : P::groups;
+  const int64_t block = row_groups * block_rows <= 64 ? row_groups * block_rows : P::block_groups();
   run_tiles<P, VT>(a, tb, te, src, block, scratch.partial.data());
   // Y's rows for pixel `pixel + v` of images image0.. lie c.OH * c.OW rows apart.
   const int64_t pixels = c.OH * c.OW;

@@ -112,3 +112,10 @@ def test_help_everywhere(sparse24):
     for args in ([], ["check"], ["prune"]):
         p = sparse24(*args, "--help")
         assert p.returncode == 0 and "Usage" in p.stdout
+
+
+@pytest.mark.parametrize("value", ["lots", "1024", "48k"])
+def test_bad_l1_override(sparse24, monkeypatch, value):
+    monkeypatch.setenv("SPARSE24_L1D_BYTES", value)
+    assert_user_error(sparse24("bench", "gemm", "--m", "64", "--shapes", "64x64", "--threads", "1",
+                               "--min-seconds", "0", check=False), "SPARSE24_L1D_BYTES")
