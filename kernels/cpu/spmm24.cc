@@ -114,9 +114,9 @@ int64_t panel_block_groups(int64_t panel_rows, int64_t l1d_bytes) {
 // 0.88, 16 0.86 / 0.85, 20 0.90 / 0.96); bf16 from M = 9 (M = 8 1.20 / 1.17, M = 9 0.93 / 0.94, M = 12 0.87
 // / 0.85). (Before the GEMV kept each L2 block of weights for all its row blocks, f32 weights from memory
 // took the GEMM from M = 5.) Since the panels' K blocks leave room in L1 for the weight slices
-// (Panel::groups), the f32 panels cost 2.6 and 3.0 blocks where K <= 768 and 1.8-1.9 and 2.1 where K >= 3072:
-// at M = 10-12 the GEMM kernel is then 2-10% faster on the long-K shapes (768x3072, 4096x4096) and 3-50%
-// slower on the short ones (768x768, 3072x768, 384x1536), so f32 keeps the GEMV kernel up to M = 12.
+// (panel_block_groups), the f32 panels cost 2.6 and 3.0 blocks where K <= 768 and 1.8-1.9 and 2.1 where K >=
+// 3072: at M = 10-12 the GEMM kernel is then 2-10% faster on the long-K shapes (768x3072, 4096x4096) and
+// 3-50% slower on the short ones (768x768, 3072x768, 384x1536), so f32 keeps the GEMV kernel up to M = 12.
 double panel_cost(const Spmm24Kernel& k, int64_t height) {
   if (k.isa != Isa::avx2) return 0.68 * double(height);
   const bool tall = height == k.panel_rows;
