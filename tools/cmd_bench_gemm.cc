@@ -227,9 +227,9 @@ void run_bench(const BenchOptions& o) {
   const auto threads_list = parse_ints(o.threads, "--threads");
   const auto shapes = parse_shapes(o.shapes);
   const cpu::Isa isa = cpu::active_isa();
-  fmt::print("sparse24 bench gemm: dtype {}, ISA {}, OpenBLAS {} ({}), oneDNN {}.{}.{}\n", o.dtype,
-             cpu::isa_name(isa), openblas_get_corename(), openblas_get_config(), dnnl_version()->major,
-             dnnl_version()->minor, dnnl_version()->patch);
+  fmt::print("sparse24 bench gemm: dtype {}, ISA {} (L1d {} per core), OpenBLAS {} ({}), oneDNN {}.{}.{}\n",
+             o.dtype, cpu::isa_name(isa), human_bytes(double(cpu::l1d_bytes())), openblas_get_corename(),
+             openblas_get_config(), dnnl_version()->major, dnnl_version()->minor, dnnl_version()->patch);
   fmt::print("cold weights: each call reads the next of copies totalling >= {}; times are medians\n\n",
              human_bytes(double(o.cold_bytes)));
 
@@ -378,6 +378,7 @@ void run_bench(const BenchOptions& o) {
                           {"threads", r.threads},
                           {"dtype", r.dtype},
                           {"isa", std::string(cpu::isa_name(isa))},
+                          {"l1d_bytes", cpu::l1d_bytes()},
                           {"dense_ms", r.dense_ms},
                           {"dense_lib", r.dense_lib},
                           {"onednn_ms", r.onednn_ms},
