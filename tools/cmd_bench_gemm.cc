@@ -28,6 +28,7 @@
 #include "tools/cli_util.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/parse_int.h"
 
 namespace sparse24::cli {
 namespace {
@@ -51,16 +52,7 @@ std::vector<int64_t> parse_ints(const std::string& s, const char* option) {
   std::vector<int64_t> out;
   std::stringstream ss(s);
   std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      const long long v = std::stoll(item, &used);
-      if (used != item.size() || v < 1) throw std::invalid_argument(item);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      fail("{}: '{}' is not a positive integer", option, item);
-    }
-  }
+  while (std::getline(ss, item, ',')) out.push_back(parse_positive_int(item, option));
   if (out.empty()) fail("{}: empty list", option);
   return out;
 }

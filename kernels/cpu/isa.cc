@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <string>
 
 #include "util/error.h"
+#include "util/parse_int.h"
 
 namespace sparse24::cpu {
 
@@ -79,14 +79,8 @@ namespace {
 
 int64_t probe_l1d() {
   if (const char* forced = std::getenv("SPARSE24_L1D_BYTES"); forced && *forced) {
-    size_t used = 0;
-    long long bytes = -1;
-    try {
-      bytes = std::stoll(forced, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != std::string(forced).size() || bytes < (4 << 10) || bytes > (4 << 20))
+    const int64_t bytes = parse_positive_int(forced, "SPARSE24_L1D_BYTES");
+    if (bytes < (4 << 10) || bytes > (4 << 20))
       fail("SPARSE24_L1D_BYTES={}: expected a whole number of bytes from 4096 to 4194304", forced);
     return bytes;
   }

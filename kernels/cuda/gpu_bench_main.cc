@@ -10,6 +10,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gpu_gemm_bench.h"
 #include "util/error.h"
+#include "util/parse_int.h"
 
 namespace {
 
@@ -29,14 +30,6 @@ std::vector<std::string> split(const std::string& s) {
   for (std::string item; std::getline(ss, item, ',');)
     if (!item.empty()) out.push_back(item);
   return out;
-}
-
-int64_t parse_int(const std::string& s, const char* what) {
-  char* end = nullptr;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  if (end == s.c_str() || *end != '\0' || v <= 0)
-    sparse24::fail("{}: '{}' is not a positive integer", what, s);
-  return v;
 }
 
 }  // namespace
@@ -65,17 +58,17 @@ int main(int argc, char** argv) {
         for (const std::string& d : split(value())) o.dtypes.push_back(parse_dtype(d));
       } else if (a == "--m") {
         o.ms.clear();
-        for (const std::string& m : split(value())) o.ms.push_back(parse_int(m, "--m"));
+        for (const std::string& m : split(value())) o.ms.push_back(parse_positive_int(m, "--m"));
       } else if (a == "--shapes") {
         o.shapes.clear();
         for (const std::string& s : split(value())) {
           size_t x = s.find('x');
           if (x == std::string::npos) fail("--shapes: '{}' is not NxK", s);
-          o.shapes.emplace_back(parse_int(s.substr(0, x), "--shapes N"),
-                                parse_int(s.substr(x + 1), "--shapes K"));
+          o.shapes.emplace_back(parse_positive_int(s.substr(0, x), "--shapes N"),
+                                parse_positive_int(s.substr(x + 1), "--shapes K"));
         }
       } else if (a == "--target-ms") {
-        o.target_ms = double(parse_int(value(), "--target-ms"));
+        o.target_ms = double(parse_positive_int(value(), "--target-ms"));
       } else if (a == "--warm-l2") {
         o.cold_l2 = false;
       } else if (a == "--no-cusparselt") {
