@@ -278,6 +278,7 @@ struct Avx2Vec {
   static constexpr int lanes = 8, sums = 8;
   static reg zero() { return _mm256_setzero_ps(); }
   static reg load(const float* p) { return _mm256_load_ps(p); }
+  static reg load_lanes(const float* p, uint32_t lanes) { return _mm256_maskload_ps(p, half_mask(lanes, 0)); }
   static void store(float* p, reg v) { _mm256_store_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   template <int NR, typename VT>

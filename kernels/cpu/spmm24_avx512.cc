@@ -334,6 +334,7 @@ struct Avx512Vec {
   static constexpr int lanes = 16, sums = 16;
   static reg zero() { return _mm512_setzero_ps(); }
   static reg load(const float* p) { return _mm512_load_ps(p); }
+  static reg load_lanes(const float* p, uint32_t lanes) { return _mm512_maskz_loadu_ps(__mmask16(lanes), p); }
   static void store(float* p, reg v) { _mm512_store_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   template <int NR, typename VT>

@@ -8,6 +8,7 @@
 // per k and V::sums / PV channels per micro-kernel. The ISA file supplies V:
 //   reg, lanes, sums           the register type, its f32 lanes, how many sums a micro-kernel holds
 //   zero, load, store, fma     aligned register loads and stores, a fused multiply-add
+//   load_lanes(p, lanes)       an unaligned load of the lanes whose bit is set in `lanes`, zeros elsewhere
 //   kept<NR>(p), broadcast<NR>(kept, p, r)
 //                              the kept values of channels p[0..NR) (one load, or nothing where the
 //                              broadcast reads memory), and channel r's value in every lane
@@ -56,6 +57,7 @@ struct PanelScratch {
   std::vector<float, AlignedAllocator<float>> xt, partial, zeros;
   std::vector<float, AlignedAllocator<float>> tail_rows;  // a tail's explicit patch rows (tail_pass)
   std::vector<float, AlignedAllocator<float>> tail_y;     // and its outputs, where they go into a pool
+  std::vector<float, AlignedAllocator<float>> planar;     // a channel-planar copy of the input (copy_planar)
   // Image blocks: the padded copy of one block, the geometry its zero border was made for, and each K
   // group's offset into it.
   std::vector<float, AlignedAllocator<float>> image;
@@ -92,6 +94,12 @@ struct Panel {
 
   static void pack_rows(const float* const* row, int64_t n, int64_t K, float* xt) {
     V::pack_rows(row, n, K, xt, rows);
+  }
+  static void pack_rows(const float* const* row, int64_t n, int64_t K, float* xt, int64_t ld) {
+    V::pack_rows(row, n, K, xt, ld);
+  }
+  static void copy_lanes(const float* from, uint32_t lanes, float* to) {
+    V::store(to, V::load_lanes(from, lanes));
   }
   static void store_block(const Spmm24Args& a, int64_t m0, int64_t n, int64_t tile, const float* block) {
     V::store_block(a, m0, n, tile, block, rows);
@@ -235,6 +243,97 @@ void pack_patch_panel(const ConvPatches& c, int64_t p0, int64_t rows, const floa
   });
 }
 
+// A channel-planar copy of the input pixels that a run of a call's patch rows read (planar_patches):
+// channel ch of input pixel `base + p` (counted over N·H·W) at x[ch * ld + p], for the patch rows [row0,
+// row_end). Each input pixel is transposed once here instead of once per kernel position by
+// pack_patch_panel (nine times for a 3x3 kernel); the panels then pack Xt with masked loads.
+struct PlanarInput {
+  const float* x = nullptr;  // null: no copy, the panels pack from the channels-last input
+  int64_t ld = 0, base = 0, row0 = 0, row_end = 0;
+  bool covers(int64_t p0, int64_t rows) const { return x && p0 >= row0 && p0 + rows <= row_end; }
+};
+
+// Where a planar copy serves: stride 1 and output the size of the input, so that a patch row's input pixel
+// at every kernel position is the row's own index plus a constant, in range or not (pack_planar_panel masks
+// the lanes whose window leaves the image); and a kernel of more than one position, whose pixels repeat in
+// Xt (of at most kPlanarMaxKernel rows and columns).
+constexpr int64_t kPlanarMaxKernel = 16;
+inline bool planar_patches(const ConvPatches& c) {
+  return c.stride_h == 1 && c.stride_w == 1 && c.OH == c.H && c.OW == c.W && c.KH * c.KW > 1 &&
+         c.KH <= kPlanarMaxKernel && c.KW <= kPlanarMaxKernel;
+}
+
+// The offset from an output pixel's index to its input pixel's at kernel position (kh, kw) (planar_patches).
+inline int64_t planar_shift(const ConvPatches& c, int64_t kh, int64_t kw) {
+  return (kh * c.dilation_h - c.pad_top) * c.W + kw * c.dilation_w - c.pad_left;
+}
+
+// A planar copy holds about this many bytes, so that it stays in L2 while its panels read it: the patch
+// rows of a call are copied a run at a time (planar_run_rows).
+constexpr int64_t kPlanarCopyBytes = int64_t(192) << 10;
+
+// The patch rows one planar copy serves: whole tall panels, as many as fit kPlanarCopyBytes beside the
+// pixels the windows reach above and below them, at least one.
+inline int64_t planar_run_rows(const ConvPatches& c, int64_t tall_rows) {
+  const int64_t reach = planar_shift(c, c.KH - 1, c.KW - 1) - planar_shift(c, 0, 0) + kMaxPanelRows;
+  const int64_t fit = kPlanarCopyBytes / (c.C * int64_t(sizeof(float))) - reach;
+  return std::max<int64_t>(1, fit / tall_rows) * tall_rows;
+}
+
+// The planar copy for patch rows [row0, row0 + rows). It spans every pixel index a panel's loads form,
+// masked lanes included (up to a panel's height past the last row, and outside the images where the
+// windows leave them), so that no load leaves it; only the pixels inside the images are copied.
+template <class P>
+PlanarInput copy_planar(const ConvPatches& c, int64_t row0, int64_t rows,
+                        std::vector<float, AlignedAllocator<float>>& buf) {
+  const int64_t lo = row0 + planar_shift(c, 0, 0);
+  const int64_t last = row0 + rows + planar_shift(c, c.KH - 1, c.KW - 1);  // past the last pixel read
+  const int64_t hi = last + kMaxPanelRows;
+  const int64_t first = std::max<int64_t>(0, lo), end = std::min(c.N * c.H * c.W, last);
+  const int64_t base = first - (first - lo + 15) / 16 * 16;  // the copied pixels start 64-byte aligned
+  // Channels an odd number of cache lines apart, so that a panel's loads across all of them spread over
+  // every L1 set (a power-of-two multiple of lines apart, they shared a few sets and evicted each other).
+  const int64_t ld = ((hi - base + 15) / 16 | 1) * 16;
+  ensure_size(buf, size_t(c.C * ld));
+  float* x = buf.data();
+  const float* row[kMaxPanelRows];
+  for (int64_t p = first; p < end; p += kMaxPanelRows) {
+    const int64_t n = std::min(kMaxPanelRows, end - p);
+    for (int64_t i = 0; i < n; ++i) row[i] = c.x + (p + i) * c.C;
+    P::pack_rows(row, n, c.C, x + (p - base), ld);
+  }
+  return {x, ld, base, row0, row0 + rows};
+}
+
+// Xt for patch rows p0.. from the planar copy: for each kernel position, every channel's row of Xt is one
+// masked load per register, the lanes whose window leaves the image zero. Bit for bit pack_patch_panel's Xt.
+template <class P>
+void pack_planar_panel(const ConvPatches& c, const PlanarInput& in, int64_t p0, int64_t rows, float* xt) {
+  static_assert(P::rows <= 64 && P::lanes <= 32);
+  // Which rows' windows stay inside the image, as bit masks over the panel's rows: by kernel row (the input
+  // row in range) and by kernel column (the input column), ANDed per position.
+  uint64_t inside_h[kPlanarMaxKernel] = {}, inside_w[kPlanarMaxKernel] = {};
+  for (int64_t i = 0, h = p0 / c.OW % c.OH, w = p0 % c.OW; i < rows; ++i) {
+    for (int64_t kh = 0; kh < c.KH; ++kh)
+      inside_h[kh] |= uint64_t(uint64_t(h + kh * c.dilation_h - c.pad_top) < uint64_t(c.H)) << i;
+    for (int64_t kw = 0; kw < c.KW; ++kw)
+      inside_w[kw] |= uint64_t(uint64_t(w + kw * c.dilation_w - c.pad_left) < uint64_t(c.W)) << i;
+    if (++w == c.OW) w = 0, h = h + 1 == c.OH ? 0 : h + 1;
+  }
+  const int64_t C = c.C, ld = in.ld;  // locals: the stores below could alias the struct fields
+  constexpr uint64_t lane_bits = (uint64_t(1) << P::lanes) - 1;
+  for (int64_t kh = 0; kh < c.KH; ++kh)
+    for (int64_t kw = 0; kw < c.KW; ++kw) {
+      const uint64_t inside = inside_h[kh] & inside_w[kw];
+      uint32_t lanes[P::pv];
+      for (int64_t v = 0; v < P::pv; ++v) lanes[v] = uint32_t((inside >> (v * P::lanes)) & lane_bits);
+      const float* from = in.x + (p0 + planar_shift(c, kh, kw) - in.base);
+      float* to = xt + (kh * c.KW + kw) * C * P::rows;
+      for (int64_t ch = 0; ch < C; ++ch, from += ld, to += P::rows)
+        for (int64_t v = 0; v < P::pv; ++v) P::copy_lanes(from + v * P::lanes, lanes[v], to + v * P::lanes);
+    }
+}
+
 // Tiles [tb, te) over every K block of `block` groups, each tile's sums in partial[(t - tb)][16][P::rows].
 template <class P, typename VT, class Src>
 void run_tiles(const Spmm24Args& a, int64_t tb, int64_t te, const Src& src, int64_t block, float* partial) {
@@ -254,11 +353,13 @@ void run_tiles(const Spmm24Args& a, int64_t tb, int64_t te, const Src& src, int6
 // One panel of `rows` (<= P::rows) rows from m0: pack it, run every tile over every K block, write Y.
 template <class P, typename VT>
 void panel_pass(const Spmm24Args& a, int64_t tb, int64_t te, int64_t m0, int64_t rows,
-                PanelScratch& scratch) {
+                const PlanarInput& planar, PanelScratch& scratch) {
   static_assert(P::rows <= kMaxPanelRows && P::rows % P::store_rows == 0);
   const int64_t K = a.W->cols;
   float* xt = scratch.xt.data();
-  if (a.patches) {
+  if (planar.x) {
+    pack_planar_panel<P>(*a.patches, planar, a.patch_row0 + m0, rows, xt);
+  } else if (a.patches) {
     pack_patch_panel<P>(*a.patches, a.patch_row0 + m0, rows, scratch.zeros.data(), xt);
   } else {
     const float* row[kMaxPanelRows] = {};
@@ -441,18 +542,24 @@ void panel_gemm(const Spmm24Args& a, int64_t tb, int64_t te, TailFn tail) {
   ensure_size(scratch.partial, size_t((te - tb) * kTileRows * Tall::rows));
   if (image_block_lanes(a, Tall::lanes) > 0) return image_gemm<Tall, Short, Tiny, VT>(a, tb, te, scratch);
   ensure_size(scratch.xt, size_t(a.W->cols * Tall::rows));
-  if (a.patches) ensure_size(scratch.zeros, size_t(a.patches->C));          // read only: stays zero
+  if (a.patches) ensure_size(scratch.zeros, size_t(a.patches->C));  // read only: stays zero
+  const bool planar_ok = a.patches && planar_patches(*a.patches);
+  const int64_t planar_rows = planar_ok ? planar_run_rows(*a.patches, Tall::rows) : 0;
+  PlanarInput planar;
   constexpr int64_t tiny_rows = Tiny::rows < Short::rows ? Tiny::rows : 0;  // 0: no Tiny panel
   for (int64_t m0 = 0; m0 < a.M;) {
     if (a.M - m0 <= Tiny::rows / 2) return tail_pass(a, tb, te, m0, a.M - m0, tail, scratch);
     const int64_t height = next_panel_height(a.M - m0, Tall::rows, tiny_rows);
     const int64_t rows = std::min(height, a.M - m0);
+    if (planar_ok && !planar.covers(a.patch_row0 + m0, rows))
+      planar =
+          copy_planar<Tall>(*a.patches, a.patch_row0 + m0, std::min(planar_rows, a.M - m0), scratch.planar);
     if (height == Tall::rows)
-      panel_pass<Tall, VT>(a, tb, te, m0, rows, scratch);
+      panel_pass<Tall, VT>(a, tb, te, m0, rows, planar, scratch);
     else if (height == Short::rows)
-      panel_pass<Short, VT>(a, tb, te, m0, rows, scratch);
+      panel_pass<Short, VT>(a, tb, te, m0, rows, planar, scratch);
     else
-      panel_pass<Tiny, VT>(a, tb, te, m0, rows, scratch);
+      panel_pass<Tiny, VT>(a, tb, te, m0, rows, planar, scratch);
     m0 += rows;
   }
 }

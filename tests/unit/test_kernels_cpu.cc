@@ -223,7 +223,14 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
                                  // (every pixel at both row ends), two, and rows wider than any panel
                                  {3, 4, 1, 4, 3, 3, 1, 1, 1, 16},
                                  {2, 5, 2, 8, 1, 3, 1, 1, 1, 16},
-                                 {1, 3, 70, 4, 3, 3, 1, 1, 1, 20}};
+                                 {1, 3, 70, 4, 3, 3, 1, 1, 1, 20},
+                                 // Stride-1 "same" convolutions pack from a channel-planar copy of the
+                                 // input (planar_patches): 8 images of the CNN's are too few for image
+                                 // blocks and span three copies (planar_run_rows: 640 rows each), a 5x5
+                                 // kernel, and a 1x1 one (no copy)
+                                 {8, 14, 14, 64, 3, 3, 1, 1, 1, 16},
+                                 {2, 9, 7, 8, 5, 5, 1, 1, 2, 16},
+                                 {1, 6, 5, 12, 1, 1, 1, 1, 0, 16}};
   uint32_t seed = 300;
   for (const Geometry& g : geometries) {
     cpu::ConvPatches c;
