@@ -71,15 +71,9 @@ def main():
         # The three are measured in alternating rounds and each figure is the median over the rounds, so a
         # change in the machine's state (this VM's second vCPU comes and goes) hits all three alike.
         ort_runs, dense_runs, sparse_runs = [], [], []
+        feeds = compare_ort.make_inputs(onnx.load(dense), batch, seq)
         for _ in range(a.rounds):
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = a.threads
-            so.inter_op_num_threads = 1
-            sess = ort.InferenceSession(dense, so, providers=["CPUExecutionProvider"])
-            ort_runs.append(compare_ort.ort_latency(sess, compare_ort.make_inputs(onnx.load(dense), batch, seq),
-                                                    seconds=a.seconds)[0])
-            # Close the session first: an idle onnxruntime thread pool left alive spins on the cores.
-            del sess
+            ort_runs.append(compare_ort.ort_latency(dense, feeds, a.threads, seconds=a.seconds)[0])
             s_dense = sparse24_bench(a.sparse24, dense, batch, seq, a.threads, "disable")
             s_24 = sparse24_bench(a.sparse24, pruned, batch, seq, a.threads, "enable")
             dense_runs.append(s_dense["median_ms"])

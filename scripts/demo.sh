@@ -50,7 +50,7 @@ echo; echo "== 8. the retrained model is standard ONNX: onnxruntime on the same 
 .venv/bin/python scripts/eval_ort.py "$demo/finetuned.onnx" > "$demo/eval_onnxruntime.json"
 cat "$demo/eval_onnxruntime.json"
 
-echo; echo "== 9. latency against onnxruntime at batch $batch, both in one run (tools/compare_ort.py)"
+echo; echo "== 9. latency against onnxruntime at batch $batch, alternating rounds in one run (tools/compare_ort.py)"
 .venv/bin/python tools/compare_ort.py "$demo/finetuned.onnx" --batch "$batch" --sparse24 "$bin" \
   --json "$demo/compare_onnxruntime.json"
 
