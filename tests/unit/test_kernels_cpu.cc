@@ -227,9 +227,10 @@ TEST_P(Spmm24PatchKernelTest, convolution_patches_match_im2col) {
                                  // Stride-1 "same" convolutions pack from a channel-planar copy of the
                                  // input (planar_patches): 8 images of the CNN's are too few for image
                                  // blocks and span three copies (planar_run_rows: 640 rows each), a 5x5
-                                 // kernel, and a 1x1 one (no copy)
+                                 // kernel, a dilated 3x3, and a 1x1 one (no copy)
                                  {8, 14, 14, 64, 3, 3, 1, 1, 1, 16},
                                  {2, 9, 7, 8, 5, 5, 1, 1, 2, 16},
+                                 {2, 7, 6, 8, 3, 3, 1, 2, 2, 16},
                                  {1, 6, 5, 12, 1, 1, 1, 1, 0, 16}};
   uint32_t seed = 300;
   for (const Geometry& g : geometries) {
