@@ -27,6 +27,7 @@ struct Avx2 {
 }  // namespace
 
 void conv_direct_rows_avx2(const DirectConvArgs& a, int64_t row0, int64_t row1) {
+  if (a.oc <= 8) return direct_conv_rows<Avx2, 1>(a, row0, row1);  // one register holds them all
   direct_conv_rows<Avx2, 2>(a, row0, row1);
 }
 

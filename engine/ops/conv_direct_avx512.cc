@@ -1,4 +1,5 @@
-// The direct convolution (conv_direct_impl.h) with 512-bit vectors: 4 pixels x 64 output channels per step.
+// The direct convolution (conv_direct_impl.h) with 512-bit vectors: 4 pixels x up to 64 output channels per
+// step.
 #include <immintrin.h>
 
 #include "engine/ops/conv_direct_impl.h"
@@ -21,7 +22,12 @@ struct Avx512 {
 
 }  // namespace
 
+// As few registers per pixel as hold the output channels, four (64 channels) at most: with four always, a
+// 16-channel stem (the demo CNN's) computed each output four times over, three of them into padding.
 void conv_direct_rows_avx512(const DirectConvArgs& a, int64_t row0, int64_t row1) {
+  if (a.oc <= 16) return direct_conv_rows<Avx512, 1>(a, row0, row1);
+  if (a.oc <= 32) return direct_conv_rows<Avx512, 2>(a, row0, row1);
+  if (a.oc <= 48) return direct_conv_rows<Avx512, 3>(a, row0, row1);
   direct_conv_rows<Avx512, 4>(a, row0, row1);
 }
 

@@ -666,6 +666,9 @@ TEST(OpsChannelsLast, ShortKConvAndFusedPoolMatchTheDirectLoopOnEveryIsa) {
       {{1, 3, 11, 7}, {70, 3, 3, 3}, {2, 1}, {1, 1}, {0, 1, 1, 0}},  // RGB, K = 27, 70 channels, asymmetric
       {{3, 2, 8, 8}, {5, 2, 2, 2}, {1, 1}, {2, 2}, {2, 2, 2, 2}},    // dilated, 5 channels
       {{1, 1, 12, 12}, {8, 1, 5, 5}, {1, 2}, {1, 1}, {2, 2, 2, 2}},  // K = 25
+      // 24 and 40 channels: two and three 16-channel registers per pixel on AVX-512
+      {{2, 1, 9, 9}, {24, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},
+      {{1, 3, 7, 8}, {40, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},
   };
   std::vector<cpu::Isa> isas = {cpu::Isa::ref};
   for (cpu::Isa isa : {cpu::Isa::avx2, cpu::Isa::avx512})
