@@ -92,10 +92,8 @@ struct Panel {
   static constexpr int64_t store_rows = V::lanes;
   static_assert(rows * sizeof(float) == size_t(1) << row_shift && kTileRows % nr == 0);
 
-  static void pack_rows(const float* const* row, int64_t n, int64_t K, float* xt) {
-    V::pack_rows(row, n, K, xt, rows);
-  }
-  static void pack_rows(const float* const* row, int64_t n, int64_t K, float* xt, int64_t ld) {
+  // Xt rows `ld` floats apart: a panel's own height, or a planar copy's stride (copy_planar).
+  static void pack_rows(const float* const* row, int64_t n, int64_t K, float* xt, int64_t ld = rows) {
     V::pack_rows(row, n, K, xt, ld);
   }
   static void copy_lanes(const float* from, uint32_t lanes, float* to) {
