@@ -1,5 +1,6 @@
 #include "engine/ir.h"
 
+#include <atomic>
 #include <set>
 
 #include "util/error.h"
@@ -13,6 +14,11 @@ const T* Attributes::find(const std::string& name) const {
   const T* v = std::get_if<T>(&it->second);
   if (!v) fail("attribute '{}' has an unexpected type", name);
   return v;
+}
+
+uint64_t Attributes::next_version() {
+  static std::atomic<uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 int64_t Attributes::get_int(const std::string& name, int64_t dflt) const {

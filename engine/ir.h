@@ -1,6 +1,7 @@
 #pragma once
 // The engine's in-memory graph: values (named tensors, some constant) and nodes in topological order,
 // imported from ONNX. Shapes are dynamic: each op computes its output shapes when it runs.
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -22,9 +23,18 @@ constexpr ValueId kNoValue = -1;
 class Attributes {
  public:
   using Attr = std::variant<int64_t, float, std::string, std::vector<int64_t>, std::vector<float>, Tensor>;
-  void set(const std::string& name, Attr value) { attrs_[name] = std::move(value); }
+  void set(const std::string& name, Attr value) {
+    attrs_[name] = std::move(value);
+    version_ = next_version();
+  }
   bool has(const std::string& name) const { return attrs_.count(name) != 0; }
-  void erase(const std::string& name) { attrs_.erase(name); }
+  void erase(const std::string& name) {
+    attrs_.erase(name);
+    version_ = next_version();
+  }
+  /// Names these contents among all Attributes of the process: a change gives a new version, a copy keeps
+  /// it. State that a node works out from its attributes once (ConvLinearNode's calls) is keyed by it.
+  uint64_t version() const { return version_; }
   int64_t get_int(const std::string& name, int64_t dflt) const;
   float get_float(const std::string& name, float dflt) const;
   std::string get_string(const std::string& name, const std::string& dflt) const;
@@ -37,7 +47,9 @@ class Attributes {
  private:
   template <typename T>
   const T* find(const std::string& name) const;
+  static uint64_t next_version();
   std::map<std::string, Attr> attrs_;
+  uint64_t version_ = 0;  // 0: never set, so empty
 };
 
 /// State an engine-internal node carries (a prepared weight and its chosen kernel). A node with state runs

@@ -46,46 +46,73 @@ ops::ConvShape ConvLinearNode::shape_for(const Node& node, const Tensor& x) cons
                          weight_shape);
 }
 
+const ConvLinearNode::Call& ConvLinearNode::call_for(const Node& node, const Tensor& x) const {
+  const auto same = [&](const std::unique_ptr<const Call>& c) {
+    return c->attrs_version == node.attrs.version() && c->x_shape == x.shape();
+  };
+  {
+    std::lock_guard<std::mutex> lock(calls_mutex_);
+    for (const auto& c : calls_)
+      if (same(c)) return *c;
+  }
+  auto c = std::make_unique<Call>();
+  c->attrs_version = node.attrs.version();
+  c->x_shape = x.shape();
+  c->shape = shape_for(node, x);
+  c->nhwc = ops::channels_last(node);
+  c->out_shape = c->nhwc ? ops::channels_last_shape(c->shape.output_shape()) : c->shape.output_shape();
+  c->pool = node.attrs.get_ints(kPoolAttr);
+  c->global_pool = node.attrs.get_int(kGlobalPoolAttr, 0) != 0;
+  c->residual_relu = node.attrs.get_int("sparse24_residual_relu", 0) != 0;
+  // A model fed ever new input shapes keeps this many and works out the rest per run, on this thread.
+  constexpr size_t kMaxCalls = 16;
+  std::lock_guard<std::mutex> lock(calls_mutex_);
+  for (const auto& kept : calls_)
+    if (same(kept)) return *kept;  // another thread made it meanwhile
+  if (calls_.size() >= kMaxCalls) {
+    static thread_local std::unique_ptr<const Call> uncached;
+    uncached = std::move(c);
+    return *uncached;
+  }
+  calls_.push_back(std::move(c));
+  return *calls_.back();
+}
+
 void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs,
                          std::span<Tensor> outputs) const {
   const Tensor& x = *inputs[0];
   if (x.dtype() != DType::f32)
     fail("node '{}' (Conv): input is {}, expected f32", node.name, dtype_name(x.dtype()));
-  ops::ConvShape shape = shape_for(node, x);
-  const std::vector<int64_t> pool = node.attrs.get_ints(kPoolAttr);
-  if (!pool.empty()) return run_pooled(node, inputs, shape, pool, outputs[0]);
-  if (node.attrs.get_int(kGlobalPoolAttr, 0) != 0) return run_global_pooled(node, inputs, shape, outputs[0]);
-  run_unpooled(node, inputs, shape, outputs[0]);
+  const Call& c = call_for(node, x);
+  if (!c.pool.empty()) return run_pooled(node, inputs, c, outputs[0]);
+  if (c.global_pool) return run_global_pooled(node, inputs, c, outputs[0]);
+  run_unpooled(node, inputs, c, outputs[0]);
 }
 
 // The convolution alone (with its fused residual), whatever pool the node's attributes add after it.
-void ConvLinearNode::run_unpooled(const Node& node, std::span<const Tensor* const> inputs,
-                                  const ops::ConvShape& shape, Tensor& out) const {
+void ConvLinearNode::run_unpooled(const Node& node, std::span<const Tensor* const> inputs, const Call& c,
+                                  Tensor& out) const {
   const Tensor& x = *inputs[0];
-  const bool nhwc = ops::channels_last(node);
-  const std::vector<int64_t> out_shape =
-      nhwc ? ops::channels_last_shape(shape.output_shape()) : shape.output_shape();
-  out = Tensor::uninitialized(DType::f32, out_shape);
-  const Tensor* residual = fused_residual(node, inputs, out_shape);
-  const bool residual_relu = node.attrs.get_int("sparse24_residual_relu", 0) != 0;
+  const ops::ConvShape& shape = c.shape;
+  out = Tensor::uninitialized(DType::f32, c.out_shape);
+  const Tensor* residual = fused_residual(node, inputs, c.out_shape);
   float* y = out.data<float>();
   const LinearLayer& l = *layer;
   if (l.tactic() == Tactic::dense_direct) {
-    run_direct(node, shape, x, 1, 1, y);
-    if (residual) ops::residual_add_f32(y, residual->data<float>(), out.numel(), residual_relu);
+    run_direct(node, c, x, 1, 1, y);
+    if (residual) ops::residual_add_f32(y, residual->data<float>(), out.numel(), c.residual_relu);
     return;
   }
   if (l.tactic() == Tactic::dense_onednn) {
     std::call_once(onednn_once_, [&] {
       onednn_ = std::make_unique<OnednnConv>(l.weight(), weight_shape, l.bias(), l.activation());
     });
-    onednn_->run(shape, x.data<float>(), y, nhwc, residual ? residual->data<float>() : nullptr,
-                 residual_relu);
+    onednn_->run(shape, x.data<float>(), y, c.nhwc, residual ? residual->data<float>() : nullptr,
+                 c.residual_relu);
     return;
   }
   const float* r = residual ? residual->data<float>() : nullptr;
-  if (!run_as_gemm(node, shape, x, nhwc, y, r, residual_relu) && residual)
-    ops::residual_add_f32(y, r, out.numel(), residual_relu);
+  if (!run_as_gemm(c, x, y, r) && residual) ops::residual_add_f32(y, r, out.numel(), c.residual_relu);
 }
 
 bool ConvLinearNode::supports_direct(const Node& node) const {
@@ -94,9 +121,10 @@ bool ConvLinearNode::supports_direct(const Node& node) const {
          ops::channels_last(node);
 }
 
-void ConvLinearNode::run_direct(const Node& node, const ops::ConvShape& shape, const Tensor& x,
-                                int64_t pool_h, int64_t pool_w, float* y) const {
-  if (!ops::channels_last(node) || !ops::direct_conv_applies(shape))
+void ConvLinearNode::run_direct(const Node& node, const Call& c, const Tensor& x, int64_t pool_h,
+                                int64_t pool_w, float* y) const {
+  const ops::ConvShape& shape = c.shape;
+  if (!c.nhwc || !ops::direct_conv_applies(shape))
     fail("node '{}' (Conv): the dense-direct tactic runs 2-D channels-last convolutions with K <= {}",
          node.name, ops::kDirectConvMaxK);
   std::call_once(direct_once_, [&] {
@@ -127,11 +155,12 @@ cpu::ConvPatches patches(const ops::ConvShape& shape, const Tensor& x) {
 // on a 2:4 patch kernel, the pool as the kernel call's second phase (cpu::Spmm24Args::then: no team of its
 // own, each thread pooling about the rows its core wrote; the demo's CNN at batch 1: its MaxPool pass took
 // 1.5 us); with any other, the convolution into a scratch tensor and then the pool.
-void ConvLinearNode::run_pooled(const Node& node, std::span<const Tensor* const> inputs,
-                                const ops::ConvShape& shape, const std::vector<int64_t>& pool,
+void ConvLinearNode::run_pooled(const Node& node, std::span<const Tensor* const> inputs, const Call& c,
                                 Tensor& out) const {
   const Tensor& x = *inputs[0];
-  if (pool.size() != 2 || pool[0] < 1 || pool[1] < 1 || !ops::channels_last(node) || shape.window.rank() != 2)
+  const ops::ConvShape& shape = c.shape;
+  const std::vector<int64_t>& pool = c.pool;
+  if (pool.size() != 2 || pool[0] < 1 || pool[1] < 1 || !c.nhwc || shape.window.rank() != 2)
     fail("node '{}' (Conv + MaxPool): the fused pool needs a 2-D channels-last convolution and a 2-D window",
          node.name);
   const auto& w = shape.window;
@@ -139,7 +168,7 @@ void ConvLinearNode::run_pooled(const Node& node, std::span<const Tensor* const>
                                        shape.out_channels};
   if (layer->tactic() == Tactic::dense_direct) {
     out = Tensor::uninitialized(DType::f32, pooled);
-    run_direct(node, shape, x, pool[0], pool[1], out.data<float>());
+    run_direct(node, c, x, pool[0], pool[1], out.data<float>());
     return;
   }
   out = Tensor::uninitialized(DType::f32, pooled);
@@ -151,13 +180,13 @@ void ConvLinearNode::run_pooled(const Node& node, std::span<const Tensor* const>
                              out.data<float>());
   };
   if (inputs.size() == 1 && shape.groups == 1 && M >= 64 && layer->activation() != Activation::gelu) {
-    full = Tensor::uninitialized(DType::f32, ops::channels_last_shape(shape.output_shape()));
+    full = Tensor::uninitialized(DType::f32, c.out_shape);
     if (layer->run_patches(
             patches(shape, x), M, full.data<float>(), C, nullptr, false,
             [&](int t, int threads) { pool_bands(bands * t / threads, bands * (t + 1) / threads); }))
       return;
   }
-  run_unpooled(node, inputs, shape, full);
+  run_unpooled(node, inputs, c, full);
   ops::parallel_for(bands, full.numel() >= ops::kParallelMinElements,
                     [&](int64_t band) { pool_bands(band, band + 1); });
 }
@@ -176,21 +205,20 @@ const Node& ConvLinearNode::pool_node(const Node& conv) const {
 // each output pixel is summed into the pool as it is stored and Y is never written (the CNN at batch 64:
 // the pool's own pass took 0.05 of 2.9 ms; at batch 1, 2 threads, 0.002 of 0.005, reading the half of Y
 // the other core wrote); otherwise the convolution into a scratch tensor, then the pool.
-void ConvLinearNode::run_global_pooled(const Node& node, std::span<const Tensor* const> inputs,
-                                       const ops::ConvShape& shape, Tensor& out) const {
-  const auto& w = shape.window;
-  if (!ops::channels_last(node) || w.rank() != 2)
+void ConvLinearNode::run_global_pooled(const Node& node, std::span<const Tensor* const> inputs, const Call& c,
+                                       Tensor& out) const {
+  const ops::ConvShape& shape = c.shape;
+  if (!c.nhwc || shape.window.rank() != 2)
     fail("node '{}' (Conv + GlobalAveragePool): the fused pool needs a 2-D channels-last convolution",
          node.name);
   const Tensor& x = *inputs[0];
-  const Tensor* residual = fused_residual(node, inputs, ops::channels_last_shape(shape.output_shape()));
-  const bool residual_relu = node.attrs.get_int("sparse24_residual_relu", 0) != 0;
+  const Tensor* residual = fused_residual(node, inputs, c.out_shape);
   const int64_t pixels = shape.out_pixels(), C = shape.out_channels;
   out = Tensor(DType::f32, {shape.batch, C, 1, 1});  // zeros: the kernel adds into it
   if (shape.groups == 1 && layer->activation() != Activation::gelu) {
     cpu::ConvPatches p = patches(shape, x);
     if (layer->pool_patches(p, shape.batch * pixels, out.data<float>(), C,
-                            residual ? residual->data<float>() : nullptr, residual_relu)) {
+                            residual ? residual->data<float>() : nullptr, c.residual_relu)) {
       float* y = out.data<float>();
       const float scale = 1.0f / float(pixels);
       for (int64_t i = 0; i < out.numel(); ++i) y[i] *= scale;
@@ -198,14 +226,15 @@ void ConvLinearNode::run_global_pooled(const Node& node, std::span<const Tensor*
     }
   }
   Tensor full;
-  run_unpooled(node, inputs, shape, full);
+  run_unpooled(node, inputs, c, full);
   const Tensor* pool_in[1] = {&full};
   ops::run_global_average_pool(pool_node(node), pool_in, std::span<Tensor>(&out, 1));
 }
 
-bool ConvLinearNode::run_as_gemm(const Node&, const ops::ConvShape& shape, const Tensor& x, bool nhwc,
-                                 float* y, const float* residual, bool residual_relu) const {
+bool ConvLinearNode::run_as_gemm(const Call& c, const Tensor& x, float* y, const float* residual) const {
   const LinearLayer& l = *layer;
+  const ops::ConvShape& shape = c.shape;
+  const bool nhwc = c.nhwc;
   // 2:4 on channels-last input with at least one full panel of pixels: patches read in place, no im2col.
   const auto& w = shape.window;
   if (nhwc && w.rank() == 2 && shape.groups == 1 && shape.batch * shape.out_pixels() >= 64) {
@@ -214,7 +243,7 @@ bool ConvLinearNode::run_as_gemm(const Node&, const ops::ConvShape& shape, const
     // engine applies after the kernel).
     const bool fuse = residual && l.activation() != Activation::gelu;
     if (l.run_patches(p, shape.batch * shape.out_pixels(), y, shape.out_channels, fuse ? residual : nullptr,
-                      residual_relu))
+                      c.residual_relu))
       return fuse;
   }
   ops::conv_as_gemm(

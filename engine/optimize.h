@@ -41,19 +41,32 @@ struct ConvLinearNode : LinearNode {
   std::vector<int64_t> weight_shape;  ///< the ONNX weight shape [OC][IC][k...]
 
  private:
+  // What a run needs from the node's attributes and its input's shape, worked out at the first run with
+  // those attributes (Attributes::version) and that shape, and kept. Parsed on every run, they cost about
+  // a microsecond per convolution: attribute maps, cache-cold after the layers before, and a dozen small
+  // vectors (the bench CNN at batch 1, 2 threads: 1.1 us of its stem's 4.1 us in conv_shape).
+  struct Call {
+    uint64_t attrs_version = 0;
+    std::vector<int64_t> x_shape;
+    ops::ConvShape shape;
+    std::vector<int64_t> out_shape;  ///< the convolution's output, channels-last where nhwc
+    std::vector<int64_t> pool;       ///< the fused max pool's window (kPoolAttr); empty: none
+    bool nhwc = false, global_pool = false, residual_relu = false;
+  };
+  const Call& call_for(const Node& node, const Tensor& x) const;
   // Returns true when it added `residual` itself (2:4 on patches read in place, without GELU).
-  bool run_as_gemm(const Node& node, const ops::ConvShape& shape, const Tensor& x, bool nhwc, float* y,
-                   const float* residual = nullptr, bool residual_relu = false) const;
-  void run_unpooled(const Node& node, std::span<const Tensor* const> inputs, const ops::ConvShape& shape,
+  bool run_as_gemm(const Call& c, const Tensor& x, float* y, const float* residual = nullptr) const;
+  void run_unpooled(const Node& node, std::span<const Tensor* const> inputs, const Call& c,
                     Tensor& out) const;
-  void run_pooled(const Node& node, std::span<const Tensor* const> inputs, const ops::ConvShape& shape,
-                  const std::vector<int64_t>& pool, Tensor& out) const;
-  void run_global_pooled(const Node& node, std::span<const Tensor* const> inputs, const ops::ConvShape& shape,
+  void run_pooled(const Node& node, std::span<const Tensor* const> inputs, const Call& c, Tensor& out) const;
+  void run_global_pooled(const Node& node, std::span<const Tensor* const> inputs, const Call& c,
                          Tensor& out) const;
   // The dense-direct tactic (ops::conv_direct_nhwc), its weights made at the first call; pool 1 x 1 for none.
-  void run_direct(const Node& node, const ops::ConvShape& shape, const Tensor& x, int64_t pool_h,
-                  int64_t pool_w, float* y) const;
+  void run_direct(const Node& node, const Call& c, const Tensor& x, int64_t pool_h, int64_t pool_w,
+                  float* y) const;
   const Node& pool_node(const Node& conv) const;
+  mutable std::mutex calls_mutex_;
+  mutable std::vector<std::unique_ptr<const Call>> calls_;  // never shrinks: a reference stays valid
   mutable std::once_flag onednn_once_, direct_once_, pool_once_;
   mutable Node pool_node_;  // the GlobalAveragePool, made at the first call that runs it as a pass of its own
   mutable std::unique_ptr<OnednnConv> onednn_;  // made at the first dense-onednn run (after fusion)

@@ -269,8 +269,9 @@ namespace {
 // joins these are added into the call's pool in thread order (the same bits for the same thread count).
 class PrivatePools {
  public:
+  // Nothing is allocated for a call without a pool.
   PrivatePools(const Spmm24Args& args, int threads)
-      : args_(args), pools_(size_t(threads)), first_(pools_.size()) {}
+      : args_(args), pools_(args.pool ? size_t(threads) : 0), first_(pools_.size()) {}
   // Points part.pool at thread t's own zeroed pool, with a row for each image part's rows touch.
   void give(Spmm24Args& part, int t) {
     const int64_t pixels = args_.patches->OH * args_.patches->OW, first = part.patch_row0 / pixels;

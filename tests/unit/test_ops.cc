@@ -660,6 +660,54 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
   }
 }
 
+// A convolution node keeps what it works out from its attributes and input shape per (attributes, shape):
+// inputs whose batch and image size change from run to run, more shapes than it keeps, and attributes
+// changed between runs must each still compute their own convolution.
+TEST(OpsChannelsLast, ConvNodeFollowsEveryInputShapeAndAttributeChange) {
+  const ConvCase geometry = {{1, 8, 7, 6}, {16, 8, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}};
+  Tensor w = int_valued(DType::f32, geometry.w_shape, 410), bias = int_valued(DType::f32, {16}, 411);
+  Tensor wc = ops::conv_weight_canonical(w);
+  for (int64_t i = 0; i < wc.numel(); ++i)
+    if (i % 4 >= 2) wc.data<float>()[i] = 0.0f;
+  for (int64_t o = 0; o < 16; ++o)  // the pruned weight back in the ONNX layout, for the reference
+    for (int64_t ic = 0; ic < 8; ++ic)
+      for (int64_t pos = 0; pos < 9; ++pos)
+        w.data<float>()[(o * 8 + ic) * 9 + pos] = wc.data<float>()[o * 72 + pos * 8 + ic];
+  auto state = std::make_shared<ConvLinearNode>();
+  state->weight_shape = geometry.w_shape;
+  state->source_op = "Conv";
+  state->layer = std::make_shared<LinearLayer>(
+      wc, std::vector<float>(bias.data<float>(), bias.data<float>() + 16), Activation::none);
+  state->layer->set_tactic(Tactic::sparse24_cpu);
+  Node n = conv_node(geometry);
+  n.state = state;
+  n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+  // 20 shapes (more than the node keeps), each run twice, the second time after the others.
+  std::vector<std::vector<int64_t>> shapes;
+  for (int64_t b = 1; b <= 4; ++b)
+    for (int64_t hw = 6; hw <= 10; ++hw) shapes.push_back({b, 8, hw, hw + 1});
+  uint32_t seed = 420;
+  for (int pass = 0; pass < 2; ++pass)
+    for (const auto& shape : shapes) {
+      const Tensor x = int_valued(DType::f32, shape, seed++), xl = to_nhwc(x);
+      const ConvShape s = ops::conv_shape(n, shape, geometry.w_shape);
+      std::vector<Tensor> out(1);
+      const Tensor* in[] = {&xl};
+      state->run(n, in, out);
+      EXPECT_EQ(as_f32(to_nchw(out[0])), as_f32(naive_conv(s, x, w, &bias))) << shape_str(shape);
+    }
+  // A changed attribute on the same node and input shape: padding 0 shrinks the output.
+  const Tensor x = int_valued(DType::f32, {2, 8, 7, 6}, seed++), xl = to_nhwc(x);
+  const Tensor* in[] = {&xl};
+  std::vector<Tensor> out(1);
+  state->run(n, in, out);
+  n.attrs.set("pads", std::vector<int64_t>{0, 0, 0, 0});
+  state->run(n, in, out);
+  const ConvShape s = ops::conv_shape(n, x.shape(), geometry.w_shape);
+  EXPECT_EQ(out[0].shape(), (std::vector<int64_t>{2, 5, 4, 16}));
+  EXPECT_EQ(as_f32(to_nchw(out[0])), as_f32(naive_conv(s, x, w, &bias)));
+}
+
 TEST(OpsChannelsLast, ShortKConvAndFusedPoolMatchTheDirectLoopOnEveryIsa) {
   const std::vector<ConvCase> cases = {
       {{2, 1, 9, 10}, {16, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},  // a gray stem
