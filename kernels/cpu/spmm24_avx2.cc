@@ -276,6 +276,8 @@ inline __m256 broadcast_kept(const uint16_t* p) {
 struct Avx2Vec {
   using reg = __m256;
   static constexpr int lanes = 8, sums = 8;
+  // Two groups ahead: three measured 1-2% slower here (f32, one thread, M = 128 768x768 0.754 -> 0.763 ms).
+  static constexpr int meta_ahead = 2;
   static reg zero() { return _mm256_setzero_ps(); }
   static reg load(const float* p) { return _mm256_load_ps(p); }
   static reg load_lanes(const float* p, uint32_t lanes) { return _mm256_maskload_ps(p, half_mask(lanes, 0)); }

@@ -7,6 +7,7 @@
 // address, and no permute of X is left in the inner loop. Panel<V, PV> is one panel height: PV registers
 // per k and V::sums / PV channels per micro-kernel. The ISA file supplies V:
 //   reg, lanes, sums           the register type, its f32 lanes, how many sums a micro-kernel holds
+//   meta_ahead                 how many K groups ahead the micro-kernel loads each group's index word
 //   zero, load, store, fma     aligned register loads and stores, a fused multiply-add
 //   load_lanes(p, lanes)       an unaligned load of the lanes whose bit is set in `lanes`, zeros elsewhere
 //   kept<NR>(p), broadcast<NR>(kept, p, r)
@@ -149,16 +150,18 @@ struct Panel {
     const uint64_t* next_meta =
         next.tile >= 0 ? reinterpret_cast<const uint64_t*>(W.tile_meta(next.tile)) + next.g0 : nullptr;
     if (next_meta) _mm_prefetch(reinterpret_cast<const char*>(next_meta), _MM_HINT_T0);
-    // Each group's metadata word is loaded two groups ahead: its index bits are the FMAs' load addresses,
-    // and loading it in the group itself left the loop waiting on it (AVX-512, inner loop alone on
-    // L1-resident data: 210 GFLOP/s, 234 with the word two groups ahead).
-    uint64_t next_bits = meta[0], later_bits = meta[std::min<int64_t>(1, ng - 1)];
+    // Each group's metadata word is loaded V::meta_ahead groups ahead: its index bits are the FMAs' load
+    // addresses, and loading it in the group itself left the loop waiting on it (AVX-512, inner loop alone
+    // on L1-resident data: 210 GFLOP/s, 234 with the word two groups ahead).
+    constexpr int ahead = V::meta_ahead;
+    uint64_t bits_ahead[ahead];
+    for (int i = 0; i < ahead; ++i) bits_ahead[i] = meta[std::min<int64_t>(i, ng - 1)];
     for (int64_t g = 0; g < ng; ++g, vals += 2 * kTileRows) {
       const float* xg = src.group(g0 + g);
       __asm__ volatile("" : "+r"(xg));  // one pointer per group: the loads below add only their index bits
-      uint64_t bits = next_bits;
-      next_bits = later_bits;
-      later_bits = meta[std::min(g + 2, ng - 1)];
+      uint64_t bits = bits_ahead[0];
+      for (int i = 0; i + 1 < ahead; ++i) bits_ahead[i] = bits_ahead[i + 1];
+      bits_ahead[ahead - 1] = meta[std::min(g + ahead, ng - 1)];
       __asm__ volatile("" : "+r"(bits));  // keeps it the register loaded early, not a reload of meta[g]
       if (next_vals) {
         for (size_t line = 0; line < 2 * kTileRows * sizeof(VT); line += 64)
