@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 
 #include "engine/ops/conv_direct_impl.h"
 #include "util/error.h"
@@ -80,15 +81,22 @@ void conv_direct_nhwc(const DirectConvWeights& w, const ConvShape& shape, int64_
     a.x = padded.data();
   }
   a.C = C, a.stride_h = g.strides[0], a.stride_w = g.strides[1];
-  std::vector<int64_t> k_offset, pool;
+  // The offsets live on the stack (K <= kDirectConvMaxK; a pool window of up to kStackPool pixels): the stem
+  // runs in microseconds, and a few small allocations per call showed in its time.
+  constexpr int64_t kStackPool = 64;
+  std::array<int64_t, kDirectConvMaxK> k_offset;
+  std::array<int64_t, kStackPool> pool_stack;
+  std::vector<int64_t> pool_heap(size_t(pool_h * pool_w > kStackPool ? pool_h * pool_w : 0));
+  int64_t* pool = pool_heap.empty() ? pool_stack.data() : pool_heap.data();
+  int64_t k = 0;
   for (int64_t kh = 0; kh < g.kernel[0]; ++kh)
     for (int64_t kw = 0; kw < g.kernel[1]; ++kw)
       for (int64_t c = 0; c < C; ++c)
-        k_offset.push_back((kh * g.dilations[0] * a.Wp + kw * g.dilations[1]) * C + c);
+        k_offset[size_t(k++)] = (kh * g.dilations[0] * a.Wp + kw * g.dilations[1]) * C + c;
   for (int64_t i = 0; i < pool_h; ++i)
-    for (int64_t j = 0; j < pool_w; ++j) pool.push_back((i * a.stride_h * a.Wp + j * a.stride_w) * C);
-  a.k = int64_t(k_offset.size()), a.k_offset = k_offset.data();
-  a.pool_h = pool_h, a.pool_w = pool_w, a.pool_offset = pool.data();
+    for (int64_t j = 0; j < pool_w; ++j) pool[i * pool_w + j] = (i * a.stride_h * a.Wp + j * a.stride_w) * C;
+  a.k = k, a.k_offset = k_offset.data();
+  a.pool_h = pool_h, a.pool_w = pool_w, a.pool_offset = pool;
   a.w = w.w.data(), a.bias = w.bias.data(), a.y = y;
   a.oc = w.oc, a.oc_pad = w.oc_pad, a.relu = w.relu;
   auto* run = conv_direct_rows_portable;

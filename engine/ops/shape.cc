@@ -188,9 +188,8 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
     out_shape[size_t(i)] = x.shape()[size_t(p)];
     src_strides[size_t(i)] = in_strides[size_t(p)];
   }
-  out[0] = Tensor::uninitialized(x.dtype(), out_shape);
-  if (x.numel() == 0) return;
-  // A permutation that only moves dims of size 1 keeps every element in place (NCHW -> NHWC with C = 1).
+  // A permutation that only moves dims of size 1 keeps every element in place (NCHW -> NHWC with C = 1): the
+  // output shares the input's storage, as Reshape's does.
   int64_t last = -1;
   bool in_order = true;
   for (int i = 0; i < rank && in_order; ++i) {
@@ -200,9 +199,11 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
     last = p;
   }
   if (in_order) {
-    std::memcpy(out[0].bytes(), x.bytes(), x.nbytes());
+    out[0] = x.reshaped(out_shape);
     return;
   }
+  out[0] = Tensor::uninitialized(x.dtype(), out_shape);
+  if (x.numel() == 0) return;
   // Trailing axes rotated ([outer][B][C] -> [outer][C][B], as NHWC <-> NCHW): a 2-D transpose of each block.
   if (transpose_as_blocks(x, perm, out[0])) return;
   // The output is written in order; each of its rows reads the input at a stride (a block copy when the last
