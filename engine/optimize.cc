@@ -755,7 +755,10 @@ int to_channels_last(Graph& g) {
     const auto* conv = dynamic_cast<const ConvLinearNode*>(n.state.get());
     const bool one_output = n.outputs.size() == 1;
     bool out_last = false;  // the node writes channels-last
-    if (feeds_output) {
+    if (n.op == "GlobalAveragePool" && last(n.inputs[0])) {
+      // Its [N][C][1][1] output is the same in both layouts, so it reads channels-last even as an output.
+      n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+    } else if (feeds_output) {
     } else if (conv && conv->weight_shape.size() == 4) {
       if (!last(n.inputs[0])) n.inputs[0] = transposed(n.inputs[0], true);
       n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
@@ -765,8 +768,6 @@ int to_channels_last(Graph& g) {
                n.attrs.get_ints("kernel_shape").size() == 2) {
       n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
       out_last = true;
-    } else if (n.op == "GlobalAveragePool" && last(n.inputs[0])) {
-      n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
     } else if ((n.op == "Relu" || n.op == "Sigmoid" || n.op == "Tanh" || n.op == "Gelu" || n.op == "Erf") &&
                last(n.inputs[0])) {
       out_last = true;

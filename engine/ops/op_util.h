@@ -95,7 +95,7 @@ Tensor cast_tensor(const Tensor& x, DType to);
 /// 0.4-0.5 us on Zen 5, more than a small op's whole work; the demo's CNN at batch 1 ran 10 such ops).
 template <typename F>
 void parallel_for(int64_t n, bool parallel, F&& body) {
-  if (!parallel) {
+  if (!parallel || n <= 1) {  // one item: no team to start and join
     for (int64_t i = 0; i < n; ++i) body(i);
     return;
   }

@@ -317,9 +317,13 @@ void run_global_average_pool(const Node& node, std::span<const Tensor* const> in
   const int64_t planes = x.dim(0) * x.dim(1), n = dims_product(x.shape(), 2, x.rank());
   const float* src = x.data<float>();
   float* dst = out[0].data<float>();
+  // Each plane's sum in several double lanes at once: one running sum was one dependent addition per
+  // element (a [1][64][14][14] input took 5 us).
   parallel_for(planes, x.numel() >= kParallelMinElements, [&](int64_t plane) {
+    const float* p = src + plane * n;
     double sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum += src[plane * n + i];
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) sum += double(p[i]);
     dst[plane] = float(sum / double(n));
   });
 }

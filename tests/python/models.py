@@ -73,6 +73,24 @@ def cnn(seed=0, width=32, channels=4, size=16):
                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 12])], "cnn")
 
 
+def conv_features(seed=0, channels=3, width=16, size=12):
+    """A feature extractor whose output is a GlobalAveragePool: conv-relu, maxpool, conv-relu, then the
+    pooled features [batch, width, 1, 1] as the graph's output; input pixels [batch, channels, size, size]."""
+    rng = np.random.default_rng(seed)
+    inits = [_w(rng, "conv1.weight", (width, channels, 3, 3), channels * 9), _w(rng, "conv1.bias", (width,), 9),
+             _w(rng, "conv2.weight", (width, width, 3, 3), width * 9), _w(rng, "conv2.bias", (width,), 9)]
+    nodes = [helper.make_node("Conv", ["pixels", "conv1.weight", "conv1.bias"], ["c1"], name="conv1", pads=[1] * 4),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("MaxPool", ["r1"], ["p1"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "conv2.weight", "conv2.bias"], ["c2"], name="conv2", pads=[1] * 4),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("GlobalAveragePool", ["r2"], ["features"], name="gap")]
+    return _model(nodes, inits,
+                  [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", channels, size, size])],
+                  [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", width, 1, 1])],
+                  "conv_features")
+
+
 def transformer(seed=0, hidden=64, heads=4, layers=2, ffn=256):
     """A 2-layer BERT-style encoder with mean pooling; inputs input_ids/attention_mask [batch, seq] int64."""
     w = to_onnx.random_bert_weights(hidden, layers, ffn, seed=seed)

@@ -51,6 +51,8 @@ CASES = {
     "cnn": (models.cnn, lambda b: {"pixels": rng.random((b, 4, 16, 16), dtype=np.float32)}),
     # one input channel: the stem's K is 9, short enough for the direct kernel and its fused MaxPool
     "cnn_gray": (lambda: models.cnn(channels=1), lambda b: {"pixels": rng.random((b, 1, 16, 16), dtype=np.float32)}),
+    # the GlobalAveragePool is the graph's output, read channels-last all the same
+    "features": (models.conv_features, lambda b: {"pixels": rng.random((b, 3, 12, 12), dtype=np.float32)}),
     "transformer": (models.transformer, lambda b: {
         "input_ids": rng.integers(1, 100, (b, 12)).astype(np.int64),
         "attention_mask": np.concatenate([np.ones((b, 9), np.int64), (rng.random((b, 3)) < 0.5).astype(np.int64)], 1)}),
@@ -64,7 +66,7 @@ def test_matches_onnxruntime(sparse24, tmp_path, case, sparsity):
     model_path = pruned(sparse24, tmp_path, make(), case)
     # CNNs also at batch 32: whole blocks of 16 (AVX-512) or 8 (AVX2) images per thread, where the 2:4
     # convolution runs as image blocks and sums its GlobalAveragePool as it stores.
-    for batch in (1, 3, 32) if case.startswith("cnn") else (1, 3):
+    for batch in (1, 3, 32) if case.startswith("cnn") or case == "features" else (1, 3):
         feeds = feeds_for(batch)
         got = run_engine(sparse24, tmp_path, model_path, feeds, "--sparsity", sparsity, "--batch", str(batch),
                          "--seq", "12")
@@ -87,6 +89,10 @@ def test_plan_file_runs_like_the_model(sparse24, tmp_path, case):
         # the stem and its MaxPool are one node (on the direct kernel where its K is at most 32)
         assert "1 Conv+MaxPool fused" in p.stdout, p.stdout
         assert "1 Conv+GlobalAveragePool fused" in p.stdout, p.stdout  # the block's last convolution
+    if case == "features":  # the output GlobalAveragePool reads channels-last: no transpose before it
+        assert "2 convolutions channels-last" in p.stdout, p.stdout
+        assert "1 Conv+MaxPool fused" in p.stdout, p.stdout
+        assert "1 Conv+GlobalAveragePool fused" in p.stdout, p.stdout
     # f32 2:4 weights are stored compressed: values half, metadata 1/32 of their dense bytes (47% saved).
     dense_plan = tmp_path / f"{case}_dense.plan"
     sparse24("build", model_path, "-o", dense_plan, "--sparsity", "disable", "--batch", "2", "--seq", "12")
