@@ -189,7 +189,7 @@ void run_transpose(const Node& node, std::span<const Tensor* const> in, std::spa
     src_strides[size_t(i)] = in_strides[size_t(p)];
   }
   // A permutation that only moves dims of size 1 keeps every element in place (NCHW -> NHWC with C = 1): the
-  // output shares the input's storage, as Reshape's does.
+  // output is the input's copy under the new shape.
   int64_t last = -1;
   bool in_order = true;
   for (int i = 0; i < rank && in_order; ++i) {
