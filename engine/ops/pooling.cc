@@ -3,9 +3,11 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "engine/ops/op_impl.h"
 #include "engine/ops/op_util.h"
+#include "engine/ops/simd_kernels.h"
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
@@ -199,19 +201,23 @@ void max_pool_channels_last(const Node& node, const Tensor& x, Tensor& y) {
     int64_t b0, lo0, hi0, b1, lo1, hi1;
     window_taps(p, 0, o0, b0, lo0, hi0);
     window_taps(p, 1, o1, b1, lo1, hi1);
+    // The window's input pixels inside the input, on the stack up to kStackTaps (a 3x3 window has 9).
+    constexpr int64_t kStackTaps = 64;
+    const float* stack_taps[kStackTaps];
+    std::vector<const float*> heap_taps(
+        size_t(p.k[0] * p.k[1] * p.k[2] > kStackTaps ? p.k[0] * p.k[1] * p.k[2] : 0));
+    const float** tap = heap_taps.empty() ? stack_taps : heap_taps.data();
     for (int64_t o2 = 0; o2 < p.out[2]; ++o2) {
       int64_t b2, lo2, hi2;
       window_taps(p, 2, o2, b2, lo2, hi2);
-      float* yc = dst + ((row * p.out[2]) + o2) * C;
-      for (int64_t c = 0; c < C; ++c) yc[c] = -std::numeric_limits<float>::infinity();
+      int64_t taps = 0;
       for (int64_t k0 = lo0; k0 < hi0; ++k0)
         for (int64_t k1 = lo1; k1 < hi1; ++k1)
           for (int64_t k2 = lo2; k2 < hi2; ++k2) {
             const int64_t i0 = b0 + k0 * p.d[0], i1 = b1 + k1 * p.d[1], i2 = b2 + k2 * p.d[2];
-            const float* xc = src + (((n * p.in[0] + i0) * p.in[1] + i1) * p.in[2] + i2) * C;
-#pragma omp simd
-            for (int64_t c = 0; c < C; ++c) yc[c] = xc[c] > yc[c] ? xc[c] : yc[c];
+            tap[taps++] = src + (((n * p.in[0] + i0) * p.in[1] + i1) * p.in[2] + i2) * C;
           }
+      max_taps_f32(tap, taps, C, dst + ((row * p.out[2]) + o2) * C);
     }
   });
 }

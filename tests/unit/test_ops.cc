@@ -542,27 +542,37 @@ Tensor to_nchw(const Tensor& y) {
 }
 
 TEST(OpsChannelsLast, PoolsMatchTheChannelsFirstOps) {
-  Tensor x = int_valued(DType::f32, {2, 19, 9, 8}, 73);
-  const Tensor xl = to_nhwc(x);
-  for (const PoolCase& c : std::vector<PoolCase>{{{2, 2}, {2, 2}, {1, 1}, {0, 0, 0, 0}},
-                                                 {{3, 3}, {2, 2}, {2, 2}, {1, 1, 1, 1}, true},
-                                                 {{3, 2}, {2, 1}, {1, 1}, {1, 0, 2, 1}}}) {
-    Node node = make_node("MaxPool", 19);
-    node.attrs.set("kernel_shape", c.kernel);
-    node.attrs.set("strides", c.strides);
-    node.attrs.set("dilations", c.dilations);
-    node.attrs.set("pads", c.pads);
-    node.attrs.set("ceil_mode", int64_t(c.ceil_mode));
-    const Tensor want = run(node, {&x})[0];
-    node.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
-    EXPECT_EQ(as_f32(to_nchw(run(node, {&xl})[0])), as_f32(want));
-    try {  // the Indices output is not computed channels-last
-      run(node, {&xl}, 2);
-      ADD_FAILURE() << "expected an Error";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("Indices"), std::string::npos) << e.what();
+  // 19 channels: a block of 16 and single ones; 83: blocks of 64 and 16 and single ones (max_taps_f32).
+  for (const int64_t channels : {19, 83}) {
+    Tensor x = int_valued(DType::f32, {2, channels, 9, 8}, 73);
+    // NaN inputs are passed over in both layouts (the windows around them have numbers too).
+    x.data<float>()[5] = std::numeric_limits<float>::quiet_NaN();
+    x.data<float>()[x.numel() - 7] = std::numeric_limits<float>::quiet_NaN();
+    const Tensor xl = to_nhwc(x);
+    for (const PoolCase& c : std::vector<PoolCase>{{{2, 2}, {2, 2}, {1, 1}, {0, 0, 0, 0}},
+                                                   {{3, 3}, {2, 2}, {2, 2}, {1, 1, 1, 1}, true},
+                                                   {{3, 2}, {2, 1}, {1, 1}, {1, 0, 2, 1}},
+                                                   {{9, 8}, {1, 1}, {1, 1}, {0, 0, 0, 0}}}) {  // 72 taps
+      Node node = make_node("MaxPool", 19);
+      node.attrs.set("kernel_shape", c.kernel);
+      node.attrs.set("strides", c.strides);
+      node.attrs.set("dilations", c.dilations);
+      node.attrs.set("pads", c.pads);
+      node.attrs.set("ceil_mode", int64_t(c.ceil_mode));
+      const Tensor want = run(node, {&x})[0];
+      for (float v : as_f32(want)) ASSERT_FALSE(std::isnan(v));
+      node.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+      EXPECT_EQ(as_f32(to_nchw(run(node, {&xl})[0])), as_f32(want)) << channels << " channels";
+      try {  // the Indices output is not computed channels-last
+        run(node, {&xl}, 2);
+        ADD_FAILURE() << "expected an Error";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("Indices"), std::string::npos) << e.what();
+      }
     }
   }
+  Tensor x = int_valued(DType::f32, {2, 19, 9, 8}, 73);
+  const Tensor xl = to_nhwc(x);
   Node gap = make_node("GlobalAveragePool");
   const Tensor want = run(gap, {&x})[0];
   gap.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
@@ -968,43 +978,45 @@ TEST(OpsGelu, ExactAndTanhForms) {
 }
 
 // Transpose against its definition, for every permutation of a 4-D tensor (the rotations of trailing axes,
-// NHWC <-> NCHW among them, take a blocked path; dims above its 16-element tiles), for 1-, 4- and 8-byte
-// elements, with perm given as negative axes too.
+// NHWC <-> NCHW among them, take a blocked path; dims above its 16-element tiles, and an image of three
+// channels large enough for the tiles to split over threads), for 1-, 4- and 8-byte elements, with perm
+// given as negative axes too.
 TEST(OpsShape, TransposeEveryPermutation) {
-  const std::vector<int64_t> shape = {2, 3, 17, 20};
-  for (DType dt : {DType::f32, DType::i64, DType::i8}) {
-    Tensor x(dt, shape);
-    for (int64_t i = 0; i < x.numel(); ++i) {
-      if (dt == DType::f32) x.data<float>()[i] = float(i) - 0.5f;
-      if (dt == DType::i64) x.data<int64_t>()[i] = (int64_t(1) << 40) + i;
-      if (dt == DType::i8) x.data<int8_t>()[i] = int8_t(i % 251 - 125);
+  for (const std::vector<int64_t>& shape :
+       {std::vector<int64_t>{2, 3, 17, 20}, std::vector<int64_t>{1, 3, 100, 121}})
+    for (DType dt : {DType::f32, DType::i64, DType::i8}) {
+      Tensor x(dt, shape);
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        if (dt == DType::f32) x.data<float>()[i] = float(i) - 0.5f;
+        if (dt == DType::i64) x.data<int64_t>()[i] = (int64_t(1) << 40) + i;
+        if (dt == DType::i8) x.data<int8_t>()[i] = int8_t(i % 251 - 125);
+      }
+      std::vector<int64_t> perm = {0, 1, 2, 3};
+      do {
+        Node n = make_node("Transpose");
+        std::vector<int64_t> given = perm;
+        if (perm[0] == 0) given[3] -= 4;  // as a negative axis
+        n.attrs.set("perm", given);
+        const Tensor y = run(n, {&x})[0];
+        std::vector<int64_t> want_shape(4), stride_in(4);
+        for (int i = 3, st = 1; i >= 0; st *= int(shape[size_t(i)]), --i) stride_in[size_t(i)] = st;
+        for (size_t i = 0; i < 4; ++i) want_shape[i] = shape[size_t(perm[i])];
+        ASSERT_EQ(y.shape(), want_shape);
+        int64_t o = 0;
+        for (int64_t a = 0; a < want_shape[0]; ++a)
+          for (int64_t b = 0; b < want_shape[1]; ++b)
+            for (int64_t c = 0; c < want_shape[2]; ++c)
+              for (int64_t d = 0; d < want_shape[3]; ++d, ++o) {
+                const int64_t idx[4] = {a, b, c, d};
+                int64_t src = 0;
+                for (size_t i = 0; i < 4; ++i) src += idx[i] * stride_in[size_t(perm[i])];
+                ASSERT_EQ(std::memcmp(y.bytes() + o * dtype_size(dt), x.bytes() + src * dtype_size(dt),
+                                      dtype_size(dt)),
+                          0)
+                    << dtype_name(dt) << " perm " << shape_str(perm) << " at " << o;
+              }
+      } while (std::next_permutation(perm.begin(), perm.end()));
     }
-    std::vector<int64_t> perm = {0, 1, 2, 3};
-    do {
-      Node n = make_node("Transpose");
-      std::vector<int64_t> given = perm;
-      if (perm[0] == 0) given[3] -= 4;  // as a negative axis
-      n.attrs.set("perm", given);
-      const Tensor y = run(n, {&x})[0];
-      std::vector<int64_t> want_shape(4), stride_in(4);
-      for (int i = 3, st = 1; i >= 0; st *= int(shape[size_t(i)]), --i) stride_in[size_t(i)] = st;
-      for (size_t i = 0; i < 4; ++i) want_shape[i] = shape[size_t(perm[i])];
-      ASSERT_EQ(y.shape(), want_shape);
-      int64_t o = 0;
-      for (int64_t a = 0; a < want_shape[0]; ++a)
-        for (int64_t b = 0; b < want_shape[1]; ++b)
-          for (int64_t c = 0; c < want_shape[2]; ++c)
-            for (int64_t d = 0; d < want_shape[3]; ++d, ++o) {
-              const int64_t idx[4] = {a, b, c, d};
-              int64_t src = 0;
-              for (size_t i = 0; i < 4; ++i) src += idx[i] * stride_in[size_t(perm[i])];
-              ASSERT_EQ(std::memcmp(y.bytes() + o * dtype_size(dt), x.bytes() + src * dtype_size(dt),
-                                    dtype_size(dt)),
-                        0)
-                  << dtype_name(dt) << " perm " << shape_str(perm) << " at " << o;
-            }
-    } while (std::next_permutation(perm.begin(), perm.end()));
-  }
 }
 
 // Empty tensors flow through every op with the right output shape (and nothing is read out of bounds: this
