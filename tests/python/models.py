@@ -73,15 +73,22 @@ def cnn(seed=0, width=32, channels=4, size=16):
                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 12])], "cnn")
 
 
-def conv_features(seed=0, channels=3, width=16, size=12):
+def conv_features(seed=0, channels=3, width=16, size=12, resnet_stem=False):
     """A feature extractor whose output is a GlobalAveragePool: conv-relu, maxpool, conv-relu, then the
-    pooled features [batch, width, 1, 1] as the graph's output; input pixels [batch, channels, size, size]."""
+    pooled features [batch, width, 1, 1] as the graph's output; input pixels [batch, channels, size, size].
+    resnet_stem: ResNet's 7x7 stride-2 convolution and 3x3 stride-2 padded MaxPool (which stays a node of
+    its own) instead of a 3x3 convolution and a 2x2 MaxPool (which fuses into it)."""
     rng = np.random.default_rng(seed)
-    inits = [_w(rng, "conv1.weight", (width, channels, 3, 3), channels * 9), _w(rng, "conv1.bias", (width,), 9),
+    k1 = 7 if resnet_stem else 3
+    inits = [_w(rng, "conv1.weight", (width, channels, k1, k1), channels * k1 * k1),
+             _w(rng, "conv1.bias", (width,), 9),
              _w(rng, "conv2.weight", (width, width, 3, 3), width * 9), _w(rng, "conv2.bias", (width,), 9)]
-    nodes = [helper.make_node("Conv", ["pixels", "conv1.weight", "conv1.bias"], ["c1"], name="conv1", pads=[1] * 4),
+    stem = dict(pads=[3] * 4, strides=[2, 2]) if resnet_stem else dict(pads=[1] * 4)
+    pool = dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4) if resnet_stem else dict(kernel_shape=[2, 2],
+                                                                                             strides=[2, 2])
+    nodes = [helper.make_node("Conv", ["pixels", "conv1.weight", "conv1.bias"], ["c1"], name="conv1", **stem),
              helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-             helper.make_node("MaxPool", ["r1"], ["p1"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], name="pool", **pool),
              helper.make_node("Conv", ["p1", "conv2.weight", "conv2.bias"], ["c2"], name="conv2", pads=[1] * 4),
              helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
              helper.make_node("GlobalAveragePool", ["r2"], ["features"], name="gap")]

@@ -53,6 +53,10 @@ CASES = {
     "cnn_gray": (lambda: models.cnn(channels=1), lambda b: {"pixels": rng.random((b, 1, 16, 16), dtype=np.float32)}),
     # the GlobalAveragePool is the graph's output, read channels-last all the same
     "features": (models.conv_features, lambda b: {"pixels": rng.random((b, 3, 12, 12), dtype=np.float32)}),
+    # ResNet's stem: a 3-channel image into pixels, a 7x7 stride-2 convolution, a padded 3x3 stride-2 MaxPool
+    # run channels-last on its own
+    "resnet_stem": (lambda: models.conv_features(resnet_stem=True, width=32, size=40),
+                    lambda b: {"pixels": rng.random((b, 3, 40, 40), dtype=np.float32)}),
     "transformer": (models.transformer, lambda b: {
         "input_ids": rng.integers(1, 100, (b, 12)).astype(np.int64),
         "attention_mask": np.concatenate([np.ones((b, 9), np.int64), (rng.random((b, 3)) < 0.5).astype(np.int64)], 1)}),
@@ -89,10 +93,11 @@ def test_plan_file_runs_like_the_model(sparse24, tmp_path, case):
         # the stem and its MaxPool are one node (on the direct kernel where its K is at most 32)
         assert "1 Conv+MaxPool fused" in p.stdout, p.stdout
         assert "1 Conv+GlobalAveragePool fused" in p.stdout, p.stdout  # the block's last convolution
-    if case == "features":  # the output GlobalAveragePool reads channels-last: no transpose before it
+    if case in ("features", "resnet_stem"):  # the output GlobalAveragePool reads channels-last
         assert "2 convolutions channels-last" in p.stdout, p.stdout
-        assert "1 Conv+MaxPool fused" in p.stdout, p.stdout
         assert "1 Conv+GlobalAveragePool fused" in p.stdout, p.stdout
+        # ResNet's padded 3x3 MaxPool runs channels-last as a node of its own
+        assert f"{int(case == 'features')} Conv+MaxPool fused" in p.stdout, p.stdout
     # f32 2:4 weights are stored compressed: values half, metadata 1/32 of their dense bytes (47% saved).
     dense_plan = tmp_path / f"{case}_dense.plan"
     sparse24("build", model_path, "-o", dense_plan, "--sparsity", "disable", "--batch", "2", "--seq", "12")
