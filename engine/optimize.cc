@@ -1,5 +1,7 @@
 #include "engine/optimize.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 
@@ -764,10 +766,19 @@ int to_channels_last(Graph& g) {
       n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
       out_last = true;
       ++moved;
-    } else if (n.op == "MaxPool" && one_output && last(n.inputs[0]) &&
+    } else if ((n.op == "MaxPool" || n.op == "AveragePool") && one_output && last(n.inputs[0]) &&
                n.attrs.get_ints("kernel_shape").size() == 2) {
       n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
       out_last = true;
+    } else if (n.op == "Concat" && one_output && !n.inputs.empty() &&
+               std::all_of(n.inputs.begin(), n.inputs.end(), last) && n.attrs.has("axis")) {
+      // Rank-4 channels-last inputs: the axis moves with its dim ([N][C][H][W] axis a -> [N][H][W][C]), so
+      // a DenseNet's or an Inception block's channel concatenation stays in the section.
+      const int64_t axis = n.attrs.get_int("axis", 0), a = axis < 0 ? axis + 4 : axis;
+      if (a >= 0 && a < 4) {
+        n.attrs.set("axis", std::array<int64_t, 4>{0, 3, 1, 2}[size_t(a)]);
+        out_last = true;
+      }
     } else if ((n.op == "Relu" || n.op == "Sigmoid" || n.op == "Tanh" || n.op == "Gelu" || n.op == "Erf") &&
                last(n.inputs[0])) {
       out_last = true;

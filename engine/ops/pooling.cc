@@ -182,25 +182,28 @@ void pool_rows(const Window3& p, const TapRanges& t, int64_t planes, const float
 
 namespace {
 
-// MaxPool on channels-last x [N][in...][C] -> y [N][out...][C]: every output pixel is the lane-wise max of
-// the input pixels under its window, whole channel rows at a time. Each window's taps inside the input are
-// found in place: per-call tables (tap_ranges) cost more than the pool itself on a small image (the demo's
-// CNN, 14x14x32 -> 7x7x32: 2.4 us, most of it allocating and freeing them).
-void max_pool_channels_last(const Node& node, const Tensor& x, Tensor& y) {
+// MaxPool (kMax) or AveragePool on channels-last x [N][in...][C] -> y [N][out...][C]: every output pixel is
+// the lane-wise max or sum of the input pixels under its window, whole channel rows at a time (an average
+// then divided by the same count as run_average_pool's, so both layouts give the same bits). Each window's
+// taps inside the input are found in place: per-call tables (tap_ranges) cost more than the pool itself on
+// a small image (the demo's CNN, 14x14x32 -> 7x7x32: 2.4 us, most of it allocating and freeing them).
+template <bool kMax>
+void pool_channels_last(const Node& node, const Tensor& x, Tensor& y) {
   require_dtype(node, x, {DType::f32}, "input X");
   const std::vector<int64_t> nchw = channels_first_shape(x.shape());
   const PoolSetup s = setup_pool(node, nchw);
   const Window3& p = s.p;
   const int64_t C = nchw[1], batch = nchw[0];
+  const bool count_include_pad = !kMax && node.attrs.get_int("count_include_pad", 0) != 0;
   y = Tensor::uninitialized(DType::f32, channels_last_shape(s.out_shape));
   const float* src = x.data<float>();
   float* dst = y.data<float>();
   const int64_t rows = batch * p.out[0] * p.out[1];
   parallel_for(rows, y.numel() >= kParallelMinElements, [&](int64_t row) {
     const int64_t n = row / (p.out[0] * p.out[1]), o0 = row / p.out[1] % p.out[0], o1 = row % p.out[1];
-    int64_t b0, lo0, hi0, b1, lo1, hi1;
-    window_taps(p, 0, o0, b0, lo0, hi0);
-    window_taps(p, 1, o1, b1, lo1, hi1);
+    int64_t b[3], lo[3], hi[3];
+    window_taps(p, 0, o0, b[0], lo[0], hi[0]);
+    window_taps(p, 1, o1, b[1], lo[1], hi[1]);
     // The window's input pixels inside the input, on the stack up to kStackTaps (a 3x3 window has 9).
     constexpr int64_t kStackTaps = 64;
     const float* stack_taps[kStackTaps];
@@ -208,16 +211,25 @@ void max_pool_channels_last(const Node& node, const Tensor& x, Tensor& y) {
         size_t(p.k[0] * p.k[1] * p.k[2] > kStackTaps ? p.k[0] * p.k[1] * p.k[2] : 0));
     const float** tap = heap_taps.empty() ? stack_taps : heap_taps.data();
     for (int64_t o2 = 0; o2 < p.out[2]; ++o2) {
-      int64_t b2, lo2, hi2;
-      window_taps(p, 2, o2, b2, lo2, hi2);
+      window_taps(p, 2, o2, b[2], lo[2], hi[2]);
       int64_t taps = 0;
-      for (int64_t k0 = lo0; k0 < hi0; ++k0)
-        for (int64_t k1 = lo1; k1 < hi1; ++k1)
-          for (int64_t k2 = lo2; k2 < hi2; ++k2) {
-            const int64_t i0 = b0 + k0 * p.d[0], i1 = b1 + k1 * p.d[1], i2 = b2 + k2 * p.d[2];
+      for (int64_t k0 = lo[0]; k0 < hi[0]; ++k0)
+        for (int64_t k1 = lo[1]; k1 < hi[1]; ++k1)
+          for (int64_t k2 = lo[2]; k2 < hi[2]; ++k2) {
+            const int64_t i0 = b[0] + k0 * p.d[0], i1 = b[1] + k1 * p.d[1], i2 = b[2] + k2 * p.d[2];
             tap[taps++] = src + (((n * p.in[0] + i0) * p.in[1] + i1) * p.in[2] + i2) * C;
           }
-      max_taps_f32(tap, taps, C, dst + ((row * p.out[2]) + o2) * C);
+      float* out = dst + ((row * p.out[2]) + o2) * C;
+      if constexpr (kMax) {
+        max_taps_f32(tap, taps, C, out);
+      } else {
+        sum_taps_f32(tap, taps, C, out);
+        float count = 1.0f;
+        for (size_t i = 0; i < 3; ++i)
+          count *= float(count_include_pad ? taps_within(b[i], p.k[i], p.d[i], -p.pb[i], p.in[i] + p.pe[i])
+                                           : hi[i] - lo[i]);
+        for (int64_t c = 0; c < C; ++c) out[c] = count > 0.0f ? out[c] / count : 0.0f;
+      }
     }
   });
 }
@@ -249,7 +261,7 @@ void run_max_pool(const Node& node, std::span<const Tensor* const> in, std::span
   const Tensor& x = required_input(node, in, 0);
   if (channels_last(node)) {
     if (out.size() > 1) fail("node '{}' (MaxPool): channels-last pooling has no Indices output", node.name);
-    return max_pool_channels_last(node, x, out[0]);
+    return pool_channels_last<true>(node, x, out[0]);
   }
   PoolSetup s = setup_pool(node, x);
   const int64_t storage_order = node.attrs.get_int("storage_order", 0);
@@ -266,6 +278,7 @@ void run_max_pool(const Node& node, std::span<const Tensor* const> in, std::span
 
 void run_average_pool(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   const Tensor& x = required_input(node, in, 0);
+  if (channels_last(node)) return pool_channels_last<false>(node, x, out[0]);
   PoolSetup s = setup_pool(node, x);
   const Window3& p = s.p;
   const bool count_include_pad = node.attrs.get_int("count_include_pad", 0) != 0;

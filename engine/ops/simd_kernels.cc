@@ -44,37 +44,50 @@ SPARSE24_SIMD_CLONES void residual_add_f32(float* y, const float* r, int64_t n, 
 // narrower ones in the others), loadable from any float address.
 typedef float F32x16 __attribute__((vector_size(64), aligned(4)));
 
-SPARSE24_SIMD_CLONES void max_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
-  // 64 channels at a time in four vectors over every tap, then one store: a running maximum kept in y was a
-  // load and a store per tap and channel, and a plain loop over a local array stayed scalar (ResNet's 3x3
-  // stride-2 pool on 112x112x64, batch 1, 2 threads: 144-174 us).
-  constexpr float kLow = -std::numeric_limits<float>::infinity();
+// One window of a channels-last pool: y[c] = the max (kMax) or the sum of tap[t][c] over the taps in order,
+// from -inf or 0. 64 channels at a time in four vectors over every tap, then one store: a running value
+// kept in y was a load and a store per tap and channel, and a plain loop over a local array stayed scalar
+// (ResNet's 3x3 stride-2 pool on 112x112x64, batch 1, 2 threads: 144-174 us, now 41-44). Inlined into each
+// clone below, so it is compiled for each ISA.
+template <bool kMax>
+__attribute__((always_inline)) inline void pool_taps(const float* const* tap, int64_t taps, int64_t C,
+                                                     float* y) {
+  constexpr float kStart = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+  // x > m, not a max: a NaN x leaves m, as MaxPool's comparison does.
+  const auto step = [](auto m, auto x) {
+    if constexpr (kMax)
+      return x > m ? x : m;
+    else
+      return m + x;
+  };
   int64_t c = 0;
   for (; c + 64 <= C; c += 64) {
-    F32x16 m0 = F32x16{} + kLow, m1 = m0, m2 = m0, m3 = m0;
+    F32x16 m0 = F32x16{} + kStart, m1 = m0, m2 = m0, m3 = m0;
     for (int64_t t = 0; t < taps; ++t) {
       const F32x16* x = reinterpret_cast<const F32x16*>(tap[t] + c);
-      m0 = x[0] > m0 ? x[0] : m0;  // x > m, not a max: a NaN x leaves m as MaxPool's comparison does
-      m1 = x[1] > m1 ? x[1] : m1;
-      m2 = x[2] > m2 ? x[2] : m2;
-      m3 = x[3] > m3 ? x[3] : m3;
+      m0 = step(m0, x[0]), m1 = step(m1, x[1]), m2 = step(m2, x[2]), m3 = step(m3, x[3]);
     }
     F32x16* out = reinterpret_cast<F32x16*>(y + c);
     out[0] = m0, out[1] = m1, out[2] = m2, out[3] = m3;
   }
   for (; c + 16 <= C; c += 16) {
-    F32x16 m = F32x16{} + kLow;
-    for (int64_t t = 0; t < taps; ++t) {
-      const F32x16 x = *reinterpret_cast<const F32x16*>(tap[t] + c);
-      m = x > m ? x : m;
-    }
+    F32x16 m = F32x16{} + kStart;
+    for (int64_t t = 0; t < taps; ++t) m = step(m, *reinterpret_cast<const F32x16*>(tap[t] + c));
     *reinterpret_cast<F32x16*>(y + c) = m;
   }
   for (; c < C; ++c) {
-    float m = kLow;
-    for (int64_t t = 0; t < taps; ++t) m = tap[t][c] > m ? tap[t][c] : m;
+    float m = kStart;
+    for (int64_t t = 0; t < taps; ++t) m = step(m, tap[t][c]);
     y[c] = m;
   }
+}
+
+SPARSE24_SIMD_CLONES void max_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
+  pool_taps<true>(tap, taps, C, y);
+}
+
+SPARSE24_SIMD_CLONES void sum_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
+  pool_taps<false>(tap, taps, C, y);
 }
 
 SPARSE24_SIMD_CLONES void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax) {

@@ -19,6 +19,9 @@ void residual_add_f32(float* y, const float* r, int64_t n, bool relu);
 /// y[c] = the max of taps[t][c] over t in [0, taps) for c in [0, C), from -inf (so a NaN input is passed
 /// over, as MaxPool's comparison does): one channels-last max-pool window, its running maxima in registers.
 void max_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y);
+/// y[c] = the sum of tap[t][c] over t in [0, taps) in that order, from 0: one channels-last average-pool
+/// window before its division.
+void sum_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y);
 /// Softmax (or log-softmax) of one contiguous row of n values.
 void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax);
 /// In place, one row of attention probabilities: row = softmax(row + mask), mask read at mask[j * mask_step]

@@ -98,6 +98,32 @@ def conv_features(seed=0, channels=3, width=16, size=12, resnet_stem=False):
                   "conv_features")
 
 
+def conv_branches(seed=0, channels=3, width=16, size=12):
+    """An Inception-style block: a stem convolution, two branches (1x1 and 3x3 convolutions) concatenated
+    along the channels, a padded 3x3 AveragePool, a 3x3 convolution, GlobalAveragePool and a Gemm; input
+    pixels [batch, channels, size, size], logits [batch, 10]."""
+    rng = np.random.default_rng(seed)
+    inits = [_w(rng, "stem.weight", (width, channels, 3, 3), channels * 9), _w(rng, "stem.bias", (width,), 9),
+             _w(rng, "a.weight", (width, width, 1, 1), width), _w(rng, "a.bias", (width,), width),
+             _w(rng, "b.weight", (width, width, 3, 3), width * 9), _w(rng, "b.bias", (width,), width * 9),
+             _w(rng, "c.weight", (width, 2 * width, 3, 3), 2 * width * 9), _w(rng, "c.bias", (width,), 9),
+             _w(rng, "fc.weight", (10, width), width), _w(rng, "fc.bias", (10,), width)]
+    nodes = [helper.make_node("Conv", ["pixels", "stem.weight", "stem.bias"], ["s"], name="stem", pads=[1] * 4),
+             helper.make_node("Relu", ["s"], ["sr"], name="stem.relu"),
+             helper.make_node("Conv", ["sr", "a.weight", "a.bias"], ["a"], name="branch_a"),
+             helper.make_node("Conv", ["sr", "b.weight", "b.bias"], ["b"], name="branch_b", pads=[1] * 4),
+             helper.make_node("Concat", ["a", "b"], ["ab"], name="concat", axis=1),
+             helper.make_node("AveragePool", ["ab"], ["p"], name="pool", kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Conv", ["p", "c.weight", "c.bias"], ["c"], name="conv_c", pads=[1] * 4),
+             helper.make_node("Relu", ["c"], ["cr"], name="conv_c.relu"),
+             helper.make_node("GlobalAveragePool", ["cr"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1)]
+    return _model(nodes, inits,
+                  [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", channels, size, size])],
+                  [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], "conv_branches")
+
+
 def transformer(seed=0, hidden=64, heads=4, layers=2, ffn=256):
     """A 2-layer BERT-style encoder with mean pooling; inputs input_ids/attention_mask [batch, seq] int64."""
     w = to_onnx.random_bert_weights(hidden, layers, ffn, seed=seed)

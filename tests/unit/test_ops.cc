@@ -573,6 +573,27 @@ TEST(OpsChannelsLast, PoolsMatchTheChannelsFirstOps) {
   }
   Tensor x = int_valued(DType::f32, {2, 19, 9, 8}, 73);
   const Tensor xl = to_nhwc(x);
+  // AveragePool: the same sums in the same order and the same divisors, so the same bits.
+  for (const int64_t channels : {19, 83}) {
+    const Tensor xa = int_valued(DType::f32, {2, channels, 9, 8}, 74), xal = to_nhwc(xa);
+    for (const PoolCase& c : std::vector<PoolCase>{{{2, 2}, {2, 2}, {1, 1}, {0, 0, 0, 0}},
+                                                   {{3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},
+                                                   {{3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, true},
+                                                   {{3, 2}, {2, 1}, {1, 1}, {1, 0, 2, 1}}})
+      for (const int64_t include_pad : {0, 1}) {
+        Node node = make_node("AveragePool", 19);
+        node.attrs.set("kernel_shape", c.kernel);
+        node.attrs.set("strides", c.strides);
+        node.attrs.set("pads", c.pads);
+        node.attrs.set("ceil_mode", int64_t(c.ceil_mode));
+        node.attrs.set("count_include_pad", include_pad);
+        const Tensor want = run(node, {&xa})[0];
+        node.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+        EXPECT_EQ(as_f32(to_nchw(run(node, {&xal})[0])), as_f32(want))
+            << channels << " channels, kernel " << shape_str(c.kernel) << " count_include_pad "
+            << include_pad;
+      }
+  }
   Node gap = make_node("GlobalAveragePool");
   const Tensor want = run(gap, {&x})[0];
   gap.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
