@@ -766,6 +766,16 @@ int to_channels_last(Graph& g) {
       n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
       out_last = true;
       ++moved;
+    } else if (const Tensor* w = n.op == "Conv" && !n.state && one_output && n.inputs.size() >= 2
+                                     ? constant(g, n.inputs[1])
+                                     : nullptr;
+               w && w->dtype() == DType::f32 && w->rank() == 4 && w->dim(1) == 1 &&
+               n.attrs.get_int("group", 1) == w->dim(0)) {
+      // A depthwise convolution (one input channel per output channel: group = IC = OC), which stays a
+      // Conv op (no GEMM to lower to): channels-last it keeps a MobileNet block in the section.
+      if (!last(n.inputs[0])) n.inputs[0] = transposed(n.inputs[0], true);
+      n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+      out_last = true;
     } else if ((n.op == "MaxPool" || n.op == "AveragePool") && one_output && last(n.inputs[0]) &&
                n.attrs.get_ints("kernel_shape").size() == 2) {
       n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
@@ -783,9 +793,15 @@ int to_channels_last(Graph& g) {
                last(n.inputs[0])) {
       out_last = true;
     } else if ((n.op == "Add" || n.op == "Sub" || n.op == "Mul" || n.op == "Div") && n.inputs.size() == 2 &&
-               (last(n.inputs[0]) || last(n.inputs[1])) && (last(n.inputs[0]) || scalar(n.inputs[0])) &&
-               (last(n.inputs[1]) || scalar(n.inputs[1]))) {
-      out_last = true;  // both rank-4 channels-last (broadcasting permutes alike) or one a scalar
+               (last(n.inputs[0]) || last(n.inputs[1])) &&
+               std::all_of(n.inputs.begin(), n.inputs.end(),
+                           [&](ValueId v) { return last(v) || scalar(v) || as_last.count(v); })) {
+      // Both rank-4 channels-last (broadcasting permutes alike) or one a scalar. An operand the section
+      // already has a channels-last copy of (a MobileNet block's residual: the block's input, which its
+      // first convolution read channels-last) is read from that copy.
+      for (ValueId& v : n.inputs)
+        if (!last(v) && !scalar(v)) v = as_last.at(v);
+      out_last = true;
     }
     const bool stays_last = out_last || n.attrs.has(ops::kLayoutAttr);
     if (!stays_last)

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <memory>
 
+#include "engine/ops/op_util.h"
+#include "engine/ops/simd_kernels.h"
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
@@ -249,6 +251,47 @@ void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* 
           }
         }
       }
+  });
+}
+
+void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w, const float* bias,
+                         float* y) {
+  if (shape.groups != shape.in_channels || shape.out_channels != shape.in_channels)
+    fail("channels-last depthwise convolution: {} groups of {} input and {} output channels", shape.groups,
+         shape.in_channels, shape.out_channels);
+  const Window3 d = to_window3(shape.window);
+  const int64_t C = shape.in_channels, kvol = shape.kernel_volume();
+  // The weight as [tap][C], so that a tap's weights load as vectors like its input pixel's channels.
+  std::vector<float> wt(size_t(kvol * C));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < kvol; ++t) wt[size_t(t * C + c)] = w[c * kvol + t];
+  const int64_t rows = shape.batch * d.out[0] * d.out[1];  // (image, output row) pairs, as in the pools
+  parallel_for(rows, rows * d.out[2] * C * kvol >= kParallelMinElements, [&](int64_t row) {
+    const int64_t n = row / (d.out[0] * d.out[1]), o0 = row / d.out[1] % d.out[0], o1 = row % d.out[1];
+    constexpr int64_t kStackTaps = 64;  // the taps' pointers on the stack up to this many (3x3: 9)
+    const float* stack_x[kStackTaps];
+    const float* stack_w[kStackTaps];
+    std::vector<const float*> heap(size_t(kvol > kStackTaps ? 2 * kvol : 0));
+    const float** xt = heap.empty() ? stack_x : heap.data();
+    const float** wtap = heap.empty() ? stack_w : heap.data() + kvol;
+    for (int64_t o2 = 0; o2 < d.out[2]; ++o2) {
+      int64_t taps = 0;
+      for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
+        const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
+        if (i0 < 0 || i0 >= d.in[0]) continue;
+        for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
+          const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
+          if (i1 < 0 || i1 >= d.in[1]) continue;
+          for (int64_t k2 = 0; k2 < d.k[2]; ++k2) {
+            const int64_t i2 = o2 * d.s[2] - d.pb[2] + k2 * d.d[2];
+            if (i2 < 0 || i2 >= d.in[2]) continue;
+            xt[taps] = x + (((n * d.in[0] + i0) * d.in[1] + i1) * d.in[2] + i2) * C;
+            wtap[taps++] = wt.data() + ((k0 * d.k[1] + k1) * d.k[2] + k2) * C;
+          }
+        }
+      }
+      depthwise_taps_f32(xt, wtap, taps, bias, C, y + (row * d.out[2] + o2) * C);
+    }
   });
 }
 

@@ -56,6 +56,11 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
 void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* w, const float* bias,
                            float* y);
 
+/// The same convolution for one input channel per output channel (group = IC = OC) on channels-last
+/// tensors, x [N][in...][C] -> y [N][out...][C], every output pixel's channels in vector registers; the
+/// same bits as conv_depthwise_direct.
+void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y);
+
 /// The dense ConvGemm: OpenBLAS sgemm (sgemv for one row) on a canonical weight [OC][K] that the caller
 /// keeps alive.
 ConvGemm blas_conv_gemm(const float* canonical_weight);

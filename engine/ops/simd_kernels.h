@@ -22,6 +22,11 @@ void max_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y);
 /// y[c] = the sum of tap[t][c] over t in [0, taps) in that order, from 0: one channels-last average-pool
 /// window before its division.
 void sum_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y);
+/// y[c] = bias[c] (0 where bias is null) + w[0][c]·x[0][c] + w[1][c]·x[1][c] + ..., over the taps in
+/// order, each product rounded before its sum: one output pixel of a channels-last depthwise convolution,
+/// the same bits as conv_depthwise_direct's.
+void depthwise_taps_f32(const float* const* x, const float* const* w, int64_t taps, const float* bias,
+                        int64_t C, float* y);
 /// Softmax (or log-softmax) of one contiguous row of n values.
 void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax);
 /// In place, one row of attention probabilities: row = softmax(row + mask), mask read at mask[j * mask_step]

@@ -124,6 +124,28 @@ def conv_branches(seed=0, channels=3, width=16, size=12):
                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], "conv_branches")
 
 
+def inverted_residual(seed=0, channels=16, expand=48, size=14):
+    """A MobileNetV2 block: 1x1 expansion, ReLU, 3x3 depthwise convolution, ReLU, 1x1 projection, the
+    block's input added back, GlobalAveragePool as the output; input pixels [batch, channels, size, size]."""
+    rng = np.random.default_rng(seed)
+    inits = [_w(rng, "expand.weight", (expand, channels, 1, 1), channels), _w(rng, "expand.bias", (expand,), channels),
+             _w(rng, "dw.weight", (expand, 1, 3, 3), 9), _w(rng, "dw.bias", (expand,), 9),
+             _w(rng, "project.weight", (channels, expand, 1, 1), expand),
+             _w(rng, "project.bias", (channels,), expand)]
+    nodes = [helper.make_node("Conv", ["pixels", "expand.weight", "expand.bias"], ["e"], name="expand"),
+             helper.make_node("Relu", ["e"], ["er"], name="expand.relu"),
+             helper.make_node("Conv", ["er", "dw.weight", "dw.bias"], ["d"], name="depthwise", pads=[1] * 4,
+                              group=expand),
+             helper.make_node("Relu", ["d"], ["dr"], name="depthwise.relu"),
+             helper.make_node("Conv", ["dr", "project.weight", "project.bias"], ["p"], name="project"),
+             helper.make_node("Add", ["p", "pixels"], ["r"], name="residual"),
+             helper.make_node("GlobalAveragePool", ["r"], ["features"], name="gap")]
+    return _model(nodes, inits,
+                  [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", channels, size, size])],
+                  [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", channels, 1, 1])],
+                  "inverted_residual")
+
+
 def transformer(seed=0, hidden=64, heads=4, layers=2, ffn=256):
     """A 2-layer BERT-style encoder with mean pooling; inputs input_ids/attention_mask [batch, seq] int64."""
     w = to_onnx.random_bert_weights(hidden, layers, ffn, seed=seed)

@@ -694,6 +694,30 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
 // A convolution node keeps what it works out from its attributes and input shape per (attributes, shape):
 // inputs whose batch and image size change from run to run, more shapes than it keeps, and attributes
 // changed between runs must each still compute their own convolution.
+// A depthwise Conv (group = IC = OC) that to_channels_last marked channels-last: the same bits as the
+// channels-first op and the direct loop, for channel counts on and off the kernel's 64- and 16-channel
+// blocks, strides, dilations, asymmetric padding, with and without a bias.
+TEST(OpsChannelsLast, DepthwiseConvMatchesTheChannelsFirstOp) {
+  uint32_t seed = 500;
+  for (const int64_t C : {5, 19, 96})
+    for (const ConvCase& c :
+         std::vector<ConvCase>{{{2, C, 9, 8}, {C, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, C},
+                               {{1, C, 11, 10}, {C, 1, 3, 3}, {2, 2}, {1, 1}, {0, 1, 1, 0}, C},
+                               {{1, C, 10, 9}, {C, 1, 5, 3}, {1, 2}, {2, 1}, {2, 1, 2, 1}, C}}) {
+      Node node = conv_node(c);
+      const Tensor x = int_valued(DType::f32, c.x_shape, seed++),
+                   w = int_valued(DType::f32, c.w_shape, seed++);
+      const Tensor bias = int_valued(DType::f32, {C}, seed++), xl = to_nhwc(x);
+      const ConvShape s = ops::conv_shape(node, c.x_shape, c.w_shape);
+      const std::vector<float> want = as_f32(naive_conv(s, x, w, &bias));
+      EXPECT_EQ(as_f32(run(node, {&x, &w, &bias})[0]), want);
+      node.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+      EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w, &bias})[0])), want)
+          << shape_str(c.x_shape) << " kernel " << shape_str(c.w_shape);
+      EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w})[0])), as_f32(naive_conv(s, x, w, nullptr)));
+    }
+}
+
 TEST(OpsChannelsLast, ConvNodeFollowsEveryInputShapeAndAttributeChange) {
   const ConvCase geometry = {{1, 8, 7, 6}, {16, 8, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}};
   Tensor w = int_valued(DType::f32, geometry.w_shape, 410), bias = int_valued(DType::f32, {16}, 411);
