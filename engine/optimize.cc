@@ -859,6 +859,25 @@ void take_readers_place(Graph& g, size_t i, int reader, std::vector<bool>& dead)
   g.nodes[size_t(reader)] = std::move(moved);
 }
 
+// A channels-last depthwise Conv (to_channels_last) read only by a Relu takes it in (kDepthwiseReluAttr) and
+// the Relu's place: a MobileNet block's ReLU after its depthwise convolution costs no pass of its own.
+int fuse_depthwise_relu(Graph& g) {
+  Uses uses(g);
+  std::vector<bool> dead(g.nodes.size(), false);
+  int fused = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& conv = g.nodes[i];
+    if (conv.op != "Conv" || conv.state || !ops::channels_last(conv) || conv.outputs.size() != 1) continue;
+    const int r = uses.sole_reader(conv.outputs[0]);
+    if (r < 0 || g.nodes[size_t(r)].op != "Relu") continue;
+    g.nodes[i].attrs.set(ops::kDepthwiseReluAttr, int64_t(1));
+    take_readers_place(g, i, r, dead);
+    ++fused;
+  }
+  erase_marked(g, dead);
+  return fused;
+}
+
 // Conv (channels-last, no activation or ReLU) -> MaxPool whose window equals its strides, with no padding,
 // dilation or Indices output, where nothing else reads the Conv's output: the Conv takes the pool as its
 // sparse24_pool attribute and the MaxPool's place (ConvLinearNode::run_pooled), and the planner times each
@@ -937,6 +956,7 @@ OptimizeReport optimize(Graph& graph) {
   rep.fused_attention = fuse_attention(graph);
   rep.fused_add_layer_norm = fuse_add_layer_norm(graph);
   rep.channels_last_convs = to_channels_last(graph);
+  rep.fused_activations += fuse_depthwise_relu(graph);
   rep.fused_residuals = fuse_residual(graph);
   rep.fused_pools = fuse_conv_pool(graph);
   rep.fused_global_pools = fuse_conv_global_pool(graph);

@@ -254,8 +254,8 @@ void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* 
   });
 }
 
-void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w, const float* bias,
-                         float* y) {
+void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y,
+                         bool relu) {
   if (shape.groups != shape.in_channels || shape.out_channels != shape.in_channels)
     fail("channels-last depthwise convolution: {} groups of {} input and {} output channels", shape.groups,
          shape.in_channels, shape.out_channels);
@@ -265,33 +265,58 @@ void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w,
   std::vector<float> wt(size_t(kvol * C));
   for (int64_t c = 0; c < C; ++c)
     for (int64_t t = 0; t < kvol; ++t) wt[size_t(t * C + c)] = w[c * kvol + t];
+  // Output columns whose windows stay inside the input along the row: [inner_lo, inner_hi).
+  int64_t inner_lo = 0, inner_hi = d.out[2];
+  while (inner_lo < inner_hi && inner_lo * d.s[2] - d.pb[2] < 0) ++inner_lo;
+  while (inner_hi > inner_lo && (inner_hi - 1) * d.s[2] - d.pb[2] + (d.k[2] - 1) * d.d[2] >= d.in[2])
+    --inner_hi;
   const int64_t rows = shape.batch * d.out[0] * d.out[1];  // (image, output row) pairs, as in the pools
   parallel_for(rows, rows * d.out[2] * C * kvol >= kParallelMinElements, [&](int64_t row) {
     const int64_t n = row / (d.out[0] * d.out[1]), o0 = row / d.out[1] % d.out[0], o1 = row % d.out[1];
-    constexpr int64_t kStackTaps = 64;  // the taps' pointers on the stack up to this many (3x3: 9)
-    const float* stack_x[kStackTaps];
-    const float* stack_w[kStackTaps];
-    std::vector<const float*> heap(size_t(kvol > kStackTaps ? 2 * kvol : 0));
-    const float** xt = heap.empty() ? stack_x : heap.data();
-    const float** wtap = heap.empty() ? stack_w : heap.data() + kvol;
-    for (int64_t o2 = 0; o2 < d.out[2]; ++o2) {
-      int64_t taps = 0;
-      for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
-        const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
-        if (i0 < 0 || i0 >= d.in[0]) continue;
-        for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
-          const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
-          if (i1 < 0 || i1 >= d.in[1]) continue;
-          for (int64_t k2 = 0; k2 < d.k[2]; ++k2) {
-            const int64_t i2 = o2 * d.s[2] - d.pb[2] + k2 * d.d[2];
-            if (i2 < 0 || i2 >= d.in[2]) continue;
-            xt[taps] = x + (((n * d.in[0] + i0) * d.in[1] + i1) * d.in[2] + i2) * C;
-            wtap[taps++] = wt.data() + ((k0 * d.k[1] + k1) * d.k[2] + k2) * C;
-          }
-        }
+    constexpr int64_t kStack = 64;  // pointers on the stack up to this many taps (3x3: 9)
+    const float* stack[4][kStack];
+    std::vector<const float*> heap(size_t(kvol > kStack ? 4 * kvol : 0));
+    const auto slot = [&](int i) { return heap.empty() ? stack[i] : heap.data() + i * kvol; };
+    const float** xt = slot(0);
+    const float** wtap = slot(1);
+    const float** line = slot(2);
+    const float** wline = slot(3);
+    // The kernel lines (k0, k1) inside the input for this output row: the input line at column 0 and
+    // their weights' first tap.
+    int64_t lines = 0;
+    for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
+      const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
+      if (i0 < 0 || i0 >= d.in[0]) continue;
+      for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
+        const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
+        if (i1 < 0 || i1 >= d.in[1]) continue;
+        line[lines] = x + ((n * d.in[0] + i0) * d.in[1] + i1) * d.in[2] * C;
+        wline[lines++] = wt.data() + (k0 * d.k[1] + k1) * d.k[2] * C;
       }
-      depthwise_taps_f32(xt, wtap, taps, bias, C, y + (row * d.out[2] + o2) * C);
     }
+    float* yrow = y + row * d.out[2] * C;
+    // Columns at the row's ends, whose windows leave the input: each its own taps.
+    const auto edge = [&](int64_t o2) {
+      int64_t taps = 0;
+      for (int64_t l = 0; l < lines; ++l)
+        for (int64_t k2 = 0; k2 < d.k[2]; ++k2) {
+          const int64_t i2 = o2 * d.s[2] - d.pb[2] + k2 * d.d[2];
+          if (i2 < 0 || i2 >= d.in[2]) continue;
+          xt[taps] = line[l] + i2 * C;
+          wtap[taps++] = wline[l] + k2 * C;
+        }
+      depthwise_taps_f32(xt, wtap, taps, bias, C, relu, yrow + o2 * C);
+    };
+    for (int64_t o2 = 0; o2 < inner_lo; ++o2) edge(o2);
+    if (inner_lo < inner_hi) {
+      const float* first[kStack];  // each line at the first inner column's first tap
+      std::vector<const float*> first_heap(size_t(lines > kStack ? lines : 0));
+      const float** at = first_heap.empty() ? first : first_heap.data();
+      for (int64_t l = 0; l < lines; ++l) at[l] = line[l] + (inner_lo * d.s[2] - d.pb[2]) * C;
+      depthwise_row_f32(at, wline, lines, d.k[2], d.s[2] * C, d.d[2] * C, bias, C, inner_hi - inner_lo, relu,
+                        yrow + inner_lo * C);
+    }
+    for (int64_t o2 = std::max(inner_lo, inner_hi); o2 < d.out[2]; ++o2) edge(o2);
   });
 }
 

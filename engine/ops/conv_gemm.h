@@ -58,8 +58,12 @@ void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* 
 
 /// The same convolution for one input channel per output channel (group = IC = OC) on channels-last
 /// tensors, x [N][in...][C] -> y [N][out...][C], every output pixel's channels in vector registers; the
-/// same bits as conv_depthwise_direct.
-void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y);
+/// same bits as conv_depthwise_direct (then ReLU, as the Relu op computes it, where relu).
+/// The attribute the optimizer puts on a channels-last depthwise Conv whose ReLU it took in.
+inline constexpr const char* kDepthwiseReluAttr = "sparse24_relu";
+
+void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y,
+                         bool relu = false);
 
 /// The dense ConvGemm: OpenBLAS sgemm (sgemv for one row) on a canonical weight [OC][K] that the caller
 /// keeps alive.

@@ -99,7 +99,7 @@ void run_conv(const Node& node, std::span<const Tensor* const> in, std::span<Ten
   if (nhwc) {
     out[0] = Tensor::uninitialized(DType::f32, channels_last_shape(shape.output_shape()));
     conv_depthwise_nhwc(shape, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
-                        out[0].data<float>());
+                        out[0].data<float>(), node.attrs.get_int(kDepthwiseReluAttr, 0) != 0);
     return;
   }
   out[0] = Tensor(DType::f32, shape.output_shape());

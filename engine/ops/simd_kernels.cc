@@ -90,32 +90,66 @@ SPARSE24_SIMD_CLONES void sum_taps_f32(const float* const* tap, int64_t taps, in
   pool_taps<false>(tap, taps, C, y);
 }
 
+namespace {
+__attribute__((always_inline)) inline F32x16 load16(const float* p) {
+  return *reinterpret_cast<const F32x16*>(p);
+}
+__attribute__((always_inline)) inline void store16(float* p, F32x16 v, bool relu) {
+  *reinterpret_cast<F32x16*>(p) = relu ? (v > F32x16{} ? v : F32x16{}) : v;
+}
+}  // namespace
+
 SPARSE24_SIMD_CLONES void depthwise_taps_f32(const float* const* x, const float* const* w, int64_t taps,
-                                             const float* bias, int64_t C, float* y) {
-  const auto load = [](const float* p) { return *reinterpret_cast<const F32x16*>(p); };
+                                             const float* bias, int64_t C, bool relu, float* y) {
   int64_t c = 0;
-  for (; c + 64 <= C; c += 64) {  // 64 channels in four vectors over every tap, then one store
-    F32x16 s0 = F32x16{}, s1 = s0, s2 = s0, s3 = s0;
-    if (bias)
-      s0 = load(bias + c), s1 = load(bias + c + 16), s2 = load(bias + c + 32), s3 = load(bias + c + 48);
-    for (int64_t t = 0; t < taps; ++t) {
-      const float *xt = x[t] + c, *wt = w[t] + c;
-      s0 = s0 + load(wt) * load(xt), s1 = s1 + load(wt + 16) * load(xt + 16);
-      s2 = s2 + load(wt + 32) * load(xt + 32), s3 = s3 + load(wt + 48) * load(xt + 48);
-    }
-    F32x16* out = reinterpret_cast<F32x16*>(y + c);
-    out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
-  }
   for (; c + 16 <= C; c += 16) {
-    F32x16 sum = bias ? load(bias + c) : F32x16{};
-    for (int64_t t = 0; t < taps; ++t) sum = sum + load(w[t] + c) * load(x[t] + c);
-    *reinterpret_cast<F32x16*>(y + c) = sum;
+    F32x16 sum = bias ? load16(bias + c) : F32x16{};
+    for (int64_t t = 0; t < taps; ++t) sum = sum + load16(w[t] + c) * load16(x[t] + c);
+    store16(y + c, sum, relu);
   }
   for (; c < C; ++c) {
     float sum = bias ? bias[c] : 0.0f;
     for (int64_t t = 0; t < taps; ++t) sum = sum + w[t][c] * x[t][c];
-    y[c] = sum;
+    y[c] = relu && !(sum > 0.0f) ? 0.0f : sum;
   }
+}
+
+SPARSE24_SIMD_CLONES void depthwise_row_f32(const float* const* line, const float* const* wline,
+                                            int64_t lines, int64_t taps, int64_t pixel_step, int64_t tap_step,
+                                            const float* bias, int64_t C, int64_t pixels, bool relu,
+                                            float* y) {
+  int64_t c = 0;
+  for (; c + 16 <= C; c += 16) {
+    const F32x16 b = bias ? load16(bias + c) : F32x16{};
+    int64_t j = 0;
+    for (; j + 4 <= pixels; j += 4) {
+      F32x16 s0 = b, s1 = b, s2 = b, s3 = b;
+      for (int64_t l = 0; l < lines; ++l)
+        for (int64_t k = 0; k < taps; ++k) {
+          const F32x16 wv = load16(wline[l] + k * C + c);
+          const float* x = line[l] + j * pixel_step + k * tap_step + c;
+          s0 = s0 + wv * load16(x), s1 = s1 + wv * load16(x + pixel_step);
+          s2 = s2 + wv * load16(x + 2 * pixel_step), s3 = s3 + wv * load16(x + 3 * pixel_step);
+        }
+      store16(y + j * C + c, s0, relu), store16(y + (j + 1) * C + c, s1, relu);
+      store16(y + (j + 2) * C + c, s2, relu), store16(y + (j + 3) * C + c, s3, relu);
+    }
+    for (; j < pixels; ++j) {
+      F32x16 sum = b;
+      for (int64_t l = 0; l < lines; ++l)
+        for (int64_t k = 0; k < taps; ++k)
+          sum = sum + load16(wline[l] + k * C + c) * load16(line[l] + j * pixel_step + k * tap_step + c);
+      store16(y + j * C + c, sum, relu);
+    }
+  }
+  for (; c < C; ++c)
+    for (int64_t j = 0; j < pixels; ++j) {
+      float sum = bias ? bias[c] : 0.0f;
+      for (int64_t l = 0; l < lines; ++l)
+        for (int64_t k = 0; k < taps; ++k)
+          sum = sum + wline[l][k * C + c] * line[l][j * pixel_step + k * tap_step + c];
+      y[j * C + c] = relu && !(sum > 0.0f) ? 0.0f : sum;
+    }
 }
 
 SPARSE24_SIMD_CLONES void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax) {

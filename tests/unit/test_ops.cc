@@ -695,8 +695,9 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
 // inputs whose batch and image size change from run to run, more shapes than it keeps, and attributes
 // changed between runs must each still compute their own convolution.
 // A depthwise Conv (group = IC = OC) that to_channels_last marked channels-last: the same bits as the
-// channels-first op and the direct loop, for channel counts on and off the kernel's 64- and 16-channel
-// blocks, strides, dilations, asymmetric padding, with and without a bias.
+// channels-first op and the direct loop, for channel counts on and off the kernels' 16-channel vectors,
+// windows inside the row (four pixels at a time, then singles) and leaving it, strides, dilations,
+// asymmetric padding, with and without a bias, and with a fused ReLU.
 TEST(OpsChannelsLast, DepthwiseConvMatchesTheChannelsFirstOp) {
   uint32_t seed = 500;
   for (const int64_t C : {5, 19, 96})
@@ -715,6 +716,11 @@ TEST(OpsChannelsLast, DepthwiseConvMatchesTheChannelsFirstOp) {
       EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w, &bias})[0])), want)
           << shape_str(c.x_shape) << " kernel " << shape_str(c.w_shape);
       EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w})[0])), as_f32(naive_conv(s, x, w, nullptr)));
+      // With the ReLU fuse_depthwise_relu takes in: the Relu op's values.
+      node.attrs.set(ops::kDepthwiseReluAttr, int64_t(1));
+      std::vector<float> want_relu = want;
+      for (float& v : want_relu) v = v > 0.0f ? v : 0.0f;
+      EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w, &bias})[0])), want_relu) << shape_str(c.x_shape);
     }
 }
 
