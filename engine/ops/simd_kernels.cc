@@ -118,11 +118,13 @@ SPARSE24_SIMD_CLONES void depthwise_row_f32(const float* const* line, const floa
                                             int64_t lines, int64_t taps, int64_t pixel_step, int64_t tap_step,
                                             const float* bias, int64_t C, int64_t pixels, bool relu,
                                             float* y) {
-  int64_t c = 0;
-  for (; c + 16 <= C; c += 16) {
-    const F32x16 b = bias ? load16(bias + c) : F32x16{};
-    int64_t j = 0;
-    for (; j + 4 <= pixels; j += 4) {
+  const int64_t C16 = C / 16 * 16;
+  // Four pixels at a time across all their channels (the channel blocks inner: each pixel's window is read
+  // while it is in L1), then the single pixels left, then the channels past the last whole vector.
+  int64_t j = 0;
+  for (; j + 4 <= pixels; j += 4)
+    for (int64_t c = 0; c < C16; c += 16) {
+      const F32x16 b = bias ? load16(bias + c) : F32x16{};
       F32x16 s0 = b, s1 = b, s2 = b, s3 = b;
       for (int64_t l = 0; l < lines; ++l)
         for (int64_t k = 0; k < taps; ++k) {
@@ -134,15 +136,15 @@ SPARSE24_SIMD_CLONES void depthwise_row_f32(const float* const* line, const floa
       store16(y + j * C + c, s0, relu), store16(y + (j + 1) * C + c, s1, relu);
       store16(y + (j + 2) * C + c, s2, relu), store16(y + (j + 3) * C + c, s3, relu);
     }
-    for (; j < pixels; ++j) {
-      F32x16 sum = b;
+  for (; j < pixels; ++j)
+    for (int64_t c = 0; c < C16; c += 16) {
+      F32x16 sum = bias ? load16(bias + c) : F32x16{};
       for (int64_t l = 0; l < lines; ++l)
         for (int64_t k = 0; k < taps; ++k)
           sum = sum + load16(wline[l] + k * C + c) * load16(line[l] + j * pixel_step + k * tap_step + c);
       store16(y + j * C + c, sum, relu);
     }
-  }
-  for (; c < C; ++c)
+  for (int64_t c = C16; c < C; ++c)
     for (int64_t j = 0; j < pixels; ++j) {
       float sum = bias ? bias[c] : 0.0f;
       for (int64_t l = 0; l < lines; ++l)
