@@ -40,118 +40,222 @@ SPARSE24_SIMD_CLONES void residual_add_f32(float* y, const float* r, int64_t n, 
     for (int64_t i = 0; i < n; ++i) y[i] += r[i];
 }
 
-// 16 floats in one vector of GCC's vector extension (an AVX-512 register in the x86-64-v4 clone, two or four
-// narrower ones in the others), loadable from any float address.
-typedef float F32x16 __attribute__((vector_size(64), aligned(4)));
+// The channels-last window kernels (pools, depthwise convolution) in GCC's vector extension, one vector
+// type per ISA: 16 floats for AVX-512, 8 for AVX2, 4 for the baseline. A 64-byte vector in the target clones
+// above was split into lanes through the stack on the AVX2 and baseline clones (hundreds of spills), so these
+// are explicit per-ISA functions, chosen by the active ISA (kernels/cpu/isa.h, read once): SPARSE24_ISA then
+// runs every width on one machine, as the tests do.
+namespace {
+
+// The helpers below pass vectors by value and are always inlined into the per-ISA functions, so GCC's note
+// that such a signature's ABI depends on the ISA (-Wpsabi) does not apply. (To the end of the file: GCC
+// reports it where the templates are instantiated, at the end of the translation unit.)
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+typedef float F32x16 __attribute__((vector_size(64)));
+typedef float F32x8 __attribute__((vector_size(32)));
+typedef float F32x4 __attribute__((vector_size(16)));
+
+#define SPARSE24_AI __attribute__((always_inline)) inline
+
+// Unaligned loads and stores through memcpy: a vector type's aligned(4) attribute does not survive being a
+// template argument, and a dereference would then assume the type's full alignment.
+template <class V>
+SPARSE24_AI V vload(const float* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <class V>
+SPARSE24_AI void vstore(float* p, V v, bool relu) {
+  if (relu) v = v > V{} ? v : V{};
+  __builtin_memcpy(p, &v, sizeof(V));
+}
+SPARSE24_AI float relu1(float v, bool relu) {
+  return relu && !(v > 0.0f) ? 0.0f : v;
+}
+
+// A pool's step: x > m, not a max, so that a NaN x leaves m as MaxPool's comparison does; or a sum.
+template <bool kMax, class V>
+SPARSE24_AI V pool_step(V m, V x) {
+  if constexpr (kMax)
+    return x > m ? x : m;
+  else
+    return m + x;
+}
 
 // One window of a channels-last pool: y[c] = the max (kMax) or the sum of tap[t][c] over the taps in order,
-// from -inf or 0. 64 channels at a time in four vectors over every tap, then one store: a running value
-// kept in y was a load and a store per tap and channel, and a plain loop over a local array stayed scalar
-// (ResNet's 3x3 stride-2 pool on 112x112x64, batch 1, 2 threads: 144-174 us, now 41-44). Inlined into each
-// clone below, so it is compiled for each ISA.
-template <bool kMax>
-__attribute__((always_inline)) inline void pool_taps(const float* const* tap, int64_t taps, int64_t C,
-                                                     float* y) {
+// from -inf or 0. Four vectors of channels at a time over every tap, then one store: a running value kept
+// in y was a load and a store per tap and channel, and a plain loop over a local array stayed scalar
+// (ResNet's 3x3 stride-2 pool on 112x112x64, batch 1, 2 threads: 144-174 us, now 41-44).
+template <class V, bool kMax>
+SPARSE24_AI void pool_taps(const float* const* tap, int64_t taps, int64_t C, float* y) {
+  constexpr int64_t L = sizeof(V) / sizeof(float);
   constexpr float kStart = kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
-  // x > m, not a max: a NaN x leaves m, as MaxPool's comparison does.
-  const auto step = [](auto m, auto x) {
-    if constexpr (kMax)
-      return x > m ? x : m;
-    else
-      return m + x;
-  };
   int64_t c = 0;
-  for (; c + 64 <= C; c += 64) {
-    F32x16 m0 = F32x16{} + kStart, m1 = m0, m2 = m0, m3 = m0;
+  for (; c + 4 * L <= C; c += 4 * L) {
+    V m0 = V{} + kStart, m1 = m0, m2 = m0, m3 = m0;
     for (int64_t t = 0; t < taps; ++t) {
-      const F32x16* x = reinterpret_cast<const F32x16*>(tap[t] + c);
-      m0 = step(m0, x[0]), m1 = step(m1, x[1]), m2 = step(m2, x[2]), m3 = step(m3, x[3]);
+      const float* x = tap[t] + c;
+      m0 = pool_step<kMax>(m0, vload<V>(x)), m1 = pool_step<kMax>(m1, vload<V>(x + L));
+      m2 = pool_step<kMax>(m2, vload<V>(x + 2 * L)), m3 = pool_step<kMax>(m3, vload<V>(x + 3 * L));
     }
-    F32x16* out = reinterpret_cast<F32x16*>(y + c);
-    out[0] = m0, out[1] = m1, out[2] = m2, out[3] = m3;
+    vstore(y + c, m0, false), vstore(y + c + L, m1, false);
+    vstore(y + c + 2 * L, m2, false), vstore(y + c + 3 * L, m3, false);
   }
-  for (; c + 16 <= C; c += 16) {
-    F32x16 m = F32x16{} + kStart;
-    for (int64_t t = 0; t < taps; ++t) m = step(m, *reinterpret_cast<const F32x16*>(tap[t] + c));
-    *reinterpret_cast<F32x16*>(y + c) = m;
+  for (; c + L <= C; c += L) {
+    V m = V{} + kStart;
+    for (int64_t t = 0; t < taps; ++t) m = pool_step<kMax>(m, vload<V>(tap[t] + c));
+    vstore(y + c, m, false);
   }
   for (; c < C; ++c) {
     float m = kStart;
-    for (int64_t t = 0; t < taps; ++t) m = step(m, tap[t][c]);
+    for (int64_t t = 0; t < taps; ++t) m = pool_step<kMax>(m, tap[t][c]);
     y[c] = m;
   }
 }
 
-SPARSE24_SIMD_CLONES void max_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
-  pool_taps<true>(tap, taps, C, y);
-}
-
-SPARSE24_SIMD_CLONES void sum_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
-  pool_taps<false>(tap, taps, C, y);
-}
-
-namespace {
-__attribute__((always_inline)) inline F32x16 load16(const float* p) {
-  return *reinterpret_cast<const F32x16*>(p);
-}
-__attribute__((always_inline)) inline void store16(float* p, F32x16 v, bool relu) {
-  *reinterpret_cast<F32x16*>(p) = relu ? (v > F32x16{} ? v : F32x16{}) : v;
-}
-}  // namespace
-
-SPARSE24_SIMD_CLONES void depthwise_taps_f32(const float* const* x, const float* const* w, int64_t taps,
-                                             const float* bias, int64_t C, bool relu, float* y) {
+template <class V>
+SPARSE24_AI void depthwise_taps(const float* const* x, const float* const* w, int64_t taps, const float* bias,
+                                int64_t C, bool relu, float* y) {
+  constexpr int64_t L = sizeof(V) / sizeof(float);
   int64_t c = 0;
-  for (; c + 16 <= C; c += 16) {
-    F32x16 sum = bias ? load16(bias + c) : F32x16{};
-    for (int64_t t = 0; t < taps; ++t) sum = sum + load16(w[t] + c) * load16(x[t] + c);
-    store16(y + c, sum, relu);
+  for (; c + L <= C; c += L) {
+    V sum = bias ? vload<V>(bias + c) : V{};
+    for (int64_t t = 0; t < taps; ++t) sum = sum + vload<V>(w[t] + c) * vload<V>(x[t] + c);
+    vstore(y + c, sum, relu);
   }
   for (; c < C; ++c) {
     float sum = bias ? bias[c] : 0.0f;
     for (int64_t t = 0; t < taps; ++t) sum = sum + w[t][c] * x[t][c];
-    y[c] = relu && !(sum > 0.0f) ? 0.0f : sum;
+    y[c] = relu1(sum, relu);
   }
 }
 
-SPARSE24_SIMD_CLONES void depthwise_row_f32(const float* const* line, const float* const* wline,
-                                            int64_t lines, int64_t taps, int64_t pixel_step, int64_t tap_step,
-                                            const float* bias, int64_t C, int64_t pixels, bool relu,
-                                            float* y) {
-  const int64_t C16 = C / 16 * 16;
-  // Four pixels at a time across all their channels (the channel blocks inner: each pixel's window is read
-  // while it is in L1), then the single pixels left, then the channels past the last whole vector.
+// Four pixels at a time across all their channels (the channel vectors inner: each pixel's window is read
+// while it is in L1), then the single pixels left, then the channels past the last whole vector.
+template <class V>
+SPARSE24_AI void depthwise_row(const float* const* line, const float* const* wline, int64_t lines,
+                               int64_t taps, int64_t pixel_step, int64_t tap_step, const float* bias,
+                               int64_t C, int64_t pixels, bool relu, float* y) {
+  constexpr int64_t L = sizeof(V) / sizeof(float);
+  const int64_t CV = C / L * L;
   int64_t j = 0;
   for (; j + 4 <= pixels; j += 4)
-    for (int64_t c = 0; c < C16; c += 16) {
-      const F32x16 b = bias ? load16(bias + c) : F32x16{};
-      F32x16 s0 = b, s1 = b, s2 = b, s3 = b;
+    for (int64_t c = 0; c < CV; c += L) {
+      const V b = bias ? vload<V>(bias + c) : V{};
+      V s0 = b, s1 = b, s2 = b, s3 = b;
       for (int64_t l = 0; l < lines; ++l)
         for (int64_t k = 0; k < taps; ++k) {
-          const F32x16 wv = load16(wline[l] + k * C + c);
+          const V wv = vload<V>(wline[l] + k * C + c);
           const float* x = line[l] + j * pixel_step + k * tap_step + c;
-          s0 = s0 + wv * load16(x), s1 = s1 + wv * load16(x + pixel_step);
-          s2 = s2 + wv * load16(x + 2 * pixel_step), s3 = s3 + wv * load16(x + 3 * pixel_step);
+          s0 = s0 + wv * vload<V>(x), s1 = s1 + wv * vload<V>(x + pixel_step);
+          s2 = s2 + wv * vload<V>(x + 2 * pixel_step), s3 = s3 + wv * vload<V>(x + 3 * pixel_step);
         }
-      store16(y + j * C + c, s0, relu), store16(y + (j + 1) * C + c, s1, relu);
-      store16(y + (j + 2) * C + c, s2, relu), store16(y + (j + 3) * C + c, s3, relu);
+      vstore(y + j * C + c, s0, relu), vstore(y + (j + 1) * C + c, s1, relu);
+      vstore(y + (j + 2) * C + c, s2, relu), vstore(y + (j + 3) * C + c, s3, relu);
     }
   for (; j < pixels; ++j)
-    for (int64_t c = 0; c < C16; c += 16) {
-      F32x16 sum = bias ? load16(bias + c) : F32x16{};
+    for (int64_t c = 0; c < CV; c += L) {
+      V sum = bias ? vload<V>(bias + c) : V{};
       for (int64_t l = 0; l < lines; ++l)
         for (int64_t k = 0; k < taps; ++k)
-          sum = sum + load16(wline[l] + k * C + c) * load16(line[l] + j * pixel_step + k * tap_step + c);
-      store16(y + j * C + c, sum, relu);
+          sum = sum + vload<V>(wline[l] + k * C + c) * vload<V>(line[l] + j * pixel_step + k * tap_step + c);
+      vstore(y + j * C + c, sum, relu);
     }
-  for (int64_t c = C16; c < C; ++c)
-    for (int64_t j = 0; j < pixels; ++j) {
+  for (int64_t c = CV; c < C; ++c)
+    for (int64_t j2 = 0; j2 < pixels; ++j2) {
       float sum = bias ? bias[c] : 0.0f;
       for (int64_t l = 0; l < lines; ++l)
         for (int64_t k = 0; k < taps; ++k)
-          sum = sum + wline[l][k * C + c] * line[l][j * pixel_step + k * tap_step + c];
-      y[j * C + c] = relu && !(sum > 0.0f) ? 0.0f : sum;
+          sum = sum + wline[l][k * C + c] * line[l][j2 * pixel_step + k * tap_step + c];
+      y[j2 * C + c] = relu1(sum, relu);
     }
+}
+
+// Each kernel above compiled for one ISA: Fn##_avx512, Fn##_avx2 and Fn##_base.
+#define SPARSE24_PER_ISA(Fn, Body, ...)                                       \
+  __attribute__((target("avx512f,avx512dq"))) void Fn##_avx512(__VA_ARGS__) { \
+    Body(F32x16);                                                             \
+  }                                                                           \
+  __attribute__((target("avx2"))) void Fn##_avx2(__VA_ARGS__) {               \
+    Body(F32x8);                                                              \
+  }                                                                           \
+  void Fn##_base(__VA_ARGS__) {                                               \
+    Body(F32x4);                                                              \
+  }
+
+#define SPARSE24_MAX_TAPS(V) pool_taps<V, true>(tap, taps, C, y)
+#define SPARSE24_SUM_TAPS(V) pool_taps<V, false>(tap, taps, C, y)
+#define SPARSE24_DW_TAPS(V) depthwise_taps<V>(x, w, taps, bias, C, relu, y)
+#define SPARSE24_DW_ROW(V) \
+  depthwise_row<V>(line, wline, lines, taps, pixel_step, tap_step, bias, C, pixels, relu, y)
+SPARSE24_PER_ISA(max_taps, SPARSE24_MAX_TAPS, const float* const* tap, int64_t taps, int64_t C, float* y)
+SPARSE24_PER_ISA(sum_taps, SPARSE24_SUM_TAPS, const float* const* tap, int64_t taps, int64_t C, float* y)
+SPARSE24_PER_ISA(depthwise_taps, SPARSE24_DW_TAPS, const float* const* x, const float* const* w, int64_t taps,
+                 const float* bias, int64_t C, bool relu, float* y)
+SPARSE24_PER_ISA(depthwise_row, SPARSE24_DW_ROW, const float* const* line, const float* const* wline,
+                 int64_t lines, int64_t taps, int64_t pixel_step, int64_t tap_step, const float* bias,
+                 int64_t C, int64_t pixels, bool relu, float* y)
+#undef SPARSE24_DW_ROW
+#undef SPARSE24_DW_TAPS
+#undef SPARSE24_SUM_TAPS
+#undef SPARSE24_MAX_TAPS
+#undef SPARSE24_PER_ISA
+#undef SPARSE24_AI
+
+cpu::Isa window_isa() {
+  static const cpu::Isa isa = cpu::active_isa();
+  return isa;
+}
+
+}  // namespace
+
+void max_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
+  switch (window_isa()) {
+    case cpu::Isa::avx512:
+      return max_taps_avx512(tap, taps, C, y);
+    case cpu::Isa::avx2:
+      return max_taps_avx2(tap, taps, C, y);
+    case cpu::Isa::ref:
+      return max_taps_base(tap, taps, C, y);
+  }
+}
+
+void sum_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
+  switch (window_isa()) {
+    case cpu::Isa::avx512:
+      return sum_taps_avx512(tap, taps, C, y);
+    case cpu::Isa::avx2:
+      return sum_taps_avx2(tap, taps, C, y);
+    case cpu::Isa::ref:
+      return sum_taps_base(tap, taps, C, y);
+  }
+}
+
+void depthwise_taps_f32(const float* const* x, const float* const* w, int64_t taps, const float* bias,
+                        int64_t C, bool relu, float* y) {
+  switch (window_isa()) {
+    case cpu::Isa::avx512:
+      return depthwise_taps_avx512(x, w, taps, bias, C, relu, y);
+    case cpu::Isa::avx2:
+      return depthwise_taps_avx2(x, w, taps, bias, C, relu, y);
+    case cpu::Isa::ref:
+      return depthwise_taps_base(x, w, taps, bias, C, relu, y);
+  }
+}
+
+void depthwise_row_f32(const float* const* line, const float* const* wline, int64_t lines, int64_t taps,
+                       int64_t pixel_step, int64_t tap_step, const float* bias, int64_t C, int64_t pixels,
+                       bool relu, float* y) {
+  switch (window_isa()) {
+    case cpu::Isa::avx512:
+      return depthwise_row_avx512(line, wline, lines, taps, pixel_step, tap_step, bias, C, pixels, relu, y);
+    case cpu::Isa::avx2:
+      return depthwise_row_avx2(line, wline, lines, taps, pixel_step, tap_step, bias, C, pixels, relu, y);
+    case cpu::Isa::ref:
+      return depthwise_row_base(line, wline, lines, taps, pixel_step, tap_step, bias, C, pixels, relu, y);
+  }
 }
 
 SPARSE24_SIMD_CLONES void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax) {
