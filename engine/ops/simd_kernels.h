@@ -2,10 +2,10 @@
 // The compute-bound inner loops of the element-wise ops, each compiled for x86-64-v4 (AVX-512), x86-64-v3
 // (AVX2) and baseline x86-64 and picked once at load time for the CPU at hand (GCC target_clones); the
 // channels-last window kernels (max_taps_f32 .. depthwise_row_f32) are compiled per ISA by hand and follow
-// the active ISA (SPARSE24_ISA), so the tests run each of them. The
-// element-wise kernels give identical bits on every path: the engine is built with -ffp-contract=off (no a·b
-// + c fused into FMA), and the math is vmath.h's, not libm's. The row kernels (softmax, layer norm) sum in
-// double in SIMD-lane order, so their results can differ between CPUs in the last bit of a float, rarely.
+// the active ISA (SPARSE24_ISA), so the tests run each of them. The element-wise and window kernels give
+// identical bits on every path: the engine is built with -ffp-contract=off (no a·b + c fused into FMA), and
+// the math is vmath.h's, not libm's. The row kernels (softmax, layer norm) sum in double in SIMD-lane
+// order, so their results can differ between CPUs in the last bit of a float, rarely.
 #include <cstdint>
 
 namespace sparse24::engine::ops {
