@@ -212,6 +212,24 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
   }
 }
 
+namespace {
+
+// Calls f(k0, k1, i0, i1) for each kernel line (k0, k1) of output row (o0, o1) whose input line (i0, i1) is
+// inside the input, in kernel order: the depthwise convolutions' sums run over these lines in this order.
+template <class F>
+void for_kernel_lines(const Window3& d, int64_t o0, int64_t o1, F&& f) {
+  for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
+    const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
+    if (i0 < 0 || i0 >= d.in[0]) continue;
+    for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
+      const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
+      if (i1 >= 0 && i1 < d.in[1]) f(k0, k1, i0, i1);
+    }
+  }
+}
+
+}  // namespace
+
 void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* w, const float* bias,
                            float* y) {
   const Window3 d = to_window3(shape.window);
@@ -230,26 +248,20 @@ void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* 
     for (int64_t o0 = 0; o0 < d.out[0]; ++o0)
       for (int64_t o1 = 0; o1 < d.out[1]; ++o1) {
         float* yrow = ys + (o0 * d.out[1] + o1) * d.out[2];
-        for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
-          const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
-          if (i0 < 0 || i0 >= d.in[0]) continue;
-          for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
-            const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
-            if (i1 < 0 || i1 >= d.in[1]) continue;
-            const float* xline = xs + (i0 * d.in[1] + i1) * d.in[2];
-            for (int64_t k2 = 0; k2 < d.k[2]; ++k2) {
-              const float wv = ws[(k0 * d.k[1] + k1) * d.k[2] + k2];
-              const int64_t shift = k2 * d.d[2] - d.pb[2];  // input column = o2 · stride + shift
-              int64_t lo = 0, hi = d.out[2];
-              while (lo < hi && lo * d.s[2] + shift < 0) ++lo;
-              while (hi > lo && (hi - 1) * d.s[2] + shift >= d.in[2]) --hi;
-              if (d.s[2] == 1)
-                for (int64_t o2 = lo; o2 < hi; ++o2) yrow[o2] += wv * xline[o2 + shift];
-              else
-                for (int64_t o2 = lo; o2 < hi; ++o2) yrow[o2] += wv * xline[o2 * d.s[2] + shift];
-            }
+        for_kernel_lines(d, o0, o1, [&](int64_t k0, int64_t k1, int64_t i0, int64_t i1) {
+          const float* xline = xs + (i0 * d.in[1] + i1) * d.in[2];
+          for (int64_t k2 = 0; k2 < d.k[2]; ++k2) {
+            const float wv = ws[(k0 * d.k[1] + k1) * d.k[2] + k2];
+            const int64_t shift = k2 * d.d[2] - d.pb[2];  // input column = o2 · stride + shift
+            int64_t lo = 0, hi = d.out[2];
+            while (lo < hi && lo * d.s[2] + shift < 0) ++lo;
+            while (hi > lo && (hi - 1) * d.s[2] + shift >= d.in[2]) --hi;
+            if (d.s[2] == 1)
+              for (int64_t o2 = lo; o2 < hi; ++o2) yrow[o2] += wv * xline[o2 + shift];
+            else
+              for (int64_t o2 = lo; o2 < hi; ++o2) yrow[o2] += wv * xline[o2 * d.s[2] + shift];
           }
-        }
+        });
       }
   });
 }
@@ -284,16 +296,10 @@ void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w,
     // The kernel lines (k0, k1) inside the input for this output row: the input line at column 0 and
     // their weights' first tap.
     int64_t lines = 0;
-    for (int64_t k0 = 0; k0 < d.k[0]; ++k0) {
-      const int64_t i0 = o0 * d.s[0] - d.pb[0] + k0 * d.d[0];
-      if (i0 < 0 || i0 >= d.in[0]) continue;
-      for (int64_t k1 = 0; k1 < d.k[1]; ++k1) {
-        const int64_t i1 = o1 * d.s[1] - d.pb[1] + k1 * d.d[1];
-        if (i1 < 0 || i1 >= d.in[1]) continue;
-        line[lines] = x + ((n * d.in[0] + i0) * d.in[1] + i1) * d.in[2] * C;
-        wline[lines++] = wt.data() + (k0 * d.k[1] + k1) * d.k[2] * C;
-      }
-    }
+    for_kernel_lines(d, o0, o1, [&](int64_t k0, int64_t k1, int64_t i0, int64_t i1) {
+      line[lines] = x + ((n * d.in[0] + i0) * d.in[1] + i1) * d.in[2] * C;
+      wline[lines++] = wt.data() + (k0 * d.k[1] + k1) * d.k[2] * C;
+    });
     float* yrow = y + row * d.out[2] * C;
     // Columns at the row's ends, whose windows leave the input: each its own taps.
     const auto edge = [&](int64_t o2) {

@@ -211,51 +211,41 @@ cpu::Isa window_isa() {
 
 }  // namespace
 
-void max_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
+namespace {
+
+// Calls the AVX-512, AVX2 or baseline build of a window kernel, after the active ISA.
+template <class... Args>
+void by_isa(void (*avx512)(Args...), void (*avx2)(Args...), void (*base)(Args...), Args... args) {
   switch (window_isa()) {
     case cpu::Isa::avx512:
-      return max_taps_avx512(tap, taps, C, y);
+      return avx512(args...);
     case cpu::Isa::avx2:
-      return max_taps_avx2(tap, taps, C, y);
+      return avx2(args...);
     case cpu::Isa::ref:
-      return max_taps_base(tap, taps, C, y);
+      return base(args...);
   }
 }
 
+}  // namespace
+
+void max_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
+  by_isa(max_taps_avx512, max_taps_avx2, max_taps_base, tap, taps, C, y);
+}
+
 void sum_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
-  switch (window_isa()) {
-    case cpu::Isa::avx512:
-      return sum_taps_avx512(tap, taps, C, y);
-    case cpu::Isa::avx2:
-      return sum_taps_avx2(tap, taps, C, y);
-    case cpu::Isa::ref:
-      return sum_taps_base(tap, taps, C, y);
-  }
+  by_isa(sum_taps_avx512, sum_taps_avx2, sum_taps_base, tap, taps, C, y);
 }
 
 void depthwise_taps_f32(const float* const* x, const float* const* w, int64_t taps, const float* bias,
                         int64_t C, bool relu, float* y) {
-  switch (window_isa()) {
-    case cpu::Isa::avx512:
-      return depthwise_taps_avx512(x, w, taps, bias, C, relu, y);
-    case cpu::Isa::avx2:
-      return depthwise_taps_avx2(x, w, taps, bias, C, relu, y);
-    case cpu::Isa::ref:
-      return depthwise_taps_base(x, w, taps, bias, C, relu, y);
-  }
+  by_isa(depthwise_taps_avx512, depthwise_taps_avx2, depthwise_taps_base, x, w, taps, bias, C, relu, y);
 }
 
 void depthwise_row_f32(const float* const* line, const float* const* wline, int64_t lines, int64_t taps,
                        int64_t pixel_step, int64_t tap_step, const float* bias, int64_t C, int64_t pixels,
                        bool relu, float* y) {
-  switch (window_isa()) {
-    case cpu::Isa::avx512:
-      return depthwise_row_avx512(line, wline, lines, taps, pixel_step, tap_step, bias, C, pixels, relu, y);
-    case cpu::Isa::avx2:
-      return depthwise_row_avx2(line, wline, lines, taps, pixel_step, tap_step, bias, C, pixels, relu, y);
-    case cpu::Isa::ref:
-      return depthwise_row_base(line, wline, lines, taps, pixel_step, tap_step, bias, C, pixels, relu, y);
-  }
+  by_isa(depthwise_row_avx512, depthwise_row_avx2, depthwise_row_base, line, wline, lines, taps, pixel_step,
+         tap_step, bias, C, pixels, relu, y);
 }
 
 SPARSE24_SIMD_CLONES void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax) {
