@@ -789,8 +789,9 @@ int to_channels_last(Graph& g) {
         n.attrs.set("axis", std::array<int64_t, 4>{0, 3, 1, 2}[size_t(a)]);
         out_last = true;
       }
-    } else if ((n.op == "Relu" || n.op == "Sigmoid" || n.op == "Tanh" || n.op == "Gelu" || n.op == "Erf") &&
-               last(n.inputs[0])) {
+    } else if ((n.op == "Relu" || n.op == "Clip" || n.op == "Sigmoid" || n.op == "Tanh" || n.op == "Gelu" ||
+                n.op == "Erf") &&
+               last(n.inputs[0])) {  // (Clip's bounds are scalars)
       out_last = true;
     } else if ((n.op == "Add" || n.op == "Sub" || n.op == "Mul" || n.op == "Div") && n.inputs.size() == 2 &&
                (last(n.inputs[0]) || last(n.inputs[1])) &&

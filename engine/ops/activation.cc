@@ -1,5 +1,7 @@
 // Element-wise activations and the softmax family.
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <numbers>
 
 #include "engine/ops/op_impl.h"
@@ -12,6 +14,61 @@ namespace sparse24::engine::ops {
 
 void run_relu(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
   map_f32(node, required_input(node, in, 0), out[0], [](float x) { return x > 0.0f ? x : 0.0f; });
+}
+
+namespace {
+
+// y = min(max(x, lo), hi) element by element, as comparisons: a NaN x stays NaN (numpy.clip's answer), and
+// with lo > hi every element is hi.
+template <typename T>
+void clip_typed(const Node& node, const Tensor& x, const Tensor* lo_t, const Tensor* hi_t, T lo, T hi,
+                Tensor& y) {
+  const auto bound = [&](const Tensor* t, const char* what, T& v) {
+    if (!t) return;
+    if (t->dtype() != x.dtype() || t->numel() != 1)
+      fail("node '{}' (Clip): {} must be a single {} value, got {} {}", node.name, what,
+           dtype_name(x.dtype()), dtype_name(t->dtype()), shape_str(t->shape()));
+    v = t->data<T>()[0];
+  };
+  bound(lo_t, "min", lo);
+  bound(hi_t, "max", hi);
+  y = Tensor::uninitialized(x.dtype(), x.shape());
+  const T* src = x.data<T>();
+  T* dst = y.data<T>();
+  parallel_ranges(x.numel(), [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const T v = src[i] < lo ? lo : src[i];
+      dst[i] = v > hi ? hi : v;
+    }
+  });
+}
+
+}  // namespace
+
+// Clip (ReLU6 as MobileNet exports it): bounds from the optional inputs min and max (opset 11+) or the
+// attributes (before), each absent one leaving that side open.
+void run_clip(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
+  const Tensor& x = required_input(node, in, 0);
+  const Tensor* lo = node.opset >= 11 ? optional_input(in, 1) : nullptr;
+  const Tensor* hi = node.opset >= 11 ? optional_input(in, 2) : nullptr;
+  switch (x.dtype()) {
+    case DType::f32: {
+      const float inf = std::numeric_limits<float>::infinity();
+      const float lo_attr = node.opset >= 11 ? -inf : node.attrs.get_float("min", -inf);
+      const float hi_attr = node.opset >= 11 ? inf : node.attrs.get_float("max", inf);
+      return clip_typed<float>(node, x, lo, hi, lo_attr, hi_attr, out[0]);
+    }
+    case DType::i8:
+      return clip_typed<int8_t>(node, x, lo, hi, INT8_MIN, INT8_MAX, out[0]);
+    case DType::i32:
+      return clip_typed<int32_t>(node, x, lo, hi, INT32_MIN, INT32_MAX, out[0]);
+    case DType::i64:
+      return clip_typed<int64_t>(node, x, lo, hi, INT64_MIN, INT64_MAX, out[0]);
+    default:
+      fail("node '{}' (Clip): input is {}; f32, i8, i32 and i64 are supported", node.name,
+           dtype_name(x.dtype()));
+  }
 }
 
 void run_sigmoid(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {

@@ -124,19 +124,27 @@ def conv_branches(seed=0, channels=3, width=16, size=12):
                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], "conv_branches")
 
 
-def inverted_residual(seed=0, channels=16, expand=48, size=14):
+def inverted_residual(seed=0, channels=16, expand=48, size=14, relu6=False):
     """A MobileNetV2 block: 1x1 expansion, ReLU, 3x3 depthwise convolution, ReLU, 1x1 projection, the
-    block's input added back, GlobalAveragePool as the output; input pixels [batch, channels, size, size]."""
+    block's input added back, GlobalAveragePool as the output; input pixels [batch, channels, size, size].
+    relu6: the ReLUs as Clip(0, 6), as PyTorch exports MobileNetV2's ReLU6."""
     rng = np.random.default_rng(seed)
     inits = [_w(rng, "expand.weight", (expand, channels, 1, 1), channels), _w(rng, "expand.bias", (expand,), channels),
              _w(rng, "dw.weight", (expand, 1, 3, 3), 9), _w(rng, "dw.bias", (expand,), 9),
              _w(rng, "project.weight", (channels, expand, 1, 1), expand),
              _w(rng, "project.bias", (channels,), expand)]
+    def act(x, y, name):
+        if not relu6:
+            return helper.make_node("Relu", [x], [y], name=name)
+        return helper.make_node("Clip", [x, "zero", "six"], [y], name=name)
+
+    inits += [numpy_helper.from_array(np.array(0, np.float32), "zero"),
+              numpy_helper.from_array(np.array(6, np.float32), "six")]
     nodes = [helper.make_node("Conv", ["pixels", "expand.weight", "expand.bias"], ["e"], name="expand"),
-             helper.make_node("Relu", ["e"], ["er"], name="expand.relu"),
+             act("e", "er", "expand.relu"),
              helper.make_node("Conv", ["er", "dw.weight", "dw.bias"], ["d"], name="depthwise", pads=[1] * 4,
                               group=expand),
-             helper.make_node("Relu", ["d"], ["dr"], name="depthwise.relu"),
+             act("d", "dr", "depthwise.relu"),
              helper.make_node("Conv", ["dr", "project.weight", "project.bias"], ["p"], name="project"),
              helper.make_node("Add", ["p", "pixels"], ["r"], name="residual"),
              helper.make_node("GlobalAveragePool", ["r"], ["features"], name="gap")]

@@ -61,6 +61,9 @@ CASES = {
     "branches": (models.conv_branches, lambda b: {"pixels": rng.random((b, 3, 12, 12), dtype=np.float32)}),
     # MobileNetV2's block: the depthwise convolution and the residual Add stay channels-last
     "mobilenet": (models.inverted_residual, lambda b: {"pixels": rng.random((b, 16, 14, 14), dtype=np.float32)}),
+    # ... with ReLU6 as Clip(0, 6), also channels-last
+    "mobilenet_relu6": (lambda: models.inverted_residual(relu6=True),
+                        lambda b: {"pixels": 4 * rng.random((b, 16, 14, 14), dtype=np.float32)}),
     "transformer": (models.transformer, lambda b: {
         "input_ids": rng.integers(1, 100, (b, 12)).astype(np.int64),
         "attention_mask": np.concatenate([np.ones((b, 9), np.int64), (rng.random((b, 3)) < 0.5).astype(np.int64)], 1)}),
@@ -74,7 +77,7 @@ def test_matches_onnxruntime(sparse24, tmp_path, case, sparsity):
     model_path = pruned(sparse24, tmp_path, make(), case)
     # CNNs also at batch 32: whole blocks of 16 (AVX-512) or 8 (AVX2) images per thread, where the 2:4
     # convolution runs as image blocks and sums its GlobalAveragePool as it stores.
-    for batch in (1, 3, 32) if case.startswith("cnn") or case in ("features", "branches", "mobilenet") else (1, 3):
+    for batch in (1, 3, 32) if case.startswith(("cnn", "mobilenet")) or case in ("features", "branches") else (1, 3):
         feeds = feeds_for(batch)
         got = run_engine(sparse24, tmp_path, model_path, feeds, "--sparsity", sparsity, "--batch", str(batch),
                          "--seq", "12")
@@ -99,6 +102,8 @@ def test_plan_file_runs_like_the_model(sparse24, tmp_path, case):
         assert "1 Conv+GlobalAveragePool fused" in p.stdout, p.stdout  # the block's last convolution
     if case == "mobilenet":  # the input's Transpose, expand, depthwise (+ its ReLU), project (+ residual + pool)
         assert "graph: 4 nodes" in p.stdout, p.stdout
+    if case == "mobilenet_relu6":  # ... with the two Clips as nodes of their own, channels-last too
+        assert "graph: 6 nodes" in p.stdout, p.stdout
         assert "1 residual Adds fused" in p.stdout, p.stdout
     if case == "branches":  # the Concat and the AveragePool stay channels-last: 4 convolutions, 1 transpose
         assert "4 convolutions channels-last" in p.stdout, p.stdout
