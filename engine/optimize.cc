@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <optional>
 
 #include "engine/ops/conv_direct.h"
 #include "engine/ops/conv_gemm.h"
@@ -860,9 +862,10 @@ void take_readers_place(Graph& g, size_t i, int reader, std::vector<bool>& dead)
   g.nodes[size_t(reader)] = std::move(moved);
 }
 
-// A channels-last depthwise Conv (to_channels_last) read only by a Relu takes it in (kDepthwiseReluAttr) and
-// the Relu's place: a MobileNet block's ReLU after its depthwise convolution costs no pass of its own.
-int fuse_depthwise_relu(Graph& g) {
+// A channels-last depthwise Conv (to_channels_last) read only by a Relu, or by a Clip with constant bounds
+// (MobileNetV2's ReLU6), takes it in (kDepthwiseReluAttr, kDepthwiseClipAttr) and its place: that
+// activation then costs no pass of its own.
+int fuse_depthwise_activation(Graph& g) {
   Uses uses(g);
   std::vector<bool> dead(g.nodes.size(), false);
   int fused = 0;
@@ -870,8 +873,25 @@ int fuse_depthwise_relu(Graph& g) {
     const Node& conv = g.nodes[i];
     if (conv.op != "Conv" || conv.state || !ops::channels_last(conv) || conv.outputs.size() != 1) continue;
     const int r = uses.sole_reader(conv.outputs[0]);
-    if (r < 0 || g.nodes[size_t(r)].op != "Relu") continue;
-    g.nodes[i].attrs.set(ops::kDepthwiseReluAttr, int64_t(1));
+    if (r < 0) continue;
+    const Node& act = g.nodes[size_t(r)];
+    if (act.op == "Relu") {
+      g.nodes[i].attrs.set(ops::kDepthwiseReluAttr, int64_t(1));
+    } else if (act.op == "Clip") {
+      // Bounds from constant scalar inputs (opset 11+) or the attributes; an absent one is open.
+      const float inf = std::numeric_limits<float>::infinity();
+      std::optional<float> lo =
+          act.opset >= 11 ? std::optional<float>(-inf) : act.attrs.get_float("min", -inf);
+      std::optional<float> hi = act.opset >= 11 ? std::optional<float>(inf) : act.attrs.get_float("max", inf);
+      if (act.opset >= 11) {
+        if (act.inputs.size() > 1 && act.inputs[1] != kNoValue) lo = as_scalar(constant(g, act.inputs[1]));
+        if (act.inputs.size() > 2 && act.inputs[2] != kNoValue) hi = as_scalar(constant(g, act.inputs[2]));
+      }
+      if (!lo || !hi) continue;
+      g.nodes[i].attrs.set(ops::kDepthwiseClipAttr, std::vector<float>{*lo, *hi});
+    } else {
+      continue;
+    }
     take_readers_place(g, i, r, dead);
     ++fused;
   }
@@ -957,7 +977,7 @@ OptimizeReport optimize(Graph& graph) {
   rep.fused_attention = fuse_attention(graph);
   rep.fused_add_layer_norm = fuse_add_layer_norm(graph);
   rep.channels_last_convs = to_channels_last(graph);
-  rep.fused_activations += fuse_depthwise_relu(graph);
+  rep.fused_activations += fuse_depthwise_activation(graph);
   rep.fused_residuals = fuse_residual(graph);
   rep.fused_pools = fuse_conv_pool(graph);
   rep.fused_global_pools = fuse_conv_global_pool(graph);

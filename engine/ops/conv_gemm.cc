@@ -267,7 +267,7 @@ void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* 
 }
 
 void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y,
-                         bool relu) {
+                         DepthwiseEpilogue epilogue) {
   if (shape.groups != shape.in_channels || shape.out_channels != shape.in_channels)
     fail("channels-last depthwise convolution: {} groups of {} input and {} output channels", shape.groups,
          shape.in_channels, shape.out_channels);
@@ -311,7 +311,7 @@ void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w,
           xt[taps] = line[l] + i2 * C;
           wtap[taps++] = wline[l] + k2 * C;
         }
-      depthwise_taps_f32(xt, wtap, taps, bias, C, relu, yrow + o2 * C);
+      depthwise_taps_f32(xt, wtap, taps, bias, C, epilogue, yrow + o2 * C);
     };
     for (int64_t o2 = 0; o2 < inner_lo; ++o2) edge(o2);
     if (inner_lo < inner_hi) {
@@ -319,8 +319,8 @@ void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w,
       std::vector<const float*> first_heap(size_t(lines > kStack ? lines : 0));
       const float** at = first_heap.empty() ? first : first_heap.data();
       for (int64_t l = 0; l < lines; ++l) at[l] = line[l] + (inner_lo * d.s[2] - d.pb[2]) * C;
-      depthwise_row_f32(at, wline, lines, d.k[2], d.s[2] * C, d.d[2] * C, bias, C, inner_hi - inner_lo, relu,
-                        yrow + inner_lo * C);
+      depthwise_row_f32(at, wline, lines, d.k[2], d.s[2] * C, d.d[2] * C, bias, C, inner_hi - inner_lo,
+                        epilogue, yrow + inner_lo * C);
     }
     for (int64_t o2 = std::max(inner_lo, inner_hi); o2 < d.out[2]; ++o2) edge(o2);
   });

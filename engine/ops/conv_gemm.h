@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/ops/op_util.h"
+#include "engine/ops/simd_kernels.h"
 
 namespace sparse24::engine::ops {
 
@@ -58,12 +59,14 @@ void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* 
 
 /// The same convolution for one input channel per output channel (group = IC = OC) on channels-last
 /// tensors, x [N][in...][C] -> y [N][out...][C], every output pixel's channels in vector registers; the
-/// same bits as conv_depthwise_direct (then ReLU, as the Relu op computes it, where relu).
-/// The attribute the optimizer puts on a channels-last depthwise Conv whose ReLU it took in.
+/// same bits as conv_depthwise_direct (then the epilogue: the Relu or the Clip op it took in).
+/// The attributes the optimizer puts on a channels-last depthwise Conv whose ReLU (an int, 1) or Clip (its
+/// bounds, [lo, hi]) it took in.
 inline constexpr const char* kDepthwiseReluAttr = "sparse24_relu";
+inline constexpr const char* kDepthwiseClipAttr = "sparse24_clip";
 
 void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y,
-                         bool relu = false);
+                         DepthwiseEpilogue epilogue = {});
 
 /// The dense ConvGemm: OpenBLAS sgemm (sgemv for one row) on a canonical weight [OC][K] that the caller
 /// keeps alive.

@@ -98,8 +98,12 @@ void run_conv(const Node& node, std::span<const Tensor* const> in, std::span<Ten
   }
   if (nhwc) {
     out[0] = Tensor::uninitialized(DType::f32, channels_last_shape(shape.output_shape()));
+    DepthwiseEpilogue epilogue;
+    if (node.attrs.get_int(kDepthwiseReluAttr, 0) != 0) epilogue.kind = DepthwiseEpilogue::relu;
+    if (const std::vector<float> clip = node.attrs.get_floats(kDepthwiseClipAttr); clip.size() == 2)
+      epilogue = {DepthwiseEpilogue::clip, clip[0], clip[1]};
     conv_depthwise_nhwc(shape, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
-                        out[0].data<float>(), node.attrs.get_int(kDepthwiseReluAttr, 0) != 0);
+                        out[0].data<float>(), epilogue);
     return;
   }
   out[0] = Tensor(DType::f32, shape.output_shape());

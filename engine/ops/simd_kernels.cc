@@ -67,12 +67,27 @@ SPARSE24_AI V vload(const float* p) {
   return v;
 }
 template <class V>
-SPARSE24_AI void vstore(float* p, V v, bool relu) {
-  if (relu) v = v > V{} ? v : V{};
+SPARSE24_AI void vstore(float* p, V v) {
   __builtin_memcpy(p, &v, sizeof(V));
 }
-SPARSE24_AI float relu1(float v, bool relu) {
-  return relu && !(v > 0.0f) ? 0.0f : v;
+// A depthwise sum after its epilogue (DepthwiseEpilogue), as a vector or a float.
+template <class V>
+SPARSE24_AI V finish(V v, const DepthwiseEpilogue& e) {
+  if (e.kind == DepthwiseEpilogue::relu) return v > V{} ? v : V{};
+  if (e.kind == DepthwiseEpilogue::clip) {
+    const V lo = V{} + e.lo, hi = V{} + e.hi;
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+  }
+  return v;
+}
+SPARSE24_AI float finish1(float v, const DepthwiseEpilogue& e) {
+  if (e.kind == DepthwiseEpilogue::relu) return v > 0.0f ? v : 0.0f;
+  if (e.kind == DepthwiseEpilogue::clip) {
+    v = v < e.lo ? e.lo : v;
+    return v > e.hi ? e.hi : v;
+  }
+  return v;
 }
 
 // A pool's step: x > m, not a max, so that a NaN x leaves m as MaxPool's comparison does; or a sum.
@@ -100,13 +115,13 @@ SPARSE24_AI void pool_taps(const float* const* tap, int64_t taps, int64_t C, flo
       m0 = pool_step<kMax>(m0, vload<V>(x)), m1 = pool_step<kMax>(m1, vload<V>(x + L));
       m2 = pool_step<kMax>(m2, vload<V>(x + 2 * L)), m3 = pool_step<kMax>(m3, vload<V>(x + 3 * L));
     }
-    vstore(y + c, m0, false), vstore(y + c + L, m1, false);
-    vstore(y + c + 2 * L, m2, false), vstore(y + c + 3 * L, m3, false);
+    vstore(y + c, m0), vstore(y + c + L, m1);
+    vstore(y + c + 2 * L, m2), vstore(y + c + 3 * L, m3);
   }
   for (; c + L <= C; c += L) {
     V m = V{} + kStart;
     for (int64_t t = 0; t < taps; ++t) m = pool_step<kMax>(m, vload<V>(tap[t] + c));
-    vstore(y + c, m, false);
+    vstore(y + c, m);
   }
   for (; c < C; ++c) {
     float m = kStart;
@@ -117,18 +132,18 @@ SPARSE24_AI void pool_taps(const float* const* tap, int64_t taps, int64_t C, flo
 
 template <class V>
 SPARSE24_AI void depthwise_taps(const float* const* x, const float* const* w, int64_t taps, const float* bias,
-                                int64_t C, bool relu, float* y) {
+                                int64_t C, const DepthwiseEpilogue& e, float* y) {
   constexpr int64_t L = sizeof(V) / sizeof(float);
   int64_t c = 0;
   for (; c + L <= C; c += L) {
     V sum = bias ? vload<V>(bias + c) : V{};
     for (int64_t t = 0; t < taps; ++t) sum = sum + vload<V>(w[t] + c) * vload<V>(x[t] + c);
-    vstore(y + c, sum, relu);
+    vstore(y + c, finish(sum, e));
   }
   for (; c < C; ++c) {
     float sum = bias ? bias[c] : 0.0f;
     for (int64_t t = 0; t < taps; ++t) sum = sum + w[t][c] * x[t][c];
-    y[c] = relu1(sum, relu);
+    y[c] = finish1(sum, e);
   }
 }
 
@@ -137,7 +152,7 @@ SPARSE24_AI void depthwise_taps(const float* const* x, const float* const* w, in
 template <class V>
 SPARSE24_AI void depthwise_row(const float* const* line, const float* const* wline, int64_t lines,
                                int64_t taps, int64_t pixel_step, int64_t tap_step, const float* bias,
-                               int64_t C, int64_t pixels, bool relu, float* y) {
+                               int64_t C, int64_t pixels, const DepthwiseEpilogue& e, float* y) {
   constexpr int64_t L = sizeof(V) / sizeof(float);
   const int64_t CV = C / L * L;
   int64_t j = 0;
@@ -152,8 +167,8 @@ SPARSE24_AI void depthwise_row(const float* const* line, const float* const* wli
           s0 = s0 + wv * vload<V>(x), s1 = s1 + wv * vload<V>(x + pixel_step);
           s2 = s2 + wv * vload<V>(x + 2 * pixel_step), s3 = s3 + wv * vload<V>(x + 3 * pixel_step);
         }
-      vstore(y + j * C + c, s0, relu), vstore(y + (j + 1) * C + c, s1, relu);
-      vstore(y + (j + 2) * C + c, s2, relu), vstore(y + (j + 3) * C + c, s3, relu);
+      vstore(y + j * C + c, finish(s0, e)), vstore(y + (j + 1) * C + c, finish(s1, e));
+      vstore(y + (j + 2) * C + c, finish(s2, e)), vstore(y + (j + 3) * C + c, finish(s3, e));
     }
   for (; j < pixels; ++j)
     for (int64_t c = 0; c < CV; c += L) {
@@ -161,7 +176,7 @@ SPARSE24_AI void depthwise_row(const float* const* line, const float* const* wli
       for (int64_t l = 0; l < lines; ++l)
         for (int64_t k = 0; k < taps; ++k)
           sum = sum + vload<V>(wline[l] + k * C + c) * vload<V>(line[l] + j * pixel_step + k * tap_step + c);
-      vstore(y + j * C + c, sum, relu);
+      vstore(y + j * C + c, finish(sum, e));
     }
   for (int64_t c = CV; c < C; ++c)
     for (int64_t j2 = 0; j2 < pixels; ++j2) {
@@ -169,7 +184,7 @@ SPARSE24_AI void depthwise_row(const float* const* line, const float* const* wli
       for (int64_t l = 0; l < lines; ++l)
         for (int64_t k = 0; k < taps; ++k)
           sum = sum + wline[l][k * C + c] * line[l][j2 * pixel_step + k * tap_step + c];
-      y[j2 * C + c] = relu1(sum, relu);
+      y[j2 * C + c] = finish1(sum, e);
     }
 }
 
@@ -187,16 +202,16 @@ SPARSE24_AI void depthwise_row(const float* const* line, const float* const* wli
 
 #define SPARSE24_MAX_TAPS(V) pool_taps<V, true>(tap, taps, C, y)
 #define SPARSE24_SUM_TAPS(V) pool_taps<V, false>(tap, taps, C, y)
-#define SPARSE24_DW_TAPS(V) depthwise_taps<V>(x, w, taps, bias, C, relu, y)
+#define SPARSE24_DW_TAPS(V) depthwise_taps<V>(x, w, taps, bias, C, e, y)
 #define SPARSE24_DW_ROW(V) \
-  depthwise_row<V>(line, wline, lines, taps, pixel_step, tap_step, bias, C, pixels, relu, y)
+  depthwise_row<V>(line, wline, lines, taps, pixel_step, tap_step, bias, C, pixels, e, y)
 SPARSE24_PER_ISA(max_taps, SPARSE24_MAX_TAPS, const float* const* tap, int64_t taps, int64_t C, float* y)
 SPARSE24_PER_ISA(sum_taps, SPARSE24_SUM_TAPS, const float* const* tap, int64_t taps, int64_t C, float* y)
 SPARSE24_PER_ISA(depthwise_taps, SPARSE24_DW_TAPS, const float* const* x, const float* const* w, int64_t taps,
-                 const float* bias, int64_t C, bool relu, float* y)
+                 const float* bias, int64_t C, DepthwiseEpilogue e, float* y)
 SPARSE24_PER_ISA(depthwise_row, SPARSE24_DW_ROW, const float* const* line, const float* const* wline,
                  int64_t lines, int64_t taps, int64_t pixel_step, int64_t tap_step, const float* bias,
-                 int64_t C, int64_t pixels, bool relu, float* y)
+                 int64_t C, int64_t pixels, DepthwiseEpilogue e, float* y)
 #undef SPARSE24_DW_ROW
 #undef SPARSE24_DW_TAPS
 #undef SPARSE24_SUM_TAPS
@@ -237,15 +252,15 @@ void sum_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y) {
 }
 
 void depthwise_taps_f32(const float* const* x, const float* const* w, int64_t taps, const float* bias,
-                        int64_t C, bool relu, float* y) {
-  by_isa(depthwise_taps_avx512, depthwise_taps_avx2, depthwise_taps_base, x, w, taps, bias, C, relu, y);
+                        int64_t C, DepthwiseEpilogue e, float* y) {
+  by_isa(depthwise_taps_avx512, depthwise_taps_avx2, depthwise_taps_base, x, w, taps, bias, C, e, y);
 }
 
 void depthwise_row_f32(const float* const* line, const float* const* wline, int64_t lines, int64_t taps,
                        int64_t pixel_step, int64_t tap_step, const float* bias, int64_t C, int64_t pixels,
-                       bool relu, float* y) {
+                       DepthwiseEpilogue e, float* y) {
   by_isa(depthwise_row_avx512, depthwise_row_avx2, depthwise_row_base, line, wline, lines, taps, pixel_step,
-         tap_step, bias, C, pixels, relu, y);
+         tap_step, bias, C, pixels, e, y);
 }
 
 SPARSE24_SIMD_CLONES void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax) {

@@ -24,19 +24,26 @@ void max_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y);
 /// y[c] = the sum of tap[t][c] over t in [0, taps) in that order, from 0: one channels-last average-pool
 /// window before its division.
 void sum_taps_f32(const float* const* tap, int64_t taps, int64_t C, float* y);
+/// What a channels-last depthwise convolution applies to each sum before it stores it: nothing, the Relu
+/// op's x > 0 ? x : 0, or the Clip op's bounds (x < lo ? lo : x, then > hi ? hi : x; a NaN stays NaN).
+struct DepthwiseEpilogue {
+  enum Kind : uint8_t { none, relu, clip } kind = none;
+  float lo = 0.0f, hi = 0.0f;  ///< clip's bounds
+};
+
 /// y[c] = bias[c] (0 where bias is null) + w[0][c]·x[0][c] + w[1][c]·x[1][c] + ..., over the taps in
-/// order, each product rounded before its sum, then ReLU (x > 0 ? x : 0) if relu: one output pixel of a
-/// channels-last depthwise convolution, the same bits as conv_depthwise_direct's (and the Relu op's).
+/// order, each product rounded before its sum, then the epilogue: one output pixel of a channels-last
+/// depthwise convolution, the same bits as conv_depthwise_direct's (and the Relu or Clip op's).
 void depthwise_taps_f32(const float* const* x, const float* const* w, int64_t taps, const float* bias,
-                        int64_t C, bool relu, float* y);
+                        int64_t C, DepthwiseEpilogue e, float* y);
 /// `pixels` neighbouring output pixels of a channels-last depthwise convolution whose windows are all inside
 /// the input along the row: pixel j's tap k on kernel line l reads line[l] + j·pixel_step + k·tap_step
 /// (floats) with the weights wline[l] + k·C, and y + j·C gets bias + the taps in (line, k) order, each
-/// product rounded before its sum (the same bits as depthwise_taps_f32), then ReLU if relu. Four pixels
+/// product rounded before its sum (the same bits as depthwise_taps_f32), then the epilogue. Four pixels
 /// at a time share each weight load.
 void depthwise_row_f32(const float* const* line, const float* const* wline, int64_t lines, int64_t taps,
                        int64_t pixel_step, int64_t tap_step, const float* bias, int64_t C, int64_t pixels,
-                       bool relu, float* y);
+                       DepthwiseEpilogue e, float* y);
 /// Softmax (or log-softmax) of one contiguous row of n values.
 void softmax_row_f32(const float* x, float* y, int64_t n, bool log_softmax);
 /// In place, one row of attention probabilities: row = softmax(row + mask), mask read at mask[j * mask_step]

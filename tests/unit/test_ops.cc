@@ -697,7 +697,7 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
 // A depthwise Conv (group = IC = OC) that to_channels_last marked channels-last: the same bits as the
 // channels-first op and the direct loop, for channel counts on and off the kernels' 16-channel vectors,
 // windows inside the row (four pixels at a time, then singles) and leaving it, strides, dilations,
-// asymmetric padding, with and without a bias, and with a fused ReLU.
+// asymmetric padding, with and without a bias, and with a fused ReLU or Clip.
 TEST(OpsChannelsLast, DepthwiseConvMatchesTheChannelsFirstOp) {
   uint32_t seed = 500;
   for (const int64_t C : {5, 19, 96})
@@ -716,11 +716,16 @@ TEST(OpsChannelsLast, DepthwiseConvMatchesTheChannelsFirstOp) {
       EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w, &bias})[0])), want)
           << shape_str(c.x_shape) << " kernel " << shape_str(c.w_shape);
       EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w})[0])), as_f32(naive_conv(s, x, w, nullptr)));
-      // With the ReLU fuse_depthwise_relu takes in: the Relu op's values.
+      // With the ReLU or the Clip fuse_depthwise_activation takes in: the Relu or Clip op's values.
       node.attrs.set(ops::kDepthwiseReluAttr, int64_t(1));
       std::vector<float> want_relu = want;
       for (float& v : want_relu) v = v > 0.0f ? v : 0.0f;
       EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w, &bias})[0])), want_relu) << shape_str(c.x_shape);
+      node.attrs.erase(ops::kDepthwiseReluAttr);
+      node.attrs.set(ops::kDepthwiseClipAttr, std::vector<float>{-3.0f, 6.0f});
+      std::vector<float> want_clip = want;
+      for (float& v : want_clip) v = std::min(std::max(v, -3.0f), 6.0f);
+      EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w, &bias})[0])), want_clip) << shape_str(c.x_shape);
     }
 }
 
