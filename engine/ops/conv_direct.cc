@@ -6,6 +6,7 @@
 #include <array>
 
 #include "engine/ops/conv_direct_impl.h"
+#include "engine/ops/op_util.h"
 #include "util/error.h"
 
 namespace sparse24::engine::ops {
@@ -81,13 +82,11 @@ void conv_direct_nhwc(const DirectConvWeights& w, const ConvShape& shape, int64_
     a.x = padded.data();
   }
   a.C = C, a.stride_h = g.strides[0], a.stride_w = g.strides[1];
-  // The offsets live on the stack (K <= kDirectConvMaxK; a pool window of up to kStackPool pixels): the stem
-  // runs in microseconds, and a few small allocations per call showed in its time.
-  constexpr int64_t kStackPool = 64;
+  // The offsets live on the stack (K <= kDirectConvMaxK; SmallBuffer for the pool window): the stem runs in
+  // microseconds, and a few small allocations per call showed in its time.
   std::array<int64_t, kDirectConvMaxK> k_offset;
-  std::array<int64_t, kStackPool> pool_stack;
-  std::vector<int64_t> pool_heap(size_t(pool_h * pool_w > kStackPool ? pool_h * pool_w : 0));
-  int64_t* pool = pool_heap.empty() ? pool_stack.data() : pool_heap.data();
+  SmallBuffer<int64_t, 64> pool_buffer(size_t(pool_h * pool_w));
+  int64_t* pool = pool_buffer.data();
   int64_t k = 0;
   for (int64_t kh = 0; kh < g.kernel[0]; ++kh)
     for (int64_t kw = 0; kw < g.kernel[1]; ++kw)

@@ -285,14 +285,13 @@ void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w,
   const int64_t rows = shape.batch * d.out[0] * d.out[1];  // (image, output row) pairs, as in the pools
   parallel_for(rows, rows * d.out[2] * C * kvol >= kParallelMinElements, [&](int64_t row) {
     const int64_t n = row / (d.out[0] * d.out[1]), o0 = row / d.out[1] % d.out[0], o1 = row % d.out[1];
-    constexpr int64_t kStack = 64;  // pointers on the stack up to this many taps (3x3: 9)
-    const float* stack[4][kStack];
-    std::vector<const float*> heap(size_t(kvol > kStack ? 4 * kvol : 0));
-    const auto slot = [&](int i) { return heap.empty() ? stack[i] : heap.data() + i * kvol; };
-    const float** xt = slot(0);
-    const float** wtap = slot(1);
-    const float** line = slot(2);
-    const float** wline = slot(3);
+    // Four lists of up to kvol pointers: an edge column's taps and their weights, the row's kernel lines
+    // and theirs.
+    SmallBuffer<const float*, 4 * 64> lists(size_t(4 * kvol));
+    const float** xt = lists.data();
+    const float** wtap = xt + kvol;
+    const float** line = wtap + kvol;
+    const float** wline = line + kvol;
     // The kernel lines (k0, k1) inside the input for this output row: the input line at column 0 and
     // their weights' first tap.
     int64_t lines = 0;
@@ -315,9 +314,8 @@ void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w,
     };
     for (int64_t o2 = 0; o2 < inner_lo; ++o2) edge(o2);
     if (inner_lo < inner_hi) {
-      const float* first[kStack];  // each line at the first inner column's first tap
-      std::vector<const float*> first_heap(size_t(lines > kStack ? lines : 0));
-      const float** at = first_heap.empty() ? first : first_heap.data();
+      SmallBuffer<const float*, 64> first{size_t(lines)};  // each line at the first inner column's first tap
+      const float** at = first.data();
       for (int64_t l = 0; l < lines; ++l) at[l] = line[l] + (inner_lo * d.s[2] - d.pb[2]) * C;
       depthwise_row_f32(at, wline, lines, d.k[2], d.s[2] * C, d.d[2] * C, bias, C, inner_hi - inner_lo,
                         epilogue, yrow + inner_lo * C);

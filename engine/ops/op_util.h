@@ -90,6 +90,19 @@ std::vector<int64_t> channels_last_shape(const std::vector<int64_t>& nchw);
 /// integers to narrower integers wrap, f16/bf16 round to nearest even, anything nonzero is true.
 Tensor cast_tensor(const Tensor& x, DType to);
 
+/// Scratch for n elements: on the stack up to N of them, on the heap past that. The window ops' per-call
+/// lists (a 3x3 window's 9 taps, a 2x2 pool's 4 offsets) then cost no allocation in the common case.
+template <typename T, size_t N>
+class SmallBuffer {
+ public:
+  explicit SmallBuffer(size_t n) : heap_(n > N ? n : 0) {}
+  T* data() { return heap_.empty() ? stack_.data() : heap_.data(); }
+
+ private:
+  std::array<T, N> stack_;
+  std::vector<T> heap_;
+};
+
 /// Calls body(i) for every i in [0, n): spread over the OpenMP team when `parallel`, else in order on this
 /// thread without entering a parallel region (an `omp parallel for if (false)` still sets up a team of one:
 /// 0.4-0.5 us on Zen 5, more than a small op's whole work; the demo's CNN at batch 1 ran 10 such ops).

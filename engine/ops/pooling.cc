@@ -204,12 +204,9 @@ void pool_channels_last(const Node& node, const Tensor& x, Tensor& y) {
     int64_t b[3], lo[3], hi[3];
     window_taps(p, 0, o0, b[0], lo[0], hi[0]);
     window_taps(p, 1, o1, b[1], lo[1], hi[1]);
-    // The window's input pixels inside the input, on the stack up to kStackTaps (a 3x3 window has 9).
-    constexpr int64_t kStackTaps = 64;
-    const float* stack_taps[kStackTaps];
-    std::vector<const float*> heap_taps(
-        size_t(p.k[0] * p.k[1] * p.k[2] > kStackTaps ? p.k[0] * p.k[1] * p.k[2] : 0));
-    const float** tap = heap_taps.empty() ? stack_taps : heap_taps.data();
+    // The window's input pixels inside the input.
+    SmallBuffer<const float*, 64> taps_buffer(size_t(p.k[0] * p.k[1] * p.k[2]));
+    const float** tap = taps_buffer.data();
     for (int64_t o2 = 0; o2 < p.out[2]; ++o2) {
       window_taps(p, 2, o2, b[2], lo[2], hi[2]);
       int64_t taps = 0;
