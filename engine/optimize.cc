@@ -878,15 +878,15 @@ int fuse_depthwise_activation(Graph& g) {
     if (act.op == "Relu") {
       g.nodes[i].attrs.set(ops::kDepthwiseReluAttr, int64_t(1));
     } else if (act.op == "Clip") {
-      // Bounds from constant scalar inputs (opset 11+) or the attributes; an absent one is open.
-      const float inf = std::numeric_limits<float>::infinity();
-      std::optional<float> lo =
-          act.opset >= 11 ? std::optional<float>(-inf) : act.attrs.get_float("min", -inf);
-      std::optional<float> hi = act.opset >= 11 ? std::optional<float>(inf) : act.attrs.get_float("max", inf);
-      if (act.opset >= 11) {
-        if (act.inputs.size() > 1 && act.inputs[1] != kNoValue) lo = as_scalar(constant(g, act.inputs[1]));
-        if (act.inputs.size() > 2 && act.inputs[2] != kNoValue) hi = as_scalar(constant(g, act.inputs[2]));
-      }
+      // Bounds from the attributes (before opset 11) or constant scalar inputs; an absent one is open.
+      const auto [lo_attr, hi_attr] = ops::clip_attribute_bounds(act);
+      std::optional<float> lo = lo_attr, hi = hi_attr;
+      const auto bound = [&](size_t i, std::optional<float>& v) {
+        if (act.opset >= 11 && act.inputs.size() > i && act.inputs[i] != kNoValue)
+          v = as_scalar(constant(g, act.inputs[i]));
+      };
+      bound(1, lo);
+      bound(2, hi);
       if (!lo || !hi) continue;
       g.nodes[i].attrs.set(ops::kDepthwiseClipAttr, std::vector<float>{*lo, *hi});
     } else {

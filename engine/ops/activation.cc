@@ -54,9 +54,7 @@ void run_clip(const Node& node, std::span<const Tensor* const> in, std::span<Ten
   const Tensor* hi = node.opset >= 11 ? optional_input(in, 2) : nullptr;
   switch (x.dtype()) {
     case DType::f32: {
-      const float inf = std::numeric_limits<float>::infinity();
-      const float lo_attr = node.opset >= 11 ? -inf : node.attrs.get_float("min", -inf);
-      const float hi_attr = node.opset >= 11 ? inf : node.attrs.get_float("max", inf);
+      const auto [lo_attr, hi_attr] = clip_attribute_bounds(node);
       return clip_typed<float>(node, x, lo, hi, lo_attr, hi_attr, out[0]);
     }
     case DType::i8:

@@ -1,6 +1,7 @@
 #include "engine/ops/op_util.h"
 
 #include <cstring>
+#include <limits>
 
 #include "util/error.h"
 
@@ -252,6 +253,12 @@ Window3 to_window3(const WindowGeometry& g) {
     w.out[o] = real ? g.out[j] : 1;
   }
   return w;
+}
+
+std::pair<float, float> clip_attribute_bounds(const Node& node) {
+  const float inf = std::numeric_limits<float>::infinity();
+  if (node.opset >= 11) return {-inf, inf};
+  return {node.attrs.get_float("min", -inf), node.attrs.get_float("max", inf)};
 }
 
 bool channels_last(const Node& node) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "engine/ir.h"
@@ -89,6 +90,10 @@ std::vector<int64_t> channels_last_shape(const std::vector<int64_t>& nchw);
 /// Converts every element to `to` with Cast's rules: floats to integers truncate toward zero and saturate,
 /// integers to narrower integers wrap, f16/bf16 round to nearest even, anything nonzero is true.
 Tensor cast_tensor(const Tensor& x, DType to);
+
+/// A float Clip's bounds from its attributes [min, max] (before opset 11), or open (-inf, inf) from opset 11
+/// on, where its optional inputs give them.
+std::pair<float, float> clip_attribute_bounds(const Node& node);
 
 /// Scratch for n elements: on the stack up to N of them, on the heap past that. The window ops' per-call
 /// lists (a 3x3 window's 9 taps, a 2x2 pool's 4 offsets) then cost no allocation in the common case.
