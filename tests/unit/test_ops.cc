@@ -1077,6 +1077,35 @@ TEST(OpsShape, TransposeEveryPermutation) {
 
 // Empty tensors flow through every op with the right output shape (and nothing is read out of bounds: this
 // runs under AddressSanitizer).
+// Clip's bounds from inputs (opset 11+) or attributes (before), and one clear error for a bound of the
+// wrong dtype or size and for an input dtype it does not take.
+TEST(OpsClip, BoundsFromInputsOrAttributesAndBadBoundsNamed) {
+  Tensor x(DType::f32, {5});
+  const float values[] = {-9.0f, -1.0f, 0.5f, 7.0f, std::numeric_limits<float>::quiet_NaN()};
+  std::copy(std::begin(values), std::end(values), x.data<float>());
+  Tensor lo(DType::f32, {}), hi(DType::f32, {});
+  lo.data<float>()[0] = -2.0f, hi.data<float>()[0] = 6.0f;
+  const std::vector<float> y = as_f32(run(make_node("Clip", 13), {&x, &lo, &hi})[0]);
+  EXPECT_EQ(std::vector<float>(y.begin(), y.begin() + 4), (std::vector<float>{-2.0f, -1.0f, 0.5f, 6.0f}));
+  EXPECT_TRUE(std::isnan(y[4]));  // a NaN stays NaN
+  Node old = make_node("Clip", 6);
+  old.attrs.set("max", 0.0f);
+  EXPECT_EQ(as_f32(run(old, {&x})[0])[0], -9.0f);  // only max given: min stays open
+  EXPECT_EQ(as_f32(run(old, {&x})[0])[3], 0.0f);
+  Tensor wrong(DType::i64, {});
+  try {
+    run(make_node("Clip", 13), {&x, &wrong});
+    ADD_FAILURE() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("node_Clip"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("min"), std::string::npos) << e.what();
+  }
+  Tensor two(DType::f32, {2});
+  EXPECT_THROW(run(make_node("Clip", 13), {&x, nullptr, &two}), Error);
+  Tensor half(DType::bf16, {3});
+  EXPECT_THROW(run(make_node("Clip", 13), {&half}), Error);
+}
+
 TEST(OpsEdge, ZeroSizedTensors) {
   Tensor e(DType::f32, {0, 4}), row(DType::f32, {4}), w(DType::f32, {4, 5});
   EXPECT_EQ(run(make_node("Add"), {&e, &row})[0].shape(), (std::vector<int64_t>{0, 4}));
