@@ -51,35 +51,63 @@ ops::ConvShape ConvLinearNode::shape_for(const Node& node, const Tensor& x) cons
 }
 
 const ConvLinearNode::Call& ConvLinearNode::call_for(const Node& node, const Tensor& x) const {
-  const auto same = [&](const std::unique_ptr<const Call>& c) {
-    return c->attrs_version == node.attrs.version() && c->x_shape == x.shape();
-  };
-  {
-    std::lock_guard<std::mutex> lock(calls_mutex_);
-    for (const auto& c : calls_)
-      if (same(c)) return *c;
-  }
-  auto c = std::make_unique<Call>();
-  c->attrs_version = node.attrs.version();
-  c->x_shape = x.shape();
-  c->shape = shape_for(node, x);
-  c->nhwc = ops::channels_last(node);
-  c->out_shape = c->nhwc ? ops::channels_last_shape(c->shape.output_shape()) : c->shape.output_shape();
-  c->pool = node.attrs.get_ints(kPoolAttr);
-  c->global_pool = node.attrs.get_int(kGlobalPoolAttr, 0) != 0;
-  c->residual_relu = node.attrs.get_int("sparse24_residual_relu", 0) != 0;
-  // A model fed ever new input shapes keeps this many and works out the rest per run, on this thread.
-  constexpr size_t kMaxCalls = 16;
-  std::lock_guard<std::mutex> lock(calls_mutex_);
-  for (const auto& kept : calls_)
-    if (same(kept)) return *kept;  // another thread made it meanwhile
-  if (calls_.size() >= kMaxCalls) {
-    static thread_local std::unique_ptr<const Call> uncached;
-    uncached = std::move(c);
-    return *uncached;
-  }
-  calls_.push_back(std::move(c));
-  return *calls_.back();
+  return calls_.get(node, x, [&] {
+    Call c;
+    c.shape = shape_for(node, x);
+    c.nhwc = ops::channels_last(node);
+    c.out_shape = c.nhwc ? ops::channels_last_shape(c.shape.output_shape()) : c.shape.output_shape();
+    c.pool = node.attrs.get_ints(kPoolAttr);
+    c.global_pool = node.attrs.get_int(kGlobalPoolAttr, 0) != 0;
+    c.residual_relu = node.attrs.get_int("sparse24_residual_relu", 0) != 0;
+    return c;
+  });
+}
+
+DepthwiseConvNode::DepthwiseConvNode(std::vector<int64_t> shape, std::vector<float> by_tap,
+                                     std::vector<float> bias_values)
+    : weight_shape(std::move(shape)), weight_by_tap(std::move(by_tap)), bias(std::move(bias_values)) {
+  if (!consistent(weight_shape, weight_by_tap.size(), bias.size()))
+    fail("depthwise convolution: weight {} with {} values and {} biases, expected [C][1][k...] and C biases",
+         shape_str(weight_shape), weight_by_tap.size(), bias.size());
+}
+
+bool DepthwiseConvNode::consistent(const std::vector<int64_t>& shape, size_t values, size_t biases) {
+  return shape.size() >= 3 && shape[1] == 1 &&
+         std::all_of(shape.begin(), shape.end(), [](int64_t d) { return d > 0; }) &&
+         shape_numel(shape) == int64_t(values) && (biases == 0 || int64_t(biases) == shape[0]);
+}
+
+std::shared_ptr<DepthwiseConvNode> DepthwiseConvNode::from_onnx(const Tensor& weight,
+                                                                std::vector<float> bias) {
+  if (weight.dtype() != DType::f32 || weight.rank() < 3 || weight.dim(0) == 0)
+    fail("depthwise convolution: weight {} {}, expected f32 [C][1][k...]", dtype_name(weight.dtype()),
+         shape_str(weight.shape()));
+  const int64_t C = weight.dim(0), taps = weight.numel() / C;
+  const float* w = weight.data<float>();
+  std::vector<float> by_tap(size_t(C * taps));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < taps; ++t) by_tap[size_t(t * C + c)] = w[c * taps + t];
+  return std::make_shared<DepthwiseConvNode>(weight.shape(), std::move(by_tap), std::move(bias));
+}
+
+void DepthwiseConvNode::run(const Node& node, std::span<const Tensor* const> inputs,
+                            std::span<Tensor> outputs) const {
+  const Tensor& x = *inputs[0];
+  if (x.dtype() != DType::f32)
+    fail("node '{}' (Conv): input is {}, expected f32", node.name, dtype_name(x.dtype()));
+  const Call& c = calls_.get(node, x, [&] {
+    Call call;
+    call.shape = ops::conv_shape(node, ops::channels_first_shape(x.shape()), weight_shape);
+    call.out_shape = ops::channels_last_shape(call.shape.output_shape());
+    if (node.attrs.get_int(ops::kDepthwiseReluAttr, 0) != 0)
+      call.epilogue.kind = ops::DepthwiseEpilogue::relu;
+    if (const std::vector<float> clip = node.attrs.get_floats(ops::kDepthwiseClipAttr); clip.size() == 2)
+      call.epilogue = {ops::DepthwiseEpilogue::clip, clip[0], clip[1]};
+    return call;
+  });
+  outputs[0] = Tensor::uninitialized(DType::f32, c.out_shape);
+  ops::conv_depthwise_nhwc(c.shape, x.data<float>(), weight_by_tap.data(),
+                           bias.empty() ? nullptr : bias.data(), outputs[0].data<float>(), c.epilogue);
 }
 
 void ConvLinearNode::run(const Node& node, std::span<const Tensor* const> inputs,
@@ -721,6 +749,12 @@ int fuse_add_layer_norm(Graph& g) {
   return fused;
 }
 
+// A depthwise Conv's constant bias: empty without one, nullopt when it is not a constant f32 [C].
+std::optional<std::vector<float>> depthwise_bias(const Graph& g, const Node& n, int64_t C) {
+  if (n.inputs.size() < 3 || n.inputs[2] == kNoValue) return std::vector<float>{};
+  return as_vector(constant(g, n.inputs[2]), C);
+}
+
 // 2-D convolutions run channels-last ([N][H][W][C]), the layout oneDNN's convolutions and the im2col GEMM
 // compute in, and so do the pools, activations and residual Adds between them: a CNN then pays one
 // transpose where it enters the section and one where it leaves (GlobalAveragePool leaves for free: its
@@ -772,9 +806,10 @@ int to_channels_last(Graph& g) {
                                      ? constant(g, n.inputs[1])
                                      : nullptr;
                w && w->dtype() == DType::f32 && w->rank() == 4 && w->dim(1) == 1 &&
-               n.attrs.get_int("group", 1) == w->dim(0)) {
-      // A depthwise convolution (one input channel per output channel: group = IC = OC), which stays a
-      // Conv op (no GEMM to lower to): channels-last it keeps a MobileNet block in the section.
+               n.attrs.get_int("group", 1) == w->dim(0) && depthwise_bias(g, n, w->dim(0))) {
+      // A depthwise convolution (one input channel per output channel: group = IC = OC), which has no GEMM
+      // to lower to: channels-last (a DepthwiseConvNode, lower_depthwise) it keeps a MobileNet block in the
+      // section.
       if (!last(n.inputs[0])) n.inputs[0] = transposed(n.inputs[0], true);
       n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
       out_last = true;
@@ -958,6 +993,19 @@ int fuse_conv_global_pool(Graph& g) {
   return fused;
 }
 
+// Each channels-last depthwise Conv (to_channels_last, after fuse_depthwise_activation) becomes a
+// DepthwiseConvNode holding its weight as [tap][C].
+void lower_depthwise(Graph& g) {
+  for (Node& n : g.nodes) {
+    if (n.op != "Conv" || n.state || !ops::channels_last(n)) continue;
+    const Tensor* w = constant(g, n.inputs[1]);
+    std::optional<std::vector<float>> bias = w ? depthwise_bias(g, n, w->dim(0)) : std::nullopt;
+    if (!bias) fail("node '{}' (Conv): channels-last without a constant weight and bias", n.name);
+    n.state = DepthwiseConvNode::from_onnx(*w, std::move(*bias));
+    n.inputs.resize(1);
+  }
+}
+
 // Constants nothing reads any more (weights now held by linear layers, inputs of folded nodes) are dropped,
 // so neither memory nor the plan file carries them twice.
 void drop_unread_constants(Graph& g) {
@@ -978,6 +1026,7 @@ OptimizeReport optimize(Graph& graph) {
   rep.fused_add_layer_norm = fuse_add_layer_norm(graph);
   rep.channels_last_convs = to_channels_last(graph);
   rep.fused_activations += fuse_depthwise_activation(graph);
+  lower_depthwise(graph);
   rep.fused_residuals = fuse_residual(graph);
   rep.fused_pools = fuse_conv_pool(graph);
   rep.fused_global_pools = fuse_conv_global_pool(graph);

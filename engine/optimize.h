@@ -5,6 +5,7 @@
 // replace BERT's attention subgraph (head split, Q·Kᵀ, scale, mask, softmax, ·V, head merge) by one node
 // and a residual Add feeding LayerNormalization by one node; run 2-D CNN sections channels-last, with a
 // residual block's Add (and Relu) taken into its last convolution and a stem convolution's MaxPool into it.
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -16,6 +17,49 @@
 #include "engine/ops/conv_gemm.h"
 
 namespace sparse24::engine {
+
+/// What a node works out from its attributes and its input's shape (geometry, layout, fused epilogue), made
+/// at the first run with those attributes (Attributes::version) and that shape, and kept. Worked out on every
+/// run it cost about a microsecond per convolution: attribute maps, cache-cold after the layers before, and a
+/// dozen small vectors (the bench CNN at batch 1, 2 threads: 1.1 us of its stem's 4.1 us in conv_shape).
+template <class Call>
+class CallCache {
+ public:
+  /// The Call for (node's attributes, x's shape), made by make() the first time.
+  template <class Make>
+  const Call& get(const Node& node, const Tensor& x, Make&& make) const {
+    const auto same = [&](const std::unique_ptr<const Entry>& e) {
+      return e->attrs_version == node.attrs.version() && e->x_shape == x.shape();
+    };
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (const auto& e : entries_)
+        if (same(e)) return e->call;
+    }
+    auto e = std::make_unique<const Entry>(Entry{node.attrs.version(), x.shape(), make()});
+    // A model fed ever new input shapes keeps this many and works out the rest per run, on this thread.
+    constexpr size_t kMaxCalls = 16;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& kept : entries_)
+      if (same(kept)) return kept->call;  // another thread made it meanwhile
+    if (entries_.size() >= kMaxCalls) {
+      static thread_local std::unique_ptr<const Entry> uncached;
+      uncached = std::move(e);
+      return uncached->call;
+    }
+    entries_.push_back(std::move(e));
+    return entries_.back()->call;
+  }
+
+ private:
+  struct Entry {
+    uint64_t attrs_version;
+    std::vector<int64_t> x_shape;
+    Call call;
+  };
+  mutable std::mutex mutex_;
+  mutable std::vector<std::unique_ptr<const Entry>> entries_;  // never shrinks: a reference stays valid
+};
 
 /// A node that runs a LinearLayer on X [.., K] -> Y [.., N].
 struct LinearNode : NodeState {
@@ -41,13 +85,8 @@ struct ConvLinearNode : LinearNode {
   std::vector<int64_t> weight_shape;  ///< the ONNX weight shape [OC][IC][k...]
 
  private:
-  // What a run needs from the node's attributes and its input's shape, worked out at the first run with
-  // those attributes (Attributes::version) and that shape, and kept. Parsed on every run, they cost about
-  // a microsecond per convolution: attribute maps, cache-cold after the layers before, and a dozen small
-  // vectors (the bench CNN at batch 1, 2 threads: 1.1 us of its stem's 4.1 us in conv_shape).
+  // What a run needs from the node's attributes and its input's shape (CallCache).
   struct Call {
-    uint64_t attrs_version = 0;
-    std::vector<int64_t> x_shape;
     ops::ConvShape shape;
     std::vector<int64_t> out_shape;  ///< the convolution's output, channels-last where nhwc
     std::vector<int64_t> pool;       ///< the fused max pool's window (kPoolAttr); empty: none
@@ -65,12 +104,38 @@ struct ConvLinearNode : LinearNode {
   void run_direct(const Node& node, const Call& c, const Tensor& x, int64_t pool_h, int64_t pool_w,
                   float* y) const;
   const Node& pool_node(const Node& conv) const;
-  mutable std::mutex calls_mutex_;
-  mutable std::vector<std::unique_ptr<const Call>> calls_;  // never shrinks: a reference stays valid
+  CallCache<Call> calls_;
   mutable std::once_flag onednn_once_, direct_once_, pool_once_;
   mutable Node pool_node_;  // the GlobalAveragePool, made at the first call that runs it as a pass of its own
   mutable std::unique_ptr<OnednnConv> onednn_;  // made at the first dense-onednn run (after fusion)
   mutable std::unique_ptr<ops::DirectConvWeights> direct_;  // made at the first dense-direct run
+};
+
+/// A depthwise Conv (group = IC = OC, constant weight and bias) that runs channels-last (to_channels_last):
+/// its weight held as [tap][C], so that a tap's weights load as vectors like an input pixel's channels, made
+/// once (per run, that transposition took 10-12 us of a 7x7x960 MobileNetV2 convolution's 32, Zen 4, batch
+/// 1, 2 threads). Its Relu or Clip is an attribute (kDepthwiseReluAttr, kDepthwiseClipAttr).
+struct DepthwiseConvNode : NodeState {
+  /// From the ONNX weight [C][1][k...] and the bias (empty: none).
+  static std::shared_ptr<DepthwiseConvNode> from_onnx(const Tensor& weight, std::vector<float> bias);
+  /// True when a weight of `shape` ([C][1][k...], every dim positive) holds `values` values and `biases`
+  /// fits.
+  static bool consistent(const std::vector<int64_t>& shape, size_t values, size_t biases);
+  /// From the weight already by tap (a plan file's); Error where the sizes disagree (consistent).
+  DepthwiseConvNode(std::vector<int64_t> weight_shape, std::vector<float> weight_by_tap,
+                    std::vector<float> bias);
+  void run(const Node& node, std::span<const Tensor* const> inputs, std::span<Tensor> outputs) const override;
+  std::vector<int64_t> weight_shape;  ///< the ONNX weight shape [C][1][k...]
+  std::vector<float> weight_by_tap;   ///< [tap][C]
+  std::vector<float> bias;            ///< [C], or empty
+
+ private:
+  struct Call {
+    ops::ConvShape shape;
+    std::vector<int64_t> out_shape;  ///< channels-last
+    ops::DepthwiseEpilogue epilogue;
+  };
+  CallCache<Call> calls_;
 };
 
 /// The attribute fuse_conv_pool puts on a Conv: its max pool's window [ph, pw] (= strides, no padding).

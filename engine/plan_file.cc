@@ -158,6 +158,23 @@ Attributes read_attrs(Reader& r) {
   return a;
 }
 
+// What state a node carries, the byte before it.
+enum : uint8_t { kNoState = 0, kLinearState = 1, kDepthwiseState = 2 };
+
+// A channels-last depthwise convolution: its ONNX weight shape, weight by tap and bias.
+void write_depthwise(Writer& w, const DepthwiseConvNode& dw) {
+  w.ints(dw.weight_shape);
+  w.floats(dw.weight_by_tap);
+  w.floats(dw.bias);
+}
+
+std::shared_ptr<DepthwiseConvNode> read_depthwise(Reader& r) {
+  std::vector<int64_t> shape = r.vec<int64_t>();
+  std::vector<float> by_tap = r.vec<float>(), bias = r.vec<float>();
+  if (!DepthwiseConvNode::consistent(shape, by_tap.size(), bias.size())) r.corrupt();
+  return std::make_shared<DepthwiseConvNode>(std::move(shape), std::move(by_tap), std::move(bias));
+}
+
 // A linear layer: its tactic, epilogue, and weight — compressed when the tactic is 2:4.
 void write_linear(Writer& w, const LinearNode& ln) {
   const LinearLayer& l = *ln.layer;
@@ -263,9 +280,15 @@ void save_plan(const CompiledModel& m, const fs::path& path) {
     w.ids(n.inputs);
     w.ids(n.outputs);
     write_attrs(w, n.attrs);
-    auto* ln = dynamic_cast<const LinearNode*>(n.state.get());
-    w.pod<uint8_t>(ln != nullptr);
-    if (ln) write_linear(w, *ln);
+    if (auto* ln = dynamic_cast<const LinearNode*>(n.state.get())) {
+      w.pod<uint8_t>(kLinearState);
+      write_linear(w, *ln);
+    } else if (auto* dw = dynamic_cast<const DepthwiseConvNode*>(n.state.get())) {
+      w.pod<uint8_t>(kDepthwiseState);
+      write_depthwise(w, *dw);
+    } else {
+      w.pod<uint8_t>(kNoState);
+    }
   }
   w.pod<uint64_t>(m.layers.size());
   for (const LayerPlan& p : m.layers) {
@@ -369,7 +392,18 @@ CompiledModel load_plan(const fs::path& path) {
     n.inputs = ids();
     n.outputs = ids();
     n.attrs = read_attrs(r);
-    if (r.pod<uint8_t>()) n.state = read_linear(r);
+    switch (r.pod<uint8_t>()) {
+      case kNoState:
+        break;
+      case kLinearState:
+        n.state = read_linear(r);
+        break;
+      case kDepthwiseState:
+        n.state = read_depthwise(r);
+        break;
+      default:
+        r.corrupt();
+    }
     g.nodes.push_back(std::move(n));
   }
   uint64_t nlayers = r.pod<uint64_t>();

@@ -266,17 +266,13 @@ void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* 
   });
 }
 
-void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y,
-                         DepthwiseEpilogue epilogue) {
+void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w_by_tap, const float* bias,
+                         float* y, DepthwiseEpilogue epilogue) {
   if (shape.groups != shape.in_channels || shape.out_channels != shape.in_channels)
     fail("channels-last depthwise convolution: {} groups of {} input and {} output channels", shape.groups,
          shape.in_channels, shape.out_channels);
   const Window3 d = to_window3(shape.window);
   const int64_t C = shape.in_channels, kvol = shape.kernel_volume();
-  // The weight as [tap][C], so that a tap's weights load as vectors like its input pixel's channels.
-  std::vector<float> wt(size_t(kvol * C));
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t t = 0; t < kvol; ++t) wt[size_t(t * C + c)] = w[c * kvol + t];
   // Output columns whose windows stay inside the input along the row: [inner_lo, inner_hi).
   int64_t inner_lo = 0, inner_hi = d.out[2];
   while (inner_lo < inner_hi && inner_lo * d.s[2] - d.pb[2] < 0) ++inner_lo;
@@ -297,7 +293,7 @@ void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w,
     int64_t lines = 0;
     for_kernel_lines(d, o0, o1, [&](int64_t k0, int64_t k1, int64_t i0, int64_t i1) {
       line[lines] = x + ((n * d.in[0] + i0) * d.in[1] + i1) * d.in[2] * C;
-      wline[lines++] = wt.data() + (k0 * d.k[1] + k1) * d.k[2] * C;
+      wline[lines++] = w_by_tap + (k0 * d.k[1] + k1) * d.k[2] * C;
     });
     float* yrow = y + row * d.out[2] * C;
     // Columns at the row's ends, whose windows leave the input: each its own taps.

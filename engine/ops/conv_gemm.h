@@ -57,16 +57,17 @@ void conv_as_gemm(const ConvShape& shape, const float* x, const ConvGemm& gemm, 
 void conv_depthwise_direct(const ConvShape& shape, const float* x, const float* w, const float* bias,
                            float* y);
 
-/// The same convolution for one input channel per output channel (group = IC = OC) on channels-last
-/// tensors, x [N][in...][C] -> y [N][out...][C], every output pixel's channels in vector registers; the
-/// same bits as conv_depthwise_direct (then the epilogue: the Relu or the Clip op it took in).
 /// The attributes the optimizer puts on a channels-last depthwise Conv whose ReLU (an int, 1) or Clip (its
 /// bounds, [lo, hi]) it took in.
 inline constexpr const char* kDepthwiseReluAttr = "sparse24_relu";
 inline constexpr const char* kDepthwiseClipAttr = "sparse24_clip";
 
-void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y,
-                         DepthwiseEpilogue epilogue = {});
+/// The same convolution for one input channel per output channel (group = IC = OC) on channels-last
+/// tensors, x [N][in...][C] -> y [N][out...][C], every output pixel's channels in vector registers, with the
+/// weight as [tap][C] (w_by_tap[t·C + c] = W[c][0][t]); the same bits as conv_depthwise_direct (then the
+/// epilogue: the Relu or the Clip op it took in).
+void conv_depthwise_nhwc(const ConvShape& shape, const float* x, const float* w_by_tap, const float* bias,
+                         float* y, DepthwiseEpilogue epilogue = {});
 
 /// The dense ConvGemm: OpenBLAS sgemm (sgemv for one row) on a canonical weight [OC][K] that the caller
 /// keeps alive.

@@ -88,23 +88,15 @@ void run_conv(const Node& node, std::span<const Tensor* const> in, std::span<Ten
   const Tensor* bias = optional_input(in, 2);
   require_dtype(node, x, {DType::f32}, "input X");
   require_dtype(node, w, {DType::f32}, "weight W");
-  const bool nhwc = channels_last(node);  // a depthwise convolution in a channels-last section
-  ConvShape shape = conv_shape(node, nhwc ? channels_first_shape(x.shape()) : x.shape(), w.shape());
+  // A channels-last Conv runs only as a node the optimizer made (ConvLinearNode, DepthwiseConvNode).
+  if (channels_last(node))
+    fail("node '{}' (Conv): a channels-last Conv without its prepared weights", node.name);
+  ConvShape shape = conv_shape(node, x.shape(), w.shape());
   if (bias) {
     require_dtype(node, *bias, {DType::f32}, "bias B");
     if (bias->rank() != 1 || bias->dim(0) != shape.out_channels)
       fail("node '{}' (Conv): bias B has shape {}, expected [{}]", node.name, shape_str(bias->shape()),
            shape.out_channels);
-  }
-  if (nhwc) {
-    out[0] = Tensor::uninitialized(DType::f32, channels_last_shape(shape.output_shape()));
-    DepthwiseEpilogue epilogue;
-    if (node.attrs.get_int(kDepthwiseReluAttr, 0) != 0) epilogue.kind = DepthwiseEpilogue::relu;
-    if (const std::vector<float> clip = node.attrs.get_floats(kDepthwiseClipAttr); clip.size() == 2)
-      epilogue = {DepthwiseEpilogue::clip, clip[0], clip[1]};
-    conv_depthwise_nhwc(shape, x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr,
-                        out[0].data<float>(), epilogue);
-    return;
   }
   out[0] = Tensor(DType::f32, shape.output_shape());
   if (shape.in_channels == shape.groups) {

@@ -694,10 +694,10 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
 // A convolution node keeps what it works out from its attributes and input shape per (attributes, shape):
 // inputs whose batch and image size change from run to run, more shapes than it keeps, and attributes
 // changed between runs must each still compute their own convolution.
-// A depthwise Conv (group = IC = OC) that to_channels_last marked channels-last: the same bits as the
-// channels-first op and the direct loop, for channel counts on and off the kernels' 16-channel vectors,
-// windows inside the row (four pixels at a time, then singles) and leaving it, strides, dilations,
-// asymmetric padding, with and without a bias, and with a fused ReLU or Clip.
+// A depthwise Conv (group = IC = OC) that to_channels_last made channels-last (a DepthwiseConvNode): the
+// same bits as the channels-first op and the direct loop, for channel counts on and off the kernels'
+// 16-channel vectors, windows inside the row (four pixels at a time, then singles) and leaving it, strides,
+// dilations, asymmetric padding, with and without a bias, and with a fused ReLU or Clip set between runs.
 TEST(OpsChannelsLast, DepthwiseConvMatchesTheChannelsFirstOp) {
   uint32_t seed = 500;
   for (const int64_t C : {5, 19, 96})
@@ -713,19 +713,27 @@ TEST(OpsChannelsLast, DepthwiseConvMatchesTheChannelsFirstOp) {
       const std::vector<float> want = as_f32(naive_conv(s, x, w, &bias));
       EXPECT_EQ(as_f32(run(node, {&x, &w, &bias})[0]), want);
       node.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
-      EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w, &bias})[0])), want)
-          << shape_str(c.x_shape) << " kernel " << shape_str(c.w_shape);
-      EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w})[0])), as_f32(naive_conv(s, x, w, nullptr)));
+      const auto run_last = [&](const NodeState& state) {
+        std::vector<Tensor> out(1);
+        const Tensor* in[] = {&xl};
+        state.run(node, in, out);
+        return as_f32(to_nchw(out[0]));
+      };
+      const auto with_bias = DepthwiseConvNode::from_onnx(w, {bias.data<float>(), bias.data<float>() + C});
+      EXPECT_EQ(run_last(*with_bias), want) << shape_str(c.x_shape) << " kernel " << shape_str(c.w_shape);
+      EXPECT_EQ(run_last(*DepthwiseConvNode::from_onnx(w, {})), as_f32(naive_conv(s, x, w, nullptr)));
       // With the ReLU or the Clip fuse_depthwise_activation takes in: the Relu or Clip op's values.
       node.attrs.set(ops::kDepthwiseReluAttr, int64_t(1));
       std::vector<float> want_relu = want;
       for (float& v : want_relu) v = v > 0.0f ? v : 0.0f;
-      EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w, &bias})[0])), want_relu) << shape_str(c.x_shape);
+      EXPECT_EQ(run_last(*with_bias), want_relu) << shape_str(c.x_shape);
       node.attrs.erase(ops::kDepthwiseReluAttr);
       node.attrs.set(ops::kDepthwiseClipAttr, std::vector<float>{-3.0f, 6.0f});
       std::vector<float> want_clip = want;
       for (float& v : want_clip) v = std::min(std::max(v, -3.0f), 6.0f);
-      EXPECT_EQ(as_f32(to_nchw(run(node, {&xl, &w, &bias})[0])), want_clip) << shape_str(c.x_shape);
+      EXPECT_EQ(run_last(*with_bias), want_clip) << shape_str(c.x_shape);
+      // The stateless op refuses a channels-last Conv: only the optimizer's nodes run one.
+      EXPECT_THROW(run(node, {&xl, &w, &bias}), Error);
     }
 }
 
