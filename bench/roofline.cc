@@ -1,6 +1,7 @@
-// The two numbers the CPU kernels are judged against: memory read bandwidth (one and all threads, a cold
-// buffer far larger than the last-level cache) and peak f32 FMA throughput (512-bit FMAs). Prints both; used
-// by docs/performance.md. Times are per-thread CPU time, so other processes on a shared machine distort them
+// The numbers the CPU kernels are judged against: memory read bandwidth (one and all threads, a cold buffer
+// far larger than the last-level cache), peak f32 FMA throughput (512-bit FMAs), and the rates of the 2:4
+// kernels' inner steps (permute + FMA for the GEMV, load + FMA for the panel GEMM). Used by
+// docs/performance.md. Times are per-thread CPU time, so other processes on a shared machine distort them
 // less. Needs AVX-512F and no other part of sparse24.
 #include <immintrin.h>
 #include <omp.h>
@@ -84,6 +85,40 @@ __attribute__((target("avx512f,fma"))) float permute_fma_loop(long iters) {
   return _mm512_reduce_add_ps(s);
 }
 
+// The panel GEMM's step (kernels/cpu/spmm24_panel.h): every FMA reads its own 64-byte line of an
+// L1-resident buffer (16 KiB, as a 64-row panel's Xt block on a 32 KiB L1), 16 independent sums. A core
+// whose L1 delivers fewer 512-bit loads per cycle than it retires FMAs runs this below its FMA peak, and
+// the 2:4 GEMM with it.
+__attribute__((target("avx512f,fma"))) float load_fma_loop(const float* l1, long iters) {
+  __m512 acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+  const __m512 w = _mm512_set1_ps(0.999f);
+  for (long i = 0; i < iters; ++i) {
+    const float* p = l1 + (i & 15) * 16 * 16;  // 16 lines per iteration, 256 lines in all
+    __asm__ volatile("" : "+r"(p));
+    for (int j = 0; j < 16; ++j) acc[j] = _mm512_fmadd_ps(w, _mm512_load_ps(p + 16 * j), acc[j]);
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < 16; ++j) s = _mm512_add_ps(s, acc[j]);
+  return _mm512_reduce_add_ps(s);
+}
+
+// GFLOP/s of load_fma_loop on one thread.
+double load_fma_gflops(volatile float* sink) {
+  const long iters = 10'000'000;
+  float* l1 = static_cast<float*>(std::aligned_alloc(64, 16384));
+  for (int i = 0; i < 4096; ++i) l1[i] = 1e-3f;
+  std::vector<double> gf;
+  for (int rep = 0; rep < 5; ++rep) {
+    const double t0 = thread_seconds();
+    *sink = load_fma_loop(l1, iters);
+    gf.push_back(double(iters) * 16 * 32 / (thread_seconds() - t0) / 1e9);
+  }
+  std::free(l1);
+  std::sort(gf.begin(), gf.end());
+  return gf[gf.size() / 2];
+}
+
 // Billions of (permute, FMA) pairs per second on one thread.
 double permute_fma_pairs(volatile float* sink) {
   const long iters = 20'000'000;
@@ -136,6 +171,8 @@ int main() {
   std::printf(
       "vpermilps + FMA pairs, 1 thread: %.2f G/s (each pair: 16 useful multiply-adds of a 2:4 GEMV)\n",
       permute_fma_pairs(&sink));
+  std::printf("FMAs each loading an L1 line, 1 thread: %.1f GFLOP/s (the 2:4 panel GEMM's step)\n",
+              load_fma_gflops(&sink));
   std::free(buf);
   return 0;
 }
