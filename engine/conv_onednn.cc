@@ -62,6 +62,8 @@ struct OnednnConv::Impl {
       po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
     if (act == reference::Activation::gelu)
       po.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+    if (act == reference::Activation::relu6)  // clip to [alpha, beta]
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.0f, 6.0f);
     if (residual) {  // y += r in the layout the caller gives y, read where the primitive writes y
       po.append_binary(dnnl::algorithm::binary_add,
                        dnnl::memory::desc(dst_dims, dt::f32, plain_tag(rank, channels_last)));

@@ -102,6 +102,8 @@ void LinearLayer::epilogue(int64_t M, float* Y, int64_t ldy) const {
       for (int64_t j = 0; j < n; ++j) y[j] += b[j];
     if (act_ == Activation::relu)
       for (int64_t j = 0; j < n; ++j) y[j] = std::max(y[j], 0.0f);
+    else if (act_ == Activation::relu6)
+      for (int64_t j = 0; j < n; ++j) y[j] = std::min(std::max(y[j], 0.0f), 6.0f);
     else if (act_ == Activation::gelu)
       ops::gelu_f32(y, y, n);
   });

@@ -148,7 +148,10 @@ void ConvLinearNode::run_unpooled(const Node& node, std::span<const Tensor* cons
 }
 
 bool ConvLinearNode::supports_direct(const Node& node) const {
-  return weight_shape.size() == 4 && node.attrs.get_int("group", 1) == 1 &&
+  // Its kernels fuse a ReLU only (direct_conv_weights).
+  const Activation act = layer->activation();
+  return (act == Activation::none || act == Activation::relu) && weight_shape.size() == 4 &&
+         node.attrs.get_int("group", 1) == 1 &&
          weight_shape[1] * weight_shape[2] * weight_shape[3] <= ops::kDirectConvMaxK &&
          ops::channels_last(node);
 }
@@ -325,6 +328,35 @@ std::optional<std::vector<float>> as_vector(const Tensor* t, int64_t n) {
 std::optional<float> as_scalar(const Tensor* t) {
   if (!t || t->dtype() != DType::f32 || t->numel() != 1) return std::nullopt;
   return t->data<float>()[0];
+}
+
+// A Clip's bounds [lo, hi] when both are known when the model loads: from its attributes (before opset 11)
+// or its constant scalar inputs; an absent one is open (-inf or +inf). nullopt where an input is not
+// constant.
+std::optional<std::pair<float, float>> constant_clip_bounds(const Graph& g, const Node& clip) {
+  const auto [lo_attr, hi_attr] = ops::clip_attribute_bounds(clip);
+  std::optional<float> lo = lo_attr, hi = hi_attr;
+  const auto bound = [&](size_t i, std::optional<float>& v) {
+    if (clip.opset >= 11 && clip.inputs.size() > i && clip.inputs[i] != kNoValue)
+      v = as_scalar(constant(g, clip.inputs[i]));
+  };
+  bound(1, lo);
+  bound(2, hi);
+  if (!lo || !hi) return std::nullopt;
+  return std::pair{*lo, *hi};
+}
+
+// The epilogue activation a Relu, Gelu (exact) or Clip node computes, where a layer has one for it:
+// Clip(0, +inf) is a ReLU and Clip(0, 6) a ReLU6 (MobileNetV2's, as PyTorch exports it).
+std::optional<Activation> epilogue_activation(const Graph& g, const Node& n) {
+  if (n.op == "Relu") return Activation::relu;
+  if (n.op == "Gelu" && n.attrs.get_string("approximate", "none") == "none") return Activation::gelu;
+  if (n.op != "Clip") return std::nullopt;
+  const auto bounds = constant_clip_bounds(g, n);
+  if (!bounds || bounds->first != 0.0f) return std::nullopt;
+  if (bounds->second == 6.0f) return Activation::relu6;
+  if (bounds->second == std::numeric_limits<float>::infinity()) return Activation::relu;
+  return std::nullopt;
 }
 
 void erase_marked(Graph& g, const std::vector<bool>& dead) {
@@ -534,10 +566,8 @@ void fuse_epilogues(Graph& g, OptimizeReport& rep) {
       }
     }
     if (layer->activation() != Activation::none) continue;
-    if (r >= 0 && (g.nodes[size_t(r)].op == "Relu" ||
-                   (g.nodes[size_t(r)].op == "Gelu" &&
-                    g.nodes[size_t(r)].attrs.get_string("approximate", "none") == "none"))) {
-      layer->set_activation(g.nodes[size_t(r)].op == "Relu" ? Activation::relu : Activation::gelu);
+    if (const auto act = r >= 0 ? epilogue_activation(g, g.nodes[size_t(r)]) : std::nullopt) {
+      layer->set_activation(*act);
       lin.outputs[0] = g.nodes[size_t(r)].outputs[0];
       dead[size_t(r)] = true;
       ++rep.fused_activations;
@@ -912,18 +942,8 @@ int fuse_depthwise_activation(Graph& g) {
     const Node& act = g.nodes[size_t(r)];
     if (act.op == "Relu") {
       g.nodes[i].attrs.set(ops::kDepthwiseReluAttr, int64_t(1));
-    } else if (act.op == "Clip") {
-      // Bounds from the attributes (before opset 11) or constant scalar inputs; an absent one is open.
-      const auto [lo_attr, hi_attr] = ops::clip_attribute_bounds(act);
-      std::optional<float> lo = lo_attr, hi = hi_attr;
-      const auto bound = [&](size_t i, std::optional<float>& v) {
-        if (act.opset >= 11 && act.inputs.size() > i && act.inputs[i] != kNoValue)
-          v = as_scalar(constant(g, act.inputs[i]));
-      };
-      bound(1, lo);
-      bound(2, hi);
-      if (!lo || !hi) continue;
-      g.nodes[i].attrs.set(ops::kDepthwiseClipAttr, std::vector<float>{*lo, *hi});
+    } else if (const auto bounds = act.op == "Clip" ? constant_clip_bounds(g, act) : std::nullopt) {
+      g.nodes[i].attrs.set(ops::kDepthwiseClipAttr, std::vector<float>{bounds->first, bounds->second});
     } else {
       continue;
     }

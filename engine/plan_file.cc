@@ -210,7 +210,7 @@ std::shared_ptr<LinearNode> read_linear(Reader& r) {
   }
   ln->source_op = r.str();
   uint8_t tactic = r.pod<uint8_t>(), act = r.pod<uint8_t>();
-  if (tactic > uint8_t(Tactic::dense_direct) || act > uint8_t(Activation::gelu)) r.corrupt();
+  if (tactic > uint8_t(Tactic::dense_direct) || act > uint8_t(Activation::relu6)) r.corrupt();
   if (is_cuda(Tactic(tactic)))
     if (std::string why = cuda_unavailable_reason(); !why.empty())
       fail("this plan runs layers on the GPU (built with --device cuda), but {}", why);

@@ -12,7 +12,8 @@ namespace sparse24::engine {
 /// Current format version; older or newer files are refused. 2: the dense-direct tactic and fused pools; 3:
 /// each 2:4 layer's timed kernel; 4: channels-last AveragePool, Concat, Clip and depthwise Conv nodes with
 /// their fused activation (an older sparse24 would run them as channels-first); 5: channels-last depthwise
-/// Conv nodes hold their weight by tap (DepthwiseConvNode) instead of reading it as an input.
+/// Conv nodes hold their weight by tap (DepthwiseConvNode) instead of reading it as an input, and a layer's
+/// epilogue may be ReLU6.
 constexpr uint32_t kPlanVersion = 5;
 
 /// Writes a compiled model atomically.

@@ -19,6 +19,8 @@ float activate(float x, Activation act) {
       return x > 0.0f ? x : 0.0f;
     case Activation::gelu:
       return gelu(x);
+    case Activation::relu6:
+      return x > 0.0f ? (x < 6.0f ? x : 6.0f) : 0.0f;
   }
   return x;
 }

@@ -8,7 +8,8 @@
 namespace sparse24::reference {
 
 /// Epilogue activation fused after the bias.
-enum class Activation : uint8_t { none, relu, gelu };
+/// relu6 = min(max(x, 0), 6): MobileNetV2's ReLU6, exported as Clip(0, 6).
+enum class Activation : uint8_t { none, relu, gelu, relu6 };
 
 /// GELU, the exact erf form: 0.5·x·(1 + erf(x/√2)).
 float gelu(float x);

@@ -14,6 +14,13 @@
 namespace sparse24::cpu {
 namespace {
 
+// The epilogue's ReLU or ReLU6 on a vector of sums (GELU runs on the stored row instead: gelu_row).
+inline __m256 clamp_act(__m256 y, Activation act) {
+  if (act == Activation::relu || act == Activation::relu6) y = _mm256_max_ps(y, _mm256_setzero_ps());
+  if (act == Activation::relu6) y = _mm256_min_ps(y, _mm256_set1_ps(6.0f));
+  return y;
+}
+
 inline __m256 load_values(const float* p) {
   return _mm256_load_ps(p);
 }
@@ -105,7 +112,7 @@ struct PermuteFmaMicro {
         for (int m = 0; m < MR; ++m) {
           __m256 y = kSplit ? _mm256_add_ps(acc[m][v][h], acc1[m][v][h]) : acc[m][v][h];
           if (last && a.bias) y = _mm256_add_ps(y, bias);
-          if (last && a.act == Activation::relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+          if (last) y = clamp_act(y, a.act);
           _mm256_maskstore_ps(Y + m * a.ldy + v * kTileRows + 8 * h, mask[v][h], y);
         }
       }
@@ -202,7 +209,7 @@ struct ShuffleDotMicro {
         for (int m = 0; m < MR; ++m) {
           __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[m][v][h]), scale);
           if (a.bias) y = _mm256_add_ps(y, bias);
-          if (a.act == Activation::relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+          y = clamp_act(y, a.act);
           _mm256_maskstore_ps(Y + m * a.ldy + v * kTileRows + 8 * h, mask[v][h], y);
         }
       }
@@ -314,7 +321,7 @@ struct Avx2Vec {
       for (int64_t i = 0; i < n; ++i) {
         __m256 y = r[i];
         if (a.bias) y = _mm256_add_ps(y, bias);
-        if (a.act == Activation::relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+        y = clamp_act(y, a.act);
         if (a.residual) {
           y = _mm256_add_ps(y, _mm256_maskload_ps(a.residual + (m0 + i) * a.ldy + n0 + 8 * h, mask));
           if (a.residual_relu) y = _mm256_max_ps(y, _mm256_setzero_ps());

@@ -16,6 +16,13 @@
 namespace sparse24::cpu {
 namespace {
 
+// The epilogue's ReLU or ReLU6 on a vector of sums (GELU runs on the stored row instead: gelu_row).
+inline __m512 clamp_act(__m512 y, Activation act) {
+  if (act == Activation::relu || act == Activation::relu6) y = _mm512_max_ps(y, _mm512_setzero_ps());
+  if (act == Activation::relu6) y = _mm512_min_ps(y, _mm512_set1_ps(6.0f));
+  return y;
+}
+
 inline __m512 load_values(const float* p) {
   return _mm512_load_ps(p);
 }
@@ -99,7 +106,7 @@ struct PermuteFmaMicro {
       for (int m = 0; m < MR; ++m) {
         __m512 y = kSplit ? _mm512_add_ps(acc[m][v], acc1[m][v]) : acc[m][v];
         if (last && a.bias) y = _mm512_add_ps(y, bias);
-        if (last && a.act == Activation::relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+        if (last) y = clamp_act(y, a.act);
         float* out = Y + m * a.ldy + v * kTileRows;
         _mm512_mask_storeu_ps(out, mask[v], y);
         if (last && a.act == Activation::gelu) gelu_row(out, mask[v]);
@@ -186,7 +193,7 @@ struct ShuffleDotMicro {
       for (int m = 0; m < MR; ++m) {
         __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[m][v], correction)), scale);
         if (a.bias) y = _mm512_add_ps(y, bias);
-        if (a.act == Activation::relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+        y = clamp_act(y, a.act);
         float* out = Y + m * a.ldy + v * kTileRows;
         _mm512_mask_storeu_ps(out, mask[v], y);
         if (a.act == Activation::gelu) gelu_row(out, mask[v]);
@@ -298,7 +305,7 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
   for (int64_t i = 0; i < rows; ++i) {
     __m512 y = z[i];
     if (a.bias) y = _mm512_add_ps(y, bias);
-    if (a.act == Activation::relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+    y = clamp_act(y, a.act);
     if (a.residual) {
       y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(nmask, a.residual + (m0 + i) * a.ldy + n0));
       if (a.residual_relu) y = _mm512_max_ps(y, _mm512_setzero_ps());

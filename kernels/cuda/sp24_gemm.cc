@@ -81,6 +81,9 @@ void Sp24Gemm::initialize(const Sparse24& weight, const Sp24GemmConfig& config, 
     case reference::Activation::gelu:
       params_.activation = Sp24Activation::gelu;
       break;
+    case reference::Activation::relu6:
+      params_.activation = Sp24Activation::relu6;
+      break;
   }
 }
 

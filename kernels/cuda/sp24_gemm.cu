@@ -65,6 +65,8 @@ __device__ __forceinline__ void store_output(const Sp24LaunchParams& p, int64_t 
       v = v > 0.0f ? v : 0.0f;
     else if (p.activation == Sp24Activation::gelu)
       v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    else if (p.activation == Sp24Activation::relu6)
+      v = v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
     switch (p.output) {
       case Sp24Output::f16:
         static_cast<__half*>(p.y)[at] = __float2half_rn(v);

@@ -14,7 +14,7 @@ enum class Sp24Operand : int { f16, bf16, i8 };
 /// Element type of the output Y.
 enum class Sp24Output : int { f32, f16, bf16, i32 };
 /// Epilogue activation (after the bias).
-enum class Sp24Activation : int { none, relu, gelu };
+enum class Sp24Activation : int { none, relu, gelu, relu6 };
 /// Which kernel computes the product.
 enum class Sp24Kernel : int {
   automatic,  ///< small_m for M <= kSp24SmallMMax, large_m above

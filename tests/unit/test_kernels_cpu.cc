@@ -110,6 +110,13 @@ void check_case(const Spmm24Kernel& k, const Case& c, uint32_t seed, bool full_r
         ASSERT_EQ(got, want) << where << " m=" << m << " n=" << n;
     }
   }
+  // All zero after a ReLU or ReLU6 still tests the clamp, as long as the sums before it were not zero.
+  if (!any_nonzero && (c.act == Activation::relu || c.act == Activation::relu6)) {
+    Case before = c;
+    before.act = Activation::none;
+    const Problem q = make_problem(k.weight_dtype, before, seed, full_range_i8);
+    any_nonzero = std::any_of(q.expect.begin(), q.expect.end(), [](float v) { return v != 0.0f; });
+  }
   ASSERT_TRUE(any_nonzero) << where << ": the reference output is all zero, the case tests nothing";
   if (!two_threads) return;
   const std::vector<float> y2 = run_kernel(k, p, 2);
@@ -144,15 +151,14 @@ const int64_t kNs[] = {1, 3, 8, 15, 16, 17, 64, 384};
 // Full cross product of M and N for the small K; the epilogue rotates over the cases so each K and each M
 // meets every epilogue.
 TEST_P(Spmm24KernelTest, small_k_every_m_and_n) {
-  const Case epilogues[] = {{0, 0, 0, false, Activation::none},
-                            {0, 0, 0, true, Activation::none},
-                            {0, 0, 0, true, Activation::relu},
-                            {0, 0, 0, false, Activation::relu}};
+  const Case epilogues[] = {{0, 0, 0, false, Activation::none}, {0, 0, 0, true, Activation::none},
+                            {0, 0, 0, true, Activation::relu},  {0, 0, 0, false, Activation::relu},
+                            {0, 0, 0, true, Activation::relu6}, {0, 0, 0, false, Activation::relu6}};
   int i = 0;
   for (int64_t K : {4, 8, 12, 20, 64})
     for (int64_t M : kMs)
       for (int64_t N : kNs) {
-        Case c = epilogues[i % 4];
+        Case c = epilogues[i % 6];
         c.M = M, c.N = N, c.K = K;
         // Every fourth case also on 2 threads (the large-K cases all are), to keep the sanitizer run short.
         check_case(GetParam(), c, uint32_t(1000 + i), false, i % 4 == 0);
@@ -167,8 +173,10 @@ TEST_P(Spmm24KernelTest, large_k_subset) {
   for (int64_t K : {300, 768, 3072})
     for (int64_t M : {1, 3, 4, 5, 9, 33, 96, 200})  // 200: on 2 threads 96 and 104 rows (spmm24_run)
       for (int64_t N : {1, 17, 64}) {
-        check_case(GetParam(), {M, N, K, i % 2 == 0, i % 3 == 0 ? Activation::relu : Activation::none},
-                   uint32_t(5000 + i++));
+        const Activation act = i % 3 == 0   ? Activation::relu
+                               : i % 3 == 1 ? Activation::relu6
+                                            : Activation::none;
+        check_case(GetParam(), {M, N, K, i % 2 == 0, act}, uint32_t(5000 + i++));
         if (HasFatalFailure()) return;
       }
 }

@@ -45,6 +45,19 @@ std::vector<Tensor> run(const Node& node, std::vector<const Tensor*> inputs, siz
   return out;
 }
 
+// A lowered convolution node (lower_conv's), on the canonical weight, with its epilogue and tactic set.
+std::shared_ptr<ConvLinearNode> conv_linear_node(const std::vector<int64_t>& onnx_weight_shape,
+                                                 const Tensor& wc, const Tensor& bias, Activation act,
+                                                 Tactic tactic) {
+  auto state = std::make_shared<ConvLinearNode>();
+  state->weight_shape = onnx_weight_shape;
+  state->source_op = "Conv";
+  state->layer = std::make_shared<LinearLayer>(
+      wc, std::vector<float>(bias.data<float>(), bias.data<float>() + bias.numel()), act);
+  state->layer->set_tactic(tactic);
+  return state;
+}
+
 // Small integers in [-4, 4]: sums of products stay exact in f32.
 Tensor int_valued(DType dtype, std::vector<int64_t> shape, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -646,12 +659,7 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
     const std::vector<float> want = as_f32(naive_conv(s, x, w, &bias));
     const Tensor xl = to_nhwc(x);
     for (Tactic t : {Tactic::dense_blas, Tactic::dense_onednn, Tactic::sparse24_cpu}) {
-      auto state = std::make_shared<ConvLinearNode>();
-      state->weight_shape = c.w_shape;
-      state->source_op = "Conv";
-      state->layer = std::make_shared<LinearLayer>(
-          wc, std::vector<float>(bias.data<float>(), bias.data<float>() + OC), Activation::none);
-      state->layer->set_tactic(t);
+      auto state = conv_linear_node(c.w_shape, wc, bias, Activation::none, t);
       Node n = node;
       n.state = state;
       std::vector<Tensor> out(1);
@@ -687,6 +695,19 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
         EXPECT_EQ(as_f32(to_nchw(out[0])), relu_max_pool(naive_conv(s, x, w, &bias), false, ph, pw))
             << tactic_name(t) << " pooled " << ph << "x" << pw << " " << shape_str(c.x_shape);
       }
+      // A fused ReLU6 (a Clip(0, 6) that fuse_epilogues took in), in both layouts: the sums here reach
+      // past both bounds.
+      auto relu6 = conv_linear_node(c.w_shape, wc, bias, Activation::relu6, t);
+      std::vector<float> want6 = want;
+      for (float& v : want6) v = std::min(std::max(v, 0.0f), 6.0f);
+      Node n6 = node;
+      n6.state = relu6;
+      EXPECT_FALSE(relu6->supports_direct(n6));  // the direct kernels fuse a ReLU only
+      relu6->run(n6, in, out);
+      EXPECT_EQ(as_f32(out[0]), want6) << tactic_name(t) << " channels-first ReLU6";
+      n6.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+      relu6->run(n6, in_l, out);
+      EXPECT_EQ(as_f32(to_nchw(out[0])), want6) << tactic_name(t) << " channels-last ReLU6";
     }
   }
 }
@@ -747,12 +768,7 @@ TEST(OpsChannelsLast, ConvNodeFollowsEveryInputShapeAndAttributeChange) {
     for (int64_t ic = 0; ic < 8; ++ic)
       for (int64_t pos = 0; pos < 9; ++pos)
         w.data<float>()[(o * 8 + ic) * 9 + pos] = wc.data<float>()[o * 72 + pos * 8 + ic];
-  auto state = std::make_shared<ConvLinearNode>();
-  state->weight_shape = geometry.w_shape;
-  state->source_op = "Conv";
-  state->layer = std::make_shared<LinearLayer>(
-      wc, std::vector<float>(bias.data<float>(), bias.data<float>() + 16), Activation::none);
-  state->layer->set_tactic(Tactic::sparse24_cpu);
+  auto state = conv_linear_node(geometry.w_shape, wc, bias, Activation::none, Tactic::sparse24_cpu);
   Node n = conv_node(geometry);
   n.state = state;
   n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
@@ -822,11 +838,7 @@ TEST(OpsChannelsLast, ShortKConvAndFusedPoolMatchTheDirectLoopOnEveryIsa) {
         // others, which pool after the convolution.
         if (ph == 1) continue;
         for (Tactic t : {Tactic::dense_direct, Tactic::dense_blas, Tactic::dense_onednn}) {
-          auto state = std::make_shared<ConvLinearNode>();
-          state->weight_shape = c.w_shape;
-          state->source_op = "Conv";
-          state->layer = std::make_shared<LinearLayer>(wc, b, relu ? Activation::relu : Activation::none);
-          state->layer->set_tactic(t);
+          auto state = conv_linear_node(c.w_shape, wc, bias, relu ? Activation::relu : Activation::none, t);
           Node n = node;
           n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
           n.attrs.set(kPoolAttr, std::vector<int64_t>{ph, pw});

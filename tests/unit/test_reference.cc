@@ -21,6 +21,10 @@ TEST(Reference, DenseMatchesHandComputedExample) {
   reference::gemm_dense_f32(2, 3, 4, X, 4, W, 4, b, Activation::relu, Y, 3);
   EXPECT_EQ(Y[1], 0.0f);
   EXPECT_EQ(Y[0], 5.5f);
+  reference::gemm_dense_f32(2, 3, 4, X, 4, W, 4, b, Activation::relu6, Y, 3);
+  EXPECT_EQ(Y[0], 5.5f);
+  EXPECT_EQ(Y[1], 0.0f);
+  EXPECT_EQ(Y[2], 6.0f);
 }
 
 TEST(Reference, GeluIsTheErfForm) {
@@ -46,7 +50,7 @@ TEST_P(Reference24, SparseEqualsDenseOnDecompressedBitForBit) {
   std::normal_distribution<float> normal;
   for (const Shape& s : kShapes)
     for (bool integer : {true, false})
-      for (Activation act : {Activation::none, Activation::relu, Activation::gelu}) {
+      for (Activation act : {Activation::none, Activation::relu, Activation::gelu, Activation::relu6}) {
         Tensor w = test::random_24_tensor(dtype, s.N, s.K, uint32_t(s.M * 7 + s.N * 3 + s.K));
         if (!integer)
           for (int64_t i = 0; i < w.numel(); ++i)
