@@ -148,10 +148,10 @@ void ConvLinearNode::run_unpooled(const Node& node, std::span<const Tensor* cons
 }
 
 bool ConvLinearNode::supports_direct(const Node& node) const {
-  // Its kernels fuse a ReLU only (direct_conv_weights).
+  // Its kernels fuse a ReLU or a ReLU6 only (direct_conv_weights).
   const Activation act = layer->activation();
-  return (act == Activation::none || act == Activation::relu) && weight_shape.size() == 4 &&
-         node.attrs.get_int("group", 1) == 1 &&
+  return (act == Activation::none || act == Activation::relu || act == Activation::relu6) &&
+         weight_shape.size() == 4 && node.attrs.get_int("group", 1) == 1 &&
          weight_shape[1] * weight_shape[2] * weight_shape[3] <= ops::kDirectConvMaxK &&
          ops::channels_last(node);
 }
@@ -164,7 +164,7 @@ void ConvLinearNode::run_direct(const Node& node, const Call& c, const Tensor& x
          node.name, ops::kDirectConvMaxK);
   std::call_once(direct_once_, [&] {
     direct_ = std::make_unique<ops::DirectConvWeights>(
-        ops::direct_conv_weights(layer->weight(), layer->bias(), layer->activation() == Activation::relu));
+        ops::direct_conv_weights(layer->weight(), layer->bias(), layer->activation()));
   });
   ops::conv_direct_nhwc(*direct_, shape, pool_h, pool_w, x.data<float>(), y);
 }

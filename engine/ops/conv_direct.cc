@@ -24,6 +24,7 @@ struct Scalar {
   static reg max(reg a, reg b) { return a > b ? a : b; }
   static reg add(reg a, reg b) { return a + b; }
   static reg relu(reg a) { return a > 0.0f ? a : 0.0f; }
+  static reg min(reg a, reg b) { return a < b ? a : b; }
   static void store(float* p, reg r, int64_t n) {
     if (n > 0) *p = r;
   }
@@ -35,15 +36,20 @@ void conv_direct_rows_portable(const DirectConvArgs& a, int64_t row0, int64_t ro
 
 }  // namespace
 
-DirectConvWeights direct_conv_weights(const Tensor& canonical, const std::vector<float>& bias, bool relu) {
+DirectConvWeights direct_conv_weights(const Tensor& canonical, const std::vector<float>& bias,
+                                      reference::Activation act) {
+  using reference::Activation;
   if (canonical.dtype() != DType::f32 || canonical.rank() != 2 || canonical.dim(1) > kDirectConvMaxK)
     fail("direct convolution: weight {} {} is not f32 [OC][K <= {}]", dtype_name(canonical.dtype()),
          shape_str(canonical.shape()), kDirectConvMaxK);
+  if (act != Activation::none && act != Activation::relu && act != Activation::relu6)
+    fail("direct convolution: its kernels apply no activation but ReLU and ReLU6");
   DirectConvWeights d;
   d.oc = canonical.dim(0);
   d.k = canonical.dim(1);
   d.oc_pad = (d.oc + 63) / 64 * 64;
-  d.relu = relu;
+  d.relu = act != Activation::none;
+  d.relu6 = act == Activation::relu6;
   d.w.assign(size_t(d.k * d.oc_pad), 0.0f);
   d.bias.assign(size_t(d.oc_pad), 0.0f);
   const float* w = canonical.data<float>();
@@ -97,7 +103,7 @@ void conv_direct_nhwc(const DirectConvWeights& w, const ConvShape& shape, int64_
   a.k = k, a.k_offset = k_offset.data();
   a.pool_h = pool_h, a.pool_w = pool_w, a.pool_offset = pool;
   a.w = w.w.data(), a.bias = w.bias.data(), a.y = y;
-  a.oc = w.oc, a.oc_pad = w.oc_pad, a.relu = w.relu;
+  a.oc = w.oc, a.oc_pad = w.oc_pad, a.relu = w.relu, a.relu6 = w.relu6;
   auto* run = conv_direct_rows_portable;
   switch (isa) {
     case cpu::Isa::avx512:

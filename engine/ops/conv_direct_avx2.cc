@@ -15,6 +15,7 @@ struct Avx2 {
   static reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg relu(reg a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
   static void store(float* p, reg r, int64_t n) {

@@ -15,6 +15,7 @@ struct Avx512 {
   static reg broadcast(const float* p) { return _mm512_set1_ps(*p); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg relu(reg a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
   static void store(float* p, reg r, int64_t n) {

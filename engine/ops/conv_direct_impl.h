@@ -1,7 +1,7 @@
 #pragma once
 // The direct convolution's loop nest, shared by the AVX2, AVX-512 and portable builds: each file includes it
-// with its own vector type (V: lanes, load, broadcast, fma, max, add, relu, store of the first n lanes) and
-// compiles it with its own flags, inside an unnamed namespace so the copies never mix at link time.
+// with its own vector type (V: lanes, load, broadcast, fma, max, min, add, relu, store of the first n lanes)
+// and compiles it with its own flags, inside an unnamed namespace so the copies never mix at link time.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -24,7 +24,7 @@ struct DirectConvArgs {
   const int64_t* pool_offset = nullptr;  ///< [pool_h * pool_w]: floats from a pool window's first conv
                                          ///< pixel's input to each of its pixels' inputs
   int64_t oc = 0, oc_pad = 0;
-  bool relu = false;
+  bool relu = false, relu6 = false;
 };
 
 // The loop nest compiled for each ISA (conv_direct_avx2.cc, conv_direct_avx512.cc; the portable one is in
@@ -58,14 +58,16 @@ inline void direct_sums(const DirectConvArgs& a, const float* const* base, int64
   }
 }
 
-// Bias, ReLU and the store of output channels [oc0, oc0 + NV lanes) of one output pixel.
+// Bias, ReLU (or ReLU6) and the store of output channels [oc0, oc0 + NV lanes) of one output pixel.
 template <class V, int NV>
 inline void direct_store(const DirectConvArgs& a, int64_t oc0, const typename V::reg (&y)[NV], float* out) {
+  static constexpr float kSix = 6.0f;
   for (int v = 0; v < NV; ++v) {
     const int64_t c0 = oc0 + v * V::lanes;
     if (c0 >= a.oc) break;
     typename V::reg r = V::add(y[v], V::load(a.bias + c0));
     if (a.relu) r = V::relu(r);
+    if (a.relu6) r = V::min(r, V::broadcast(&kSix));
     V::store(out + c0, r, std::min<int64_t>(V::lanes, a.oc - c0));
   }
 }

@@ -617,7 +617,7 @@ TEST(OpsChannelsLast, PoolsMatchTheChannelsFirstOps) {
 
 // The max pool of act(conv) in the definition's order: pool windows of pool_h x pool_w with equal strides,
 // rows and columns past the last whole window dropped. y [N][OC][OH][OW] -> [N][OC][OH/ph][OW/pw].
-std::vector<float> relu_max_pool(const Tensor& y, bool relu, int64_t ph, int64_t pw) {
+std::vector<float> activated_max_pool(const Tensor& y, Activation act, int64_t ph, int64_t pw) {
   const int64_t N = y.dim(0), OC = y.dim(1), OH = y.dim(2), OW = y.dim(3), PH = OH / ph, PW = OW / pw;
   std::vector<float> out;
   for (int64_t p = 0; p < N * OC; ++p)
@@ -625,10 +625,9 @@ std::vector<float> relu_max_pool(const Tensor& y, bool relu, int64_t ph, int64_t
       for (int64_t j = 0; j < PW; ++j) {
         float m = -std::numeric_limits<float>::infinity();
         for (int64_t a = 0; a < ph; ++a)
-          for (int64_t b = 0; b < pw; ++b) {
-            float v = y.data<float>()[(p * OH + i * ph + a) * OW + j * pw + b];
-            m = std::max(m, relu ? std::max(v, 0.0f) : v);
-          }
+          for (int64_t b = 0; b < pw; ++b)
+            m = std::max(m,
+                         reference::activate(y.data<float>()[(p * OH + i * ph + a) * OW + j * pw + b], act));
         out.push_back(m);
       }
   return out;
@@ -692,7 +691,8 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
         pooled_node.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
         pooled_node.attrs.set(kPoolAttr, std::vector<int64_t>{ph, pw});
         state->run(pooled_node, in_l, out);
-        EXPECT_EQ(as_f32(to_nchw(out[0])), relu_max_pool(naive_conv(s, x, w, &bias), false, ph, pw))
+        EXPECT_EQ(as_f32(to_nchw(out[0])),
+                  activated_max_pool(naive_conv(s, x, w, &bias), Activation::none, ph, pw))
             << tactic_name(t) << " pooled " << ph << "x" << pw << " " << shape_str(c.x_shape);
       }
       // A fused ReLU6 (a Clip(0, 6) that fuse_epilogues took in), in both layouts: the sums here reach
@@ -702,7 +702,6 @@ TEST(OpsChannelsLast, ConvMatchesTheDirectLoopWithEveryTactic) {
       for (float& v : want6) v = std::min(std::max(v, 0.0f), 6.0f);
       Node n6 = node;
       n6.state = relu6;
-      EXPECT_FALSE(relu6->supports_direct(n6));  // the direct kernels fuse a ReLU only
       relu6->run(n6, in, out);
       EXPECT_EQ(as_f32(out[0]), want6) << tactic_name(t) << " channels-first ReLU6";
       n6.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
@@ -822,23 +821,23 @@ TEST(OpsChannelsLast, ShortKConvAndFusedPoolMatchTheDirectLoopOnEveryIsa) {
     const Tensor xl = to_nhwc(x);
     const Tensor wc = ops::conv_weight_canonical(w);
     const std::vector<float> b(bias.data<float>(), bias.data<float>() + bias.numel());
-    for (bool relu : {false, true})
+    for (Activation act : {Activation::none, Activation::relu, Activation::relu6})
       for (auto [ph, pw] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 2}, {3, 2}}) {
-        const std::vector<float> want = relu_max_pool(conv, relu, ph, pw);
+        const std::vector<float> want = activated_max_pool(conv, act, ph, pw);
         const std::vector<int64_t> pooled = {s.batch, s.out_channels, s.window.out[0] / ph,
                                              s.window.out[1] / pw};
-        const ops::DirectConvWeights dw = ops::direct_conv_weights(wc, b, relu);
+        const ops::DirectConvWeights dw = ops::direct_conv_weights(wc, b, act);
         for (cpu::Isa isa : isas) {
           Tensor y(DType::f32, ops::channels_last_shape(pooled));
           ops::conv_direct_nhwc(dw, s, ph, pw, xl.data<float>(), y.data<float>(), isa);
-          EXPECT_EQ(as_f32(to_nchw(y)), want) << cpu::isa_name(isa) << " " << shape_str(c.w_shape) << " relu "
-                                              << relu << " pool " << ph << "x" << pw;
+          EXPECT_EQ(as_f32(to_nchw(y)), want) << cpu::isa_name(isa) << " " << shape_str(c.w_shape)
+                                              << " activation " << int(act) << " pool " << ph << "x" << pw;
         }
         // The fused node (fuse_conv_pool's sparse24_pool attribute) with its direct tactic and with the
         // others, which pool after the convolution.
         if (ph == 1) continue;
         for (Tactic t : {Tactic::dense_direct, Tactic::dense_blas, Tactic::dense_onednn}) {
-          auto state = conv_linear_node(c.w_shape, wc, bias, relu ? Activation::relu : Activation::none, t);
+          auto state = conv_linear_node(c.w_shape, wc, bias, act, t);
           Node n = node;
           n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
           n.attrs.set(kPoolAttr, std::vector<int64_t>{ph, pw});
