@@ -22,16 +22,24 @@ def _w(rng, name, shape, fan_in):
     return numpy_helper.from_array((rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32), name)
 
 
-def mlp(seed=0, sizes=(784, 512, 256, 10)):
-    """Gemm(transB=1) + Relu layers; input pixels [batch, 784]."""
+def mlp(seed=0, sizes=(784, 512, 256, 10), clip=False):
+    """Gemm(transB=1) + Relu layers; input pixels [batch, 784].
+    clip: the activations as Clip instead, alternately Clip(0, 6) (ReLU6) and Clip(0) with no upper bound."""
     rng = np.random.default_rng(seed)
     nodes, inits, x = [], [], "pixels"
+    if clip:
+        inits += [numpy_helper.from_array(np.array(0, np.float32), "zero"),
+                  numpy_helper.from_array(np.array(6, np.float32), "six")]
     for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
         inits += [_w(rng, f"fc{i}.weight", (n, k), k), _w(rng, f"fc{i}.bias", (n,), k)]
         out = "logits" if i == len(sizes) - 2 else f"h{i}"
         nodes.append(helper.make_node("Gemm", [x, f"fc{i}.weight", f"fc{i}.bias"], [out], name=f"fc{i}", transB=1))
         if out != "logits":
-            nodes.append(helper.make_node("Relu", [out], [out + "_relu"], name=f"relu{i}"))
+            if not clip:
+                nodes.append(helper.make_node("Relu", [out], [out + "_relu"], name=f"relu{i}"))
+            else:
+                bounds = ["zero", "six"] if i % 2 == 0 else ["zero"]
+                nodes.append(helper.make_node("Clip", [out] + bounds, [out + "_relu"], name=f"clip{i}"))
             out += "_relu"
         x = out
     return _model(nodes, inits, [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", sizes[0]])],

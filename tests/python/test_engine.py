@@ -48,6 +48,8 @@ def assert_close(got, want, rtol=1e-4):
 rng = np.random.default_rng(7)
 CASES = {
     "mlp": (models.mlp, lambda b: {"pixels": rng.random((b, 784), dtype=np.float32)}),
+    # Clip(0, 6) and Clip(0) as the layers' ReLU6 and ReLU epilogues; inputs large enough to pass 6
+    "mlp_clip": (lambda: models.mlp(clip=True), lambda b: {"pixels": 16 * rng.random((b, 784), dtype=np.float32)}),
     "cnn": (models.cnn, lambda b: {"pixels": rng.random((b, 4, 16, 16), dtype=np.float32)}),
     # one input channel: the stem's K is 9, short enough for the direct kernel and its fused MaxPool
     "cnn_gray": (lambda: models.cnn(channels=1), lambda b: {"pixels": rng.random((b, 1, 16, 16), dtype=np.float32)}),
@@ -100,6 +102,8 @@ def test_plan_file_runs_like_the_model(sparse24, tmp_path, case):
         # the stem and its MaxPool are one node (on the direct kernel where its K is at most 32)
         assert "1 Conv+MaxPool fused" in p.stdout, p.stdout
         assert "1 Conv+GlobalAveragePool fused" in p.stdout, p.stdout  # the block's last convolution
+    if case == "mlp_clip":  # both Clips fused into their Gemms
+        assert "graph: 3 nodes" in p.stdout, p.stdout
     if case.startswith("mobilenet"):
         # the input's Transpose, expand (+ its ReLU, or its Clip(0, 6) as a ReLU6 epilogue), depthwise (+ its
         # ReLU or Clip), project (+ residual + pool)
