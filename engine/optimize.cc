@@ -954,7 +954,7 @@ int fuse_depthwise_activation(Graph& g) {
   return fused;
 }
 
-// Conv (channels-last, no activation or ReLU) -> MaxPool whose window equals its strides, with no padding,
+// Conv (channels-last, no activation, ReLU or ReLU6) -> MaxPool whose window equals its strides, with no padding,
 // dilation or Indices output, where nothing else reads the Conv's output: the Conv takes the pool as its
 // sparse24_pool attribute and the MaxPool's place (ConvLinearNode::run_pooled), and the planner times each
 // tactic with the pool. The direct kernel (short K: ops/conv_direct.h) then keeps each pool window in
@@ -966,8 +966,9 @@ int fuse_conv_pool(Graph& g) {
   int fused = 0;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const auto* conv = dynamic_cast<const ConvLinearNode*>(g.nodes[i].state.get());
+    const Activation act = conv ? conv->layer->activation() : Activation::none;
     if (!conv || g.nodes[i].inputs.size() != 1 || conv->weight_shape.size() != 4 ||
-        (conv->layer->activation() != Activation::none && conv->layer->activation() != Activation::relu))
+        (act != Activation::none && act != Activation::relu && act != Activation::relu6))
       continue;
     const int p = uses.sole_reader(g.nodes[i].outputs[0]);
     if (p < 0) continue;

@@ -46,12 +46,15 @@ def mlp(seed=0, sizes=(784, 512, 256, 10), clip=False):
                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", sizes[-1]])], "mlp")
 
 
-def cnn(seed=0, width=32, channels=4, size=16):
+def cnn(seed=0, width=32, channels=4, size=16, relu6=False):
     """conv-bn-relu, maxpool, a residual block (conv-bn-relu-conv-bn + skip, relu), global pool, Gemm;
-    input pixels [batch, channels, size, size]."""
+    input pixels [batch, channels, size, size]. relu6: the convolutions' ReLUs as Clip(0, 6)."""
     rng = np.random.default_rng(seed)
     c = width
     inits, nodes = [], []
+    if relu6:
+        inits += [numpy_helper.from_array(np.array(0, np.float32), "zero"),
+                  numpy_helper.from_array(np.array(6, np.float32), "six")]
 
     def conv_bn(name, x, cin, cout, relu):
         inits.extend([_w(rng, f"{name}.weight", (cout, cin, 3, 3), cin * 9)])
@@ -63,7 +66,10 @@ def cnn(seed=0, width=32, channels=4, size=16):
                                       ("scale", "bias", "mean", "var")], [f"{name}_bn"], name=f"{name}.bn"))
         if not relu:
             return f"{name}_bn"
-        nodes.append(helper.make_node("Relu", [f"{name}_bn"], [f"{name}_r"], name=f"{name}.relu"))
+        if relu6:
+            nodes.append(helper.make_node("Clip", [f"{name}_bn", "zero", "six"], [f"{name}_r"], name=f"{name}.relu"))
+        else:
+            nodes.append(helper.make_node("Relu", [f"{name}_bn"], [f"{name}_r"], name=f"{name}.relu"))
         return f"{name}_r"
 
     stem = conv_bn("stem", "pixels", channels, c, True)

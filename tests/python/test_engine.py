@@ -53,6 +53,9 @@ CASES = {
     "cnn": (models.cnn, lambda b: {"pixels": rng.random((b, 4, 16, 16), dtype=np.float32)}),
     # one input channel: the stem's K is 9, short enough for the direct kernel and its fused MaxPool
     "cnn_gray": (lambda: models.cnn(channels=1), lambda b: {"pixels": rng.random((b, 1, 16, 16), dtype=np.float32)}),
+    # ReLU6 (Clip(0, 6)) after the convolutions: the stem's fuses with its MaxPool all the same
+    "cnn_relu6": (lambda: models.cnn(channels=1, relu6=True),
+                  lambda b: {"pixels": 8 * rng.random((b, 1, 16, 16), dtype=np.float32)}),
     # the GlobalAveragePool is the graph's output, read channels-last all the same
     "features": (models.conv_features, lambda b: {"pixels": rng.random((b, 3, 12, 12), dtype=np.float32)}),
     # ResNet's stem: a 3-channel image into pixels, a 7x7 stride-2 convolution, a padded 3x3 stride-2 MaxPool
