@@ -24,6 +24,8 @@ using namespace sparse24::cuda;
 
 namespace {
 
+using reference::Activation;
+
 struct Problem {
   int64_t m, n, k;
 };
@@ -108,12 +110,13 @@ void compare(const std::vector<double>& got, const std::vector<double>& want, do
         first_bad >= 0 ? want[size_t(first_bad)] : 0.0);
 }
 
-void test_sp24(DType dtype, const Problem& pr, Sp24Kernel kernel, DType out, bool bias_relu, bool gelu,
-               std::mt19937& rng) {
+void test_sp24(DType dtype, const Problem& pr, Sp24Kernel kernel, DType out, bool with_bias,
+               reference::Activation act, std::mt19937& rng) {
+  const bool gelu = act == reference::Activation::gelu;
   const std::string what = "sp24 " + name(dtype) + "->" + name(out) + " " + kernel_name(kernel) +
                            " m=" + std::to_string(pr.m) + " n=" + std::to_string(pr.n) +
-                           " k=" + std::to_string(pr.k) + (bias_relu ? " +bias+relu" : "") +
-                           (gelu ? " +gelu" : "");
+                           " k=" + std::to_string(pr.k) + (with_bias ? " +bias" : "") + " activation " +
+                           std::to_string(int(act));
   Tensor wd = random_24_dense(pr.n, pr.k, dtype, 3, rng);
   Sparse24 w = compress_24(wd, "test weight");
   Tensor x = random_tensor({pr.m, pr.k}, dtype, 3, rng);
@@ -123,14 +126,12 @@ void test_sp24(DType dtype, const Problem& pr, Sp24Kernel kernel, DType out, boo
 
   Sp24GemmConfig config;
   config.output = out;
-  config.has_bias = bias_relu;
-  config.activation = bias_relu ? reference::Activation::relu
-                      : gelu    ? reference::Activation::gelu
-                                : reference::Activation::none;
+  config.has_bias = with_bias;
+  config.activation = act;
   CHECK(Sp24Gemm::can_implement(w, config).empty(), "%s: can_implement refused: %s", what.c_str(),
         Sp24Gemm::can_implement(w, config).c_str());
   Sp24Gemm op;
-  op.initialize(w, config, bias_relu ? bias.data() : nullptr, nullptr);
+  op.initialize(w, config, with_bias ? bias.data() : nullptr, nullptr);
 
   DeviceBuffer dx(x.nbytes()), dy(size_t(pr.m * pr.n) * dtype_size(out));
   dx.upload(x.bytes(), x.nbytes(), nullptr);
@@ -141,7 +142,7 @@ void test_sp24(DType dtype, const Problem& pr, Sp24Kernel kernel, DType out, boo
   op.run(args, nullptr);
   S24_CUDA_CHECK(cudaDeviceSynchronize());
   compare(download(dy, pr.m * pr.n, out),
-          reference_product(x, w, bias_relu ? &bias : nullptr, config.activation, out), gelu ? 1e-5 : 0.0,
+          reference_product(x, w, with_bias ? &bias : nullptr, config.activation, out), gelu ? 1e-5 : 0.0,
           what);
 }
 
@@ -290,20 +291,22 @@ int main() {
       const DType wide = dtype == DType::i8 ? DType::i32 : DType::f32;
       for (const Problem& pr : problems)
         for (Sp24Kernel kernel : {Sp24Kernel::small_m, Sp24Kernel::large_m}) {
-          test_sp24(dtype, pr, kernel, wide, false, false, rng);
+          test_sp24(dtype, pr, kernel, wide, false, Activation::none, rng);
           if (dtype != DType::i8) {
-            test_sp24(dtype, pr, kernel, narrow, false, false, rng);
-            test_sp24(dtype, pr, kernel, wide, true, false, rng);
+            test_sp24(dtype, pr, kernel, narrow, false, Activation::none, rng);
+            test_sp24(dtype, pr, kernel, wide, true, Activation::relu, rng);
           }
         }
-      if (dtype != DType::i8)
-        test_sp24(dtype, {50, 64, 128}, Sp24Kernel::automatic, DType::f32, false, true, rng);
+      if (dtype != DType::i8) {
+        test_sp24(dtype, {50, 64, 128}, Sp24Kernel::automatic, DType::f32, false, Activation::gelu, rng);
+        test_sp24(dtype, {50, 64, 128}, Sp24Kernel::automatic, DType::f32, true, Activation::relu6, rng);
+      }
       for (Sp24Kernel kernel : {Sp24Kernel::small_m, Sp24Kernel::large_m})
         test_sp24_strided_in_graph(dtype, dtype == DType::i8 ? Problem{70, 72, 144} : Problem{70, 72, 136},
                                    kernel, rng);
       // A problem large enough for many blocks in both grid dimensions.
-      test_sp24(dtype, {520, 1056, 512}, Sp24Kernel::automatic, wide, false, false, rng);
-      test_sp24(dtype, {100, 1056, 512}, Sp24Kernel::automatic, wide, false, false, rng);
+      test_sp24(dtype, {520, 1056, 512}, Sp24Kernel::automatic, wide, false, Activation::none, rng);
+      test_sp24(dtype, {100, 1056, 512}, Sp24Kernel::automatic, wide, false, Activation::none, rng);
     }
 
     CublasDenseGemm cublas;
