@@ -15,12 +15,12 @@ float activate(float x, Activation act) {
   switch (act) {
     case Activation::none:
       return x;
-    case Activation::relu:
-      return x > 0.0f ? x : 0.0f;
+    case Activation::relu:  // a NaN stays NaN, as in onnxruntime's Relu
+      return x < 0.0f ? 0.0f : x;
     case Activation::gelu:
       return gelu(x);
     case Activation::relu6:
-      return x > 0.0f ? (x < 6.0f ? x : 6.0f) : 0.0f;
+      return x < 0.0f ? 0.0f : x > 6.0f ? 6.0f : x;
   }
   return x;
 }

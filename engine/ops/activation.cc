@@ -13,7 +13,8 @@
 namespace sparse24::engine::ops {
 
 void run_relu(const Node& node, std::span<const Tensor* const> in, std::span<Tensor> out) {
-  map_f32(node, required_input(node, in, 0), out[0], [](float x) { return x > 0.0f ? x : 0.0f; });
+  map_f32(node, required_input(node, in, 0), out[0],
+          [](float x) { return x < 0.0f ? 0.0f : x; });  // NaN stays NaN
 }
 
 namespace {

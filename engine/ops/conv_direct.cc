@@ -23,7 +23,7 @@ struct Scalar {
   static reg fma(reg a, reg b, reg c) { return a * b + c; }
   static reg max(reg a, reg b) { return a > b ? a : b; }
   static reg add(reg a, reg b) { return a + b; }
-  static reg relu(reg a) { return a > 0.0f ? a : 0.0f; }
+  static reg relu(reg a) { return a < 0.0f ? 0.0f : a; }
   static reg min(reg a, reg b) { return a < b ? a : b; }
   static void store(float* p, reg r, int64_t n) {
     if (n > 0) *p = r;

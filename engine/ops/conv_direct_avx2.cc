@@ -17,7 +17,7 @@ struct Avx2 {
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
   static reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
-  static reg relu(reg a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+  static reg relu(reg a) { return _mm256_max_ps(_mm256_setzero_ps(), a); }  // NaN stays NaN
   static void store(float* p, reg r, int64_t n) {
     if (n == lanes) return _mm256_storeu_ps(p, r);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

@@ -17,7 +17,7 @@ struct Avx512 {
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
   static reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
-  static reg relu(reg a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
+  static reg relu(reg a) { return _mm512_max_ps(_mm512_setzero_ps(), a); }  // NaN stays NaN
   static void store(float* p, reg r, int64_t n) {
     if (n == lanes) return _mm512_storeu_ps(p, r);
     _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), r);

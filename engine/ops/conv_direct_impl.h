@@ -67,7 +67,7 @@ inline void direct_store(const DirectConvArgs& a, int64_t oc0, const typename V:
     if (c0 >= a.oc) break;
     typename V::reg r = V::add(y[v], V::load(a.bias + c0));
     if (a.relu) r = V::relu(r);
-    if (a.relu6) r = V::min(r, V::broadcast(&kSix));
+    if (a.relu6) r = V::min(V::broadcast(&kSix), r);  // min(6, NaN) is the NaN: V::min returns b then
     V::store(out + c0, r, std::min<int64_t>(V::lanes, a.oc - c0));
   }
 }

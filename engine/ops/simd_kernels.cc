@@ -34,7 +34,7 @@ SPARSE24_SIMD_CLONES void residual_add_f32(float* y, const float* r, int64_t n, 
   if (relu)
     for (int64_t i = 0; i < n; ++i) {
       const float v = y[i] + r[i];
-      y[i] = v > 0.0f ? v : 0.0f;
+      y[i] = v < 0.0f ? 0.0f : v;
     }
   else
     for (int64_t i = 0; i < n; ++i) y[i] += r[i];
@@ -73,7 +73,7 @@ SPARSE24_AI void vstore(float* p, V v) {
 // A depthwise sum after its epilogue (DepthwiseEpilogue), as a vector or a float.
 template <class V>
 SPARSE24_AI V finish(V v, const DepthwiseEpilogue& e) {
-  if (e.kind == DepthwiseEpilogue::relu) return v > V{} ? v : V{};
+  if (e.kind == DepthwiseEpilogue::relu) return v < V{} ? V{} : v;  // a NaN stays NaN
   if (e.kind == DepthwiseEpilogue::clip) {
     const V lo = V{} + e.lo, hi = V{} + e.hi;
     v = v < lo ? lo : v;
@@ -82,7 +82,7 @@ SPARSE24_AI V finish(V v, const DepthwiseEpilogue& e) {
   return v;
 }
 SPARSE24_AI float finish1(float v, const DepthwiseEpilogue& e) {
-  if (e.kind == DepthwiseEpilogue::relu) return v > 0.0f ? v : 0.0f;
+  if (e.kind == DepthwiseEpilogue::relu) return v < 0.0f ? 0.0f : v;
   if (e.kind == DepthwiseEpilogue::clip) {
     v = v < e.lo ? e.lo : v;
     return v > e.hi ? e.hi : v;

@@ -16,8 +16,9 @@ namespace {
 
 // The epilogue's ReLU or ReLU6 on a vector of sums (GELU runs on the stored row instead: gelu_row).
 inline __m256 clamp_act(__m256 y, Activation act) {
-  if (act == Activation::relu || act == Activation::relu6) y = _mm256_max_ps(y, _mm256_setzero_ps());
-  if (act == Activation::relu6) y = _mm256_min_ps(y, _mm256_set1_ps(6.0f));
+  // maxps / minps return their second operand where either is NaN: a NaN sum stays NaN, as in the ops.
+  if (act == Activation::relu || act == Activation::relu6) y = _mm256_max_ps(_mm256_setzero_ps(), y);
+  if (act == Activation::relu6) y = _mm256_min_ps(_mm256_set1_ps(6.0f), y);
   return y;
 }
 
@@ -324,7 +325,7 @@ struct Avx2Vec {
         y = clamp_act(y, a.act);
         if (a.residual) {
           y = _mm256_add_ps(y, _mm256_maskload_ps(a.residual + (m0 + i) * a.ldy + n0 + 8 * h, mask));
-          if (a.residual_relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+          if (a.residual_relu) y = _mm256_max_ps(_mm256_setzero_ps(), y);
         }
         if (image_pool) {
           image_sum = _mm256_add_ps(image_sum, y);

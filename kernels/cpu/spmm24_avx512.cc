@@ -18,8 +18,9 @@ namespace {
 
 // The epilogue's ReLU or ReLU6 on a vector of sums (GELU runs on the stored row instead: gelu_row).
 inline __m512 clamp_act(__m512 y, Activation act) {
-  if (act == Activation::relu || act == Activation::relu6) y = _mm512_max_ps(y, _mm512_setzero_ps());
-  if (act == Activation::relu6) y = _mm512_min_ps(y, _mm512_set1_ps(6.0f));
+  // maxps / minps return their second operand where either is NaN: a NaN sum stays NaN, as in the ops.
+  if (act == Activation::relu || act == Activation::relu6) y = _mm512_max_ps(_mm512_setzero_ps(), y);
+  if (act == Activation::relu6) y = _mm512_min_ps(_mm512_set1_ps(6.0f), y);
   return y;
 }
 
@@ -308,7 +309,7 @@ void store_tile_block(const Spmm24Args& a, int64_t m0, int64_t rows, int64_t til
     y = clamp_act(y, a.act);
     if (a.residual) {
       y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(nmask, a.residual + (m0 + i) * a.ldy + n0));
-      if (a.residual_relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+      if (a.residual_relu) y = _mm512_max_ps(_mm512_setzero_ps(), y);
     }
     if (image_pool) {
       image_sum = _mm512_add_ps(image_sum, y);

@@ -61,12 +61,12 @@ __device__ __forceinline__ void store_output(const Sp24LaunchParams& p, int64_t 
   } else {
     float v = sum;
     if (p.bias) v += p.bias[n];
-    if (p.activation == Sp24Activation::relu)
-      v = v > 0.0f ? v : 0.0f;
+    if (p.activation == Sp24Activation::relu)  // a NaN stays NaN, as on the CPU
+      v = v < 0.0f ? 0.0f : v;
     else if (p.activation == Sp24Activation::gelu)
       v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     else if (p.activation == Sp24Activation::relu6)
-      v = v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+      v = v < 0.0f ? 0.0f : v > 6.0f ? 6.0f : v;
     switch (p.output) {
       case Sp24Output::f16:
         static_cast<__half*>(p.y)[at] = __float2half_rn(v);

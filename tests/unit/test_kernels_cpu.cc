@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <tuple>
@@ -411,6 +412,26 @@ TEST_P(Spmm24KernelTest, rejects_a_weight_of_another_dtype) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("values"), std::string::npos) << e.what();
   }
+}
+
+// A NaN sum stays NaN through a fused ReLU or ReLU6, as in the Relu and Clip ops and onnxruntime: a NaN
+// bias on one channel, every M path (GEMV, panels, tail), the other channels as the reference.
+TEST_P(Spmm24KernelTest, fused_relu_keeps_nan) {
+  for (const Activation act : {Activation::relu, Activation::relu6})
+    for (const int64_t M : {1, 5, 33, 100}) {
+      Problem p = make_problem(GetParam().weight_dtype, {M, 20, 64, true, act}, uint32_t(800 + M));
+      p.bias[3] = std::numeric_limits<float>::quiet_NaN();
+      const std::vector<float> y = run_kernel(GetParam(), p, 2);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < 20; ++n) {
+          const float got = y[size_t(m * p.ldy + n)], want = p.expect[size_t(m * p.ldy + n)];
+          if (n == 3)
+            ASSERT_TRUE(std::isnan(got))
+                << GetParam().name << " act " << int(act) << " M=" << M << " m=" << m;
+          else
+            ASSERT_EQ(got, want) << GetParam().name << " act " << int(act) << " M=" << M << " n=" << n;
+        }
+    }
 }
 
 // A panel GEMM runs its last few rows through the GEMV (panel_gemm's tail) and promises the same bits as a

@@ -852,6 +852,76 @@ TEST(OpsChannelsLast, ShortKConvAndFusedPoolMatchTheDirectLoopOnEveryIsa) {
   }
 }
 
+// A NaN stays NaN through a ReLU or ReLU6, as in onnxruntime's Relu and Clip: the op, fused into the
+// direct and BLAS convolution tactics, and the depthwise node's (a NaN bias on channel 1; the other
+// channels as the direct loop).
+TEST(OpsActivation, ReluKeepsNaNWhereverItRuns) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Tensor v(DType::f32, {3});
+  v.data<float>()[0] = nan, v.data<float>()[1] = -1.0f, v.data<float>()[2] = 2.0f;
+  const std::vector<float> relu = as_f32(run(make_node("Relu"), {&v})[0]);
+  EXPECT_TRUE(std::isnan(relu[0]));
+  EXPECT_EQ(relu[1], 0.0f);
+  EXPECT_EQ(relu[2], 2.0f);
+
+  const ConvCase c = {{1, 4, 6, 5}, {8, 4, 1, 1}, {1, 1}, {1, 1}, {}};  // K = 4: the direct kernels apply
+  const Tensor x = int_valued(DType::f32, c.x_shape, 900), w = int_valued(DType::f32, c.w_shape, 901);
+  Tensor bias = int_valued(DType::f32, {8}, 902);
+  const Tensor xl = to_nhwc(x), wc = ops::conv_weight_canonical(w);
+  const Node node = conv_node(c);
+  const ConvShape s = ops::conv_shape(node, c.x_shape, c.w_shape);
+  const Tensor conv = naive_conv(s, x, w, &bias);
+  bias.data<float>()[1] = nan;
+  const auto check = [&](const Tensor& nchw, Activation act, const std::string& what) {
+    const std::vector<float> got = as_f32(nchw);
+    for (int64_t ch = 0; ch < 8; ++ch)
+      for (int64_t i = 0; i < 30; ++i) {
+        const float g = got[size_t(ch * 30 + i)];
+        if (ch == 1)
+          ASSERT_TRUE(std::isnan(g)) << what << " activation " << int(act);
+        else
+          ASSERT_EQ(g, reference::activate(conv.data<float>()[ch * 30 + i], act))
+              << what << " channel " << ch;
+      }
+  };
+  for (Activation act : {Activation::relu, Activation::relu6}) {
+    // The 2:4 tactic's kernels have their own test (Spmm24KernelTest.fused_relu_keeps_nan). oneDNN's
+    // convolution applies its ReLU and clip post-ops as max/min against 0 and 6, which turn a NaN into 0
+    // (docs/engine.md): its tactic is left out here.
+    for (Tactic t : {Tactic::dense_direct, Tactic::dense_blas}) {
+      auto state = conv_linear_node(c.w_shape, wc, bias, act, t);
+      Node n = node;
+      n.state = state;
+      n.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+      std::vector<Tensor> out(1);
+      const Tensor* in[] = {&xl};
+      state->run(n, in, out);
+      check(to_nchw(out[0]), act, std::string(tactic_name(t)));
+    }
+  }
+  // The depthwise node's fused ReLU.
+  const ConvCase d = {{1, 4, 6, 5}, {4, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, 4};
+  Node dn = conv_node(d);
+  const Tensor dw = int_valued(DType::f32, d.w_shape, 903);
+  Tensor dbias = int_valued(DType::f32, {4}, 904);
+  const Tensor dconv = naive_conv(ops::conv_shape(dn, d.x_shape, d.w_shape), x, dw, &dbias);
+  dbias.data<float>()[1] = nan;
+  dn.attrs.set(ops::kLayoutAttr, std::string("NHWC"));
+  dn.attrs.set(ops::kDepthwiseReluAttr, int64_t(1));
+  const auto depthwise = DepthwiseConvNode::from_onnx(dw, {dbias.data<float>(), dbias.data<float>() + 4});
+  std::vector<Tensor> out(1);
+  const Tensor* in[] = {&xl};
+  depthwise->run(dn, in, out);
+  const std::vector<float> got = as_f32(to_nchw(out[0]));
+  for (int64_t ch = 0; ch < 4; ++ch)
+    for (int64_t i = 0; i < 30; ++i) {
+      if (ch == 1)
+        ASSERT_TRUE(std::isnan(got[size_t(ch * 30 + i)])) << "depthwise";
+      else
+        ASSERT_EQ(got[size_t(ch * 30 + i)], std::max(dconv.data<float>()[ch * 30 + i], 0.0f)) << "depthwise";
+    }
+}
+
 TEST(OpsMatMul, BatchBroadcasting) {
   Tensor a = int_valued(DType::f32, {2, 1, 3, 4}, 21), b = int_valued(DType::f32, {3, 4, 5}, 22);
   Tensor y = run(make_node("MatMul"), {&a, &b})[0];
