@@ -954,12 +954,12 @@ int fuse_depthwise_activation(Graph& g) {
   return fused;
 }
 
-// Conv (channels-last, no activation, ReLU or ReLU6) -> MaxPool whose window equals its strides, with no padding,
-// dilation or Indices output, where nothing else reads the Conv's output: the Conv takes the pool as its
-// sparse24_pool attribute and the MaxPool's place (ConvLinearNode::run_pooled), and the planner times each
-// tactic with the pool. The direct kernel (short K: ops/conv_direct.h) then keeps each pool window in
-// registers, and the full-size activation (the largest tensor of a CNN's stem) is never written or read back;
-// a 2:4 patch kernel pools on its own threads once its output is complete.
+// Conv (channels-last, no activation, ReLU or ReLU6) -> MaxPool whose window equals its strides, with no
+// padding, dilation or Indices output, where nothing else reads the Conv's output: the Conv takes the pool as
+// its sparse24_pool attribute and the MaxPool's place (ConvLinearNode::run_pooled), and the planner times
+// each tactic with the pool. The direct kernel (short K: ops/conv_direct.h) then keeps each pool window in
+// registers, and the full-size activation (the largest tensor of a CNN's stem) is never written or read
+// back; a 2:4 patch kernel pools on its own threads once its output is complete.
 int fuse_conv_pool(Graph& g) {
   Uses uses(g);
   std::vector<bool> dead(g.nodes.size(), false);
